@@ -1,0 +1,87 @@
+package identity
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+)
+
+// Sentinel errors. Every error this package returns wraps one of them (or is one of the typed
+// errors below), so callers test with errors.Is / errors.As. No message ever contains a token.
+var (
+	// ErrUnauthenticated: no identity, or a token that does not prove one.
+	ErrUnauthenticated = errors.New("identity: unauthenticated")
+	// ErrForbidden: a verified identity that a Policy refused.
+	ErrForbidden = errors.New("identity: forbidden")
+	// ErrMalformedToken: the token is not a well-formed JWT (or is larger than the size cap).
+	ErrMalformedToken = errors.New("identity: malformed token")
+	// ErrInvalidToken: well-formed, but the signature, issuer, audience, type or times are wrong.
+	ErrInvalidToken = errors.New("identity: invalid token")
+	// ErrReauthRequired: the session cannot be refreshed any more (invalid_grant); the person
+	// must consent again.
+	ErrReauthRequired = errors.New("identity: re-authentication required")
+)
+
+// Temporal ApplicationError type strings. They are constant so workflows and clients can match
+// on them; see ApplicationError.
+const (
+	TypeUnauthenticated = "oidcflow.Unauthenticated"
+	TypeForbidden       = "oidcflow.Forbidden"
+	TypeTokenExpired    = "oidcflow.TokenExpired"
+	TypeInvalidToken    = "oidcflow.InvalidToken"
+	TypeReauthRequired  = "oidcflow.ReauthRequired"
+)
+
+// TokenExpiredError reports a token whose exp lies in the past (beyond the leeway).
+type TokenExpiredError struct {
+	Expiry time.Time
+}
+
+func (e *TokenExpiredError) Error() string {
+	return fmt.Sprintf("identity: token expired at %s; run `starter login` to get a fresh one",
+		e.Expiry.UTC().Format(time.RFC3339))
+}
+
+// Is makes errors.Is(err, ErrUnauthenticated) true for an expired token.
+func (e *TokenExpiredError) Is(target error) bool { return target == ErrUnauthenticated }
+
+// DeniedError is a policy refusal that explains itself: what was needed, what the identity has.
+type DeniedError struct {
+	Subject string
+	Reason  string // "needs permission can_approve_invoice; has roles [viewer]"
+}
+
+func (e *DeniedError) Error() string {
+	return fmt.Sprintf("identity: %s denied: %s", e.Subject, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrForbidden) true for a denial.
+func (e *DeniedError) Is(target error) bool { return target == ErrForbidden }
+
+// ApplicationError converts an identity error into a non-retryable Temporal ApplicationError
+// with a constant type string, keeping the message (which never holds a token). Errors that
+// are not identity errors are returned unchanged, so transient failures stay retryable.
+func ApplicationError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var typ string
+	var expired *TokenExpiredError
+	switch {
+	case errors.As(err, &expired):
+		typ = TypeTokenExpired
+	case errors.Is(err, ErrReauthRequired):
+		typ = TypeReauthRequired
+	case errors.Is(err, ErrForbidden):
+		typ = TypeForbidden
+	case errors.Is(err, ErrMalformedToken), errors.Is(err, ErrInvalidToken):
+		typ = TypeInvalidToken
+	case errors.Is(err, ErrUnauthenticated):
+		typ = TypeUnauthenticated
+	default:
+		return err
+	}
+	return temporal.NewNonRetryableApplicationError(err.Error(), typ, nil)
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# build.sh compiles the pinned dev servers (Temporal CLI, Vault, Hydra) once into a cache
+# folder keyed by tool, version and go.sum, and links them into bin/ of the clone.
+# A second run, or a fresh clone on the same machine, only relinks.
+#
+# Usage: tools/build.sh [temporal|vault|hydra ...]   (default: all three)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${OIDCFLOW_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/oidcflow}/tools
+mkdir -p "$root/bin" "$cache"
+
+# name:package:build tags:expected minutes on 2 cores
+specs=(
+  "temporal:github.com/temporalio/cli/cmd/temporal::4"
+  "vault:github.com/hashicorp/vault::10"
+  "hydra:github.com/ory/hydra/v2:sqlite,sqlite_omit_load_extension:2"
+)
+
+want=("$@")
+[ ${#want[@]} -gt 0 ] || want=(temporal vault hydra)
+
+build() {
+  local name=$1 pkg=$2 tags=$3 minutes=$4 dir="$root/tools/$1"
+  local version key out
+  version=$(awk -v m="${pkg%/cmd/temporal}" '$1==m {print $2; exit}' "$dir/go.mod")
+  key=$(cat "$dir/go.mod" "$dir/go.sum" | sha256sum | cut -c1-12)
+  out="$cache/$name-$version-$key/$name"
+  if [ -x "$out" ]; then
+    echo "tools: $name $version already built"
+  else
+    echo "tools: building $name $version (about $minutes min on 2 cores; once per machine)"
+    mkdir -p "$(dirname "$out")"
+    local log="$cache/$name-$version-$key/build.log" start=$SECONDS
+    ( cd "$dir" && CGO_ENABLED=1 go build -v -trimpath ${tags:+-tags "$tags"} -o "$out.tmp" "$pkg" ) >"$log" 2>&1 &
+    local pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+      sleep 15
+      kill -0 "$pid" 2>/dev/null || break
+      printf 'tools:   %s: %3ds, %d packages compiled\n' "$name" $((SECONDS - start)) "$(wc -l <"$log")"
+    done
+    if ! wait "$pid"; then
+      echo "tools: building $name failed; last lines of $log:" >&2
+      tail -n 20 "$log" >&2
+      exit 1
+    fi
+    mv "$out.tmp" "$out"
+    echo "tools: built $name $version in $((SECONDS - start))s"
+  fi
+  ln -sfn "$out" "$root/bin/$name"
+}
+
+for spec in "${specs[@]}"; do
+  IFS=: read -r name pkg tags minutes <<<"$spec"
+  for w in "${want[@]}"; do
+    [ "$w" = "$name" ] && build "$name" "$pkg" "$tags" "$minutes"
+  done
+done
+exit 0
