@@ -19,6 +19,7 @@ import (
 type Identity struct {
 	Subject     string    `json:"sub"`
 	Issuer      string    `json:"iss"`
+	Audience    []string  `json:"aud,omitempty"`
 	Name        string    `json:"name,omitempty"`
 	Email       string    `json:"email,omitempty"`
 	Roles       []string  `json:"roles,omitempty"`       // effective roles, nested roles already expanded
