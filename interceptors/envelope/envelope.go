@@ -51,6 +51,11 @@ func Seal(pub *PublicKey, b Binding, c Contents) ([]byte, error) {
 		return nil, err
 	}
 	defer clear(plaintext)
+	return seal(pub, spec, b, plaintext)
+}
+
+// seal builds the envelope around an already encoded plaintext.
+func seal(pub *PublicKey, spec kemSpec, b Binding, plaintext []byte) ([]byte, error) {
 	headerSize := 3 + 1 + 2 + 2 + 2 + 1 + len(pub.id) + 2 + spec.encSize
 	if headerSize+len(plaintext)+tagSize > MaxSize {
 		return nil, ErrTooLarge
