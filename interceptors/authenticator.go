@@ -1,0 +1,76 @@
+package interceptors
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/interceptors/envelope"
+)
+
+// TokenVerifier verifies an ID token; *identity.Verifier is one.
+type TokenVerifier interface {
+	VerifyIDToken(ctx context.Context, raw string) (*identity.Identity, error)
+}
+
+// SessionStore keeps a person's tokens between steps; the Vault-backed token store is one.
+type SessionStore interface {
+	// Deposit stores the tokens of a verified identity as a new session and returns its id.
+	Deposit(ctx context.Context, id *identity.Identity, c envelope.Contents) (sessionID string, err error)
+	// CurrentIDToken returns the session's ID token, refreshing the session when it is due.
+	CurrentIDToken(ctx context.Context, sessionID string) (string, error)
+	// End revokes the session's refresh token at the IdP and destroys the session.
+	End(ctx context.Context, sessionID string) error
+}
+
+// AuthenticatorOptions configure NewAuthenticator. All fields are required.
+type AuthenticatorOptions struct {
+	Keyring  *envelope.Keyring // the pool's current and previous envelope keys
+	Verifier TokenVerifier
+	Sessions SessionStore
+}
+
+// NewAuthenticator returns the production Authenticator: envelopes are opened with the
+// pool's keyring, tokens verified with the Verifier, and sessions kept in the SessionStore.
+func NewAuthenticator(opts AuthenticatorOptions) (Authenticator, error) {
+	if opts.Keyring == nil || opts.Verifier == nil || opts.Sessions == nil {
+		return nil, fmt.Errorf("interceptors: AuthenticatorOptions needs Keyring, Verifier and Sessions")
+	}
+	return &authenticator{opts}, nil
+}
+
+type authenticator struct{ AuthenticatorOptions }
+
+func (a *authenticator) Open(ctx context.Context, b envelope.Binding, sealed []byte, deposit bool) (*identity.Identity, error) {
+	contents, err := a.Keyring.Open(b, sealed)
+	if err != nil {
+		return nil, err
+	}
+	id, err := a.Verifier.VerifyIDToken(ctx, contents.IDToken)
+	if err != nil {
+		return nil, err
+	}
+	if deposit {
+		if id.SessionID, err = a.Sessions.Deposit(ctx, id, contents); err != nil {
+			return nil, err
+		}
+	}
+	return id, nil
+}
+
+func (a *authenticator) Resume(ctx context.Context, sessionID string) (*identity.Identity, error) {
+	raw, err := a.Sessions.CurrentIDToken(ctx, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	id, err := a.Verifier.VerifyIDToken(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	id.SessionID = sessionID
+	return id, nil
+}
+
+func (a *authenticator) End(ctx context.Context, sessionID string) error {
+	return a.Sessions.End(ctx, sessionID)
+}
