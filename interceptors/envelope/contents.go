@@ -11,8 +11,10 @@ import (
 
 // Contents is what an envelope carries: the caller's tokens. It never prints, logs or
 // JSON-encodes its tokens: String, GoString, LogValue and MarshalJSON redact them (they say
-// only which are present), so a Contents that reaches a log or a payload by accident leaks
-// nothing.
+// only which are present), and Format prints String for every verb, so a Contents that reaches
+// a log or a payload by accident leaks nothing. Not done: a Contents held in an unexported
+// struct field is printed by fmt field by field (fmt cannot call its methods there); keep it
+// in exported fields or pointers.
 type Contents struct {
 	IDToken      string
 	AccessToken  string
@@ -50,6 +52,10 @@ func (c Contents) expiryString() string {
 
 // GoString describes c without any token (for %#v).
 func (c Contents) GoString() string { return c.String() }
+
+// Format prints String for every verb, so that %d, %x or %#v cannot print a token either
+// (fmt.Formatter).
+func (c Contents) Format(f fmt.State, verb rune) { _, _ = io.WriteString(f, c.String()) }
 
 // LogValue logs which tokens are present and the expiry, never a token (slog.LogValuer).
 func (c Contents) LogValue() slog.Value {

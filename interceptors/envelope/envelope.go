@@ -4,6 +4,7 @@ import (
 	"crypto/hpke"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -193,6 +194,9 @@ func (r *Keyring) String() string {
 // GoString lists the key ids, never a private key (for %#v).
 func (r *Keyring) GoString() string { return r.String() }
 
+// Format prints String for every verb (fmt.Formatter).
+func (r *Keyring) Format(f fmt.State, verb rune) { _, _ = io.WriteString(f, r.String()) }
+
 // LogValue logs the key ids only (slog.LogValuer).
 func (r *Keyring) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("current", r.current.id), slog.Any("kids", r.ids))
@@ -220,7 +224,7 @@ func (r *Keyring) Open(b Binding, sealed []byte) (Contents, error) {
 	if k.kem != h.kem {
 		return Contents{}, fmt.Errorf("%w (key %q is %v, envelope says %v)", ErrOpen, h.kid, k.kem, h.kem)
 	}
-	rcpt, err := hpke.NewRecipient(h.enc, k.priv, suiteKDF, suiteAEAD, b.info(Version))
+	rcpt, err := hpke.NewRecipient(h.enc, k.priv(), suiteKDF, suiteAEAD, b.info(Version))
 	if err != nil {
 		return Contents{}, ErrOpen
 	}

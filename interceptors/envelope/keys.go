@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 )
@@ -88,10 +89,13 @@ type PublicKey struct {
 // KeyPair is a worker pool's private key with its key id. It prints and logs without its
 // private key; its text form (MarshalText) holds the private key and belongs only in Vault.
 type KeyPair struct {
-	id   string
-	kem  KEM
-	priv hpke.PrivateKey
-	pub  *PublicKey
+	id  string
+	kem KEM
+	pub *PublicKey
+	// priv returns the private key. It is held in a closure because fmt prints the contents
+	// of unexported fields (it cannot call String on them) but never looks inside a func: a
+	// KeyPair inside someone's struct, printed with any verb, shows no key bytes.
+	priv func() hpke.PrivateKey
 }
 
 // GenerateKeyPair returns a new key pair named id for kem (the zero KEM means KEMHybrid).
@@ -114,7 +118,7 @@ func GenerateKeyPair(id string, kem KEM) (*KeyPair, error) {
 }
 
 func newKeyPair(id string, kem KEM, priv hpke.PrivateKey) *KeyPair {
-	return &KeyPair{id: id, kem: kem, priv: priv,
+	return &KeyPair{id: id, kem: kem, priv: func() hpke.PrivateKey { return priv },
 		pub: &PublicKey{id: id, kem: kem, pk: priv.PublicKey()}}
 }
 
@@ -133,7 +137,7 @@ func (k *KeyPair) MarshalText() ([]byte, error) {
 	if k == nil || k.priv == nil {
 		return nil, fmt.Errorf("%w (empty key pair)", ErrInvalidKey)
 	}
-	b, err := k.priv.Bytes()
+	b, err := k.priv().Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("envelope: serialising key %q: %w", k.id, err)
 	}
@@ -169,6 +173,9 @@ func (k KeyPair) String() string {
 
 // GoString describes the key pair without its private key (for %#v).
 func (k KeyPair) GoString() string { return k.String() }
+
+// Format prints String for every verb (fmt.Formatter).
+func (k KeyPair) Format(f fmt.State, verb rune) { _, _ = io.WriteString(f, k.String()) }
 
 // LogValue logs the key id and KEM only (slog.LogValuer).
 func (k KeyPair) LogValue() slog.Value {
