@@ -1,0 +1,149 @@
+// Package config loads oidcflow's configuration from environment variables. Vars is the one
+// list of every variable the binaries read; the README's table is checked against it.
+//
+// An env file (KEY=value lines, as the dev stack writes) named by OIDCFLOW_ENV_FILE fills in
+// what the environment leaves unset; the environment always wins.
+package config
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Var documents one environment variable.
+type Var struct {
+	Name    string
+	Default string
+	Usage   string
+	Secret  bool // never printed
+}
+
+// Vars lists every environment variable oidcflow's binaries read.
+var Vars = []Var{
+	{"OIDCFLOW_ENV_FILE", "", "env file (KEY=value lines) filling in unset variables; `make up` writes `.stack/env`", false},
+	{"TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port", false},
+	{"TEMPORAL_NAMESPACE", "oidcflow", "Temporal namespace (part of every envelope binding)", false},
+	{"OIDCFLOW_TASK_QUEUE", "oidcflow", "task queue of the worker pool", false},
+	{"OIDCFLOW_TEMPORAL_UI_URL", "http://127.0.0.1:8233", "Temporal Web UI base URL, for links the CLI prints", false},
+	{"OIDCFLOW_ISSUER", "", "OIDC issuer URL, exactly as in the tokens' `iss` (required)", false},
+	{"OIDCFLOW_CLIENT_ID", "starter", "public OAuth client of the starter CLI (authorization code + PKCE); the `aud` ID tokens must carry", false},
+	{"OIDCFLOW_REDIRECT_URL", "http://127.0.0.1:8400/callback", "loopback redirect URL of the starter client", false},
+	{"OIDCFLOW_SCOPES", "openid offline_access profile email", "scopes the starter asks for", false},
+	{"OIDCFLOW_WORKER_CLIENT_ID", "worker", "confidential client of the worker: refresh, revocation (RFC 7009), Temporal bearer token", false},
+	{"OIDCFLOW_WORKER_CLIENT_SECRET", "", "secret of the worker client", true},
+	{"OIDCFLOW_TEMPORAL_AUTH", "none", "`none`, or `client-credentials`: the worker sends a bearer token from the worker client to Temporal", false},
+	{"OIDCFLOW_ENVELOPE_PUBLIC_KEY", "", "the worker pool's envelope public key, text form with key id (starters need it)", false},
+	{"OIDCFLOW_ENVELOPE_KEYS_PATH", "envelope-keys", "KV path (in OIDCFLOW_VAULT_KV_MOUNT) of the pool's private envelope keys and propagation secrets", false},
+	{"VAULT_ADDR", "http://127.0.0.1:8200", "Vault address", false},
+	{"OIDCFLOW_VAULT_AUTH", "approle", "Vault auth method of the worker: `approle`, `token` or `kubernetes`", false},
+	{"OIDCFLOW_VAULT_ROLE_ID", "", "AppRole role id (approle)", false},
+	{"OIDCFLOW_VAULT_SECRET_ID", "", "AppRole secret id (approle)", true},
+	{"OIDCFLOW_VAULT_K8S_ROLE", "", "Vault role for Kubernetes auth (kubernetes)", false},
+	{"VAULT_TOKEN", "", "Vault token (token auth; the dev stack's root token for tests)", true},
+	{"OIDCFLOW_VAULT_KV_MOUNT", "oidcflow", "KV v2 mount holding sessions and keys (cas_required)", false},
+	{"OIDCFLOW_VAULT_TRANSIT_KEY", "oidcflow", "Vault Transit key name", false},
+	{"OIDCFLOW_REFRESH_SKEW", "30s", "refresh a session's access token when it expires within this", false},
+	{"OIDCFLOW_LEEWAY", "60s", "clock leeway for exp/nbf/iat", false},
+	{"OIDCFLOW_POSTGRES_URL", "", "PostgreSQL admin URL for just-in-time database grants", true},
+	{"OIDCFLOW_WEBHOOK_URL", "", "Slack-compatible webhook for notifications (empty: none)", false},
+	{"OIDCFLOW_HTTP_ADDR", "127.0.0.1:9090", "worker's metrics (/metrics) and health (/healthz, /readyz) listener", false},
+	{"OIDCFLOW_MAX_CONCURRENT_ACTIVITIES", "0", "worker's max concurrent activity executions (0: SDK default)", false},
+	{"OIDCFLOW_MAX_CONCURRENT_WORKFLOW_TASKS", "0", "worker's max concurrent workflow task executions (0: SDK default)", false},
+	{"OIDCFLOW_SHUTDOWN_TIMEOUT", "30s", "how long SIGTERM waits for in-flight activities to drain", false},
+	{"OIDCFLOW_LOG_FORMAT", "json", "`json` or `text`", false},
+	{"OIDCFLOW_LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`", false},
+}
+
+// Env reads variables: the process environment first, then the env file, then Vars'
+// defaults.
+type Env struct {
+	lookup func(string) (string, bool)
+	file   map[string]string
+}
+
+// FromEnvironment returns an Env over the process environment and OIDCFLOW_ENV_FILE.
+func FromEnvironment() (*Env, error) {
+	return New(os.LookupEnv)
+}
+
+// New returns an Env over lookup (os.LookupEnv in production) and the env file it names.
+func New(lookup func(string) (string, bool)) (*Env, error) {
+	e := &Env{lookup: lookup, file: map[string]string{}}
+	if path, ok := lookup("OIDCFLOW_ENV_FILE"); ok && path != "" {
+		f, err := ReadEnvFile(path)
+		if err != nil {
+			return nil, err
+		}
+		e.file = f
+	}
+	return e, nil
+}
+
+// ReadEnvFile parses KEY=value lines; blank lines and lines starting with # are skipped.
+func ReadEnvFile(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: read env file: %w (run `make up` to create it, or unset OIDCFLOW_ENV_FILE)", err)
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("config: %s: a line without '=' (want KEY=value)", path)
+		}
+		out[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return out, sc.Err()
+}
+
+// String returns the variable's value, or its documented default.
+func (e *Env) String(name string) string {
+	if v, ok := e.lookup(name); ok && v != "" {
+		return v
+	}
+	if v, ok := e.file[name]; ok && v != "" {
+		return v
+	}
+	for _, v := range Vars {
+		if v.Name == name {
+			return v.Default
+		}
+	}
+	panic("config: undocumented variable " + name + "; add it to config.Vars")
+}
+
+// Required returns the variable's value or an error that says how to set it.
+func (e *Env) Required(name string) (string, error) {
+	if v := e.String(name); v != "" {
+		return v, nil
+	}
+	return "", fmt.Errorf("config: %s is not set; export it, or point OIDCFLOW_ENV_FILE at the dev stack's .stack/env", name)
+}
+
+// Duration parses a Go duration variable.
+func (e *Env) Duration(name string) (time.Duration, error) {
+	d, err := time.ParseDuration(e.String(name))
+	if err != nil {
+		return 0, fmt.Errorf("config: %s: %w", name, err)
+	}
+	return d, nil
+}
+
+// Int parses an integer variable.
+func (e *Env) Int(name string) (int, error) {
+	n, err := strconv.Atoi(e.String(name))
+	if err != nil {
+		return 0, fmt.Errorf("config: %s: %w", name, err)
+	}
+	return n, nil
+}
