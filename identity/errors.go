@@ -85,3 +85,43 @@ func ApplicationError(err error) error {
 	}
 	return temporal.NewNonRetryableApplicationError(err.Error(), typ, nil)
 }
+
+// ErrProviderUnavailable: the IdP's JWKS, discovery, introspection or userinfo endpoint could
+// not be reached or answered with an error. It is deliberately not an ErrUnauthenticated:
+// ApplicationError leaves it unchanged so Temporal retries, and nothing was accepted.
+var ErrProviderUnavailable = errors.New("identity: identity provider unavailable")
+
+// tokenError is the error every verification failure returns: one message (never the token)
+// that matches both its kind (ErrMalformedToken or ErrInvalidToken) and ErrUnauthenticated.
+type tokenError struct {
+	kind error
+	msg  string
+}
+
+func (e *tokenError) Error() string   { return e.msg }
+func (e *tokenError) Unwrap() []error { return []error{e.kind, ErrUnauthenticated} }
+
+// malformed reports a token that is not a well-formed JWT (or is over the size cap).
+func malformed(format string, args ...any) error {
+	return &tokenError{kind: ErrMalformedToken, msg: "identity: malformed token: " + fmt.Sprintf(format, args...)}
+}
+
+// invalid reports a well-formed token that must not be accepted.
+func invalid(format string, args ...any) error {
+	return &tokenError{kind: ErrInvalidToken, msg: "identity: invalid token: " + fmt.Sprintf(format, args...)}
+}
+
+// unavailable reports an IdP endpoint failure (retryable).
+func unavailable(format string, args ...any) error {
+	return fmt.Errorf("identity: %s: %w", fmt.Sprintf(format, args...), ErrProviderUnavailable)
+}
+
+// quote renders an attacker-controlled string (a kid, an issuer) for an error message:
+// quoted, and cut to 64 bytes so a hostile value cannot flood logs.
+func quote(s string) string {
+	const max = 64
+	if len(s) > max {
+		return fmt.Sprintf("%q...(%d bytes)", s[:max], len(s))
+	}
+	return fmt.Sprintf("%q", s)
+}

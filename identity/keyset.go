@@ -1,0 +1,283 @@
+package identity
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// maxJWKSKeys bounds how many keys of a JWKS are kept (and so how many a token without kid
+// can be tried against).
+const maxJWKSKeys = 64
+
+// keySet is the oidc.KeySet the Verifier gives go-oidc. Unlike oidc.RemoteKeySet, which
+// refetches the JWKS for every unknown kid, it refetches at most once per cooldown (fetches
+// are single-flight, and a failed fetch counts too), so a flood of tokens with random kids
+// costs the IdP one request per cooldown. Between fetches an unknown kid fails closed, and
+// keys already known keep verifying while the JWKS endpoint is down. It never reads jku,
+// x5u, x5c or jwk from a token (RFC 8725 section 3.10). Static key sets never fetch.
+type keySet struct {
+	url      string // "" for a static key set
+	client   *http.Client
+	now      func() time.Time
+	cooldown time.Duration
+	maxBody  int64
+	algs     []jose.SignatureAlgorithm
+
+	mu        sync.Mutex
+	keys      []jose.JSONWebKey
+	attempted bool      // a fetch was started at least once
+	lastFetch time.Time // start of the last fetch attempt (successful or not)
+	inflight  *fetchCall
+
+	fetches atomic.Int64 // JWKS requests made, for tests and metrics
+}
+
+type fetchCall struct {
+	done chan struct{}
+	keys []jose.JSONWebKey
+	err  error
+}
+
+// sigErrKey carries a *error from Verifier to keySet through go-oidc, which flattens the
+// key set's error with %v: the Verifier reads the typed error from there.
+type sigErrKey struct{}
+
+func newStaticKeySet(keys map[string]crypto.PublicKey, algs []jose.SignatureAlgorithm) (*keySet, error) {
+	ks := &keySet{algs: algs, attempted: true}
+	for kid, k := range keys {
+		switch k.(type) {
+		case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+		default:
+			return nil, fmt.Errorf("identity: static key %q has unsupported type %T; use an RSA, ECDSA or Ed25519 public key", kid, k)
+		}
+		ks.keys = append(ks.keys, jose.JSONWebKey{Key: k, KeyID: kid})
+	}
+	if len(ks.keys) == 0 {
+		return nil, errors.New("identity: no static keys; set VerifierOptions.StaticKeys, JWKSURL or leave both empty for discovery")
+	}
+	return ks, nil
+}
+
+var _ oidc.KeySet = (*keySet)(nil)
+
+// VerifySignature implements oidc.KeySet.
+func (ks *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
+	payload, err := ks.verify(ctx, raw)
+	if err != nil {
+		if slot, ok := ctx.Value(sigErrKey{}).(*error); ok {
+			*slot = err
+		}
+	}
+	return payload, err
+}
+
+func (ks *keySet) verify(ctx context.Context, raw string) ([]byte, error) {
+	jws, err := jose.ParseSigned(raw, ks.algs)
+	if err != nil {
+		return nil, malformed("not a signed JWT with an allowed algorithm")
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, malformed("token carries %d signatures, want 1", len(jws.Signatures))
+	}
+	h := jws.Signatures[0].Protected
+	kid, alg := h.KeyID, h.Algorithm
+
+	keys := ks.cached()
+	payload, known, err := tryKeys(jws, keys, kid, alg)
+	if err == nil {
+		return payload, nil
+	}
+	if known {
+		// The kid names a key we hold and that key says no: a bad signature, not a
+		// rotation. No refetch.
+		return nil, err
+	}
+	keys, err = ks.refresh(ctx)
+	if err != nil {
+		return nil, err
+	}
+	payload, known, err = tryKeys(jws, keys, kid, alg)
+	if err == nil {
+		return payload, nil
+	}
+	if !known && kid != "" {
+		return nil, invalid("signing key %s is not in the issuer's JWKS, even after a refetch; the token was signed by someone else", quote(kid))
+	}
+	return nil, err
+}
+
+// tryKeys verifies jws with the keys matching kid (every key when kid is empty) that can
+// serve alg. known reports whether a key with that kid exists (kid != "") — then a failure
+// is a bad signature, and refetching would not help.
+func tryKeys(jws *jose.JSONWebSignature, keys []jose.JSONWebKey, kid, alg string) (payload []byte, known bool, err error) {
+	tried := 0
+	for i := range keys {
+		k := &keys[i]
+		if kid != "" && k.KeyID != kid { // check:kid-match
+			continue
+		}
+		if k.Algorithm != "" && k.Algorithm != alg {
+			continue
+		}
+		if kid != "" {
+			known = true
+		}
+		tried++
+		if p, err := jws.Verify(k); err == nil {
+			return p, known, nil
+		}
+	}
+	switch {
+	case tried > 0 && kid != "":
+		return nil, known, invalid("signature does not verify with key %s; the token was altered or not signed by the issuer", quote(kid))
+	case tried > 0:
+		return nil, known, invalid("signature does not verify with any of the issuer's %d %s keys (the token has no kid); the token was altered or not signed by the issuer", tried, alg)
+	case kid != "":
+		return nil, false, invalid("signing key %s is unknown", quote(kid))
+	default:
+		return nil, false, invalid("the issuer has no %s key and the token has no kid", alg)
+	}
+}
+
+func (ks *keySet) cached() []jose.JSONWebKey {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	return ks.keys
+}
+
+// refresh returns the JWKS after a refetch, or fails closed when the cooldown since the last
+// attempt has not passed. Concurrent callers share one fetch.
+func (ks *keySet) refresh(ctx context.Context) ([]jose.JSONWebKey, error) {
+	ks.mu.Lock()
+	if ks.url == "" {
+		ks.mu.Unlock()
+		return nil, invalid("signing key unknown and the key set is static (VerifierOptions.StaticKeys); add the key to the configuration")
+	}
+	call := ks.inflight
+	if call == nil {
+		now := ks.now()
+		if ks.attempted && now.Before(ks.lastFetch.Add(ks.cooldown)) { // check:cooldown
+			next := ks.lastFetch.Add(ks.cooldown)
+			ks.mu.Unlock()
+			return nil, invalid("signing key unknown; the JWKS was fetched at %s and is refetched at most every %s (next at %s); if the IdP just rotated keys, retry after that",
+				ks.lastFetch.UTC().Format(time.RFC3339), ks.cooldown, next.UTC().Format(time.RFC3339))
+		}
+		ks.attempted, ks.lastFetch = true, now
+		call = &fetchCall{done: make(chan struct{})}
+		ks.inflight = call
+		ks.mu.Unlock()
+
+		// Detached from the caller's cancellation so one impatient caller does not fail
+		// every waiter; the http.Client's timeout bounds it.
+		call.keys, call.err = ks.fetch(context.WithoutCancel(ctx))
+
+		ks.mu.Lock()
+		if call.err == nil {
+			ks.keys = call.keys
+		}
+		ks.inflight = nil
+		ks.mu.Unlock()
+		close(call.done)
+	} else {
+		ks.mu.Unlock()
+	}
+	select {
+	case <-ctx.Done():
+		return nil, fmt.Errorf("identity: waiting for the JWKS: %w", ctx.Err())
+	case <-call.done:
+	}
+	if call.err != nil {
+		return nil, call.err
+	}
+	return call.keys, nil
+}
+
+// fetch GETs the JWKS (RFC 7517 section 5) with a bounded body. Keys that cannot serve an
+// allowed algorithm are dropped: symmetric ("oct") keys, "use": "enc" keys, keys whose
+// "alg" is not allowed, and key types go-jose does not know.
+func (ks *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
+	ks.fetches.Add(1)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ks.url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("identity: JWKS URL: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	body, err := doBounded(ks.client, req, ks.maxBody)
+	if err != nil {
+		return nil, unavailable("fetching the JWKS failed (%v); known keys keep working, unknown ones are refused until it recovers", err)
+	}
+	var raw struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, unavailable("the JWKS is not a JSON key set: %v", err)
+	}
+	allowed := make(map[string]bool, len(ks.algs))
+	for _, a := range ks.algs {
+		allowed[string(a)] = true
+	}
+	var keys []jose.JSONWebKey
+	for _, r := range raw.Keys {
+		if len(keys) == maxJWKSKeys {
+			break
+		}
+		var k jose.JSONWebKey
+		if err := k.UnmarshalJSON(r); err != nil {
+			continue // unsupported kty/crv or broken key: skip it, keep the others
+		}
+		if k.Use == "enc" || (k.Algorithm != "" && !allowed[k.Algorithm]) {
+			continue
+		}
+		switch k.Key.(type) {
+		case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+		case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey:
+			k = k.Public()
+		default:
+			continue
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// doBounded performs req and returns a 200 response body of at most max bytes.
+func doBounded(c *http.Client, req *http.Request, max int64) ([]byte, error) {
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(body)) > max {
+		return nil, fmt.Errorf("response larger than %d bytes", max)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, &statusError{url: req.URL.Redacted(), code: resp.StatusCode}
+	}
+	return body, nil
+}
+
+// statusError is an IdP endpoint's non-200 answer (the body is not kept: it may echo input).
+type statusError struct {
+	url  string
+	code int
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("%s answered %d", e.url, e.code) }
