@@ -46,7 +46,7 @@ func (a *authenticator) Open(ctx context.Context, b envelope.Binding, sealed []b
 	if err != nil {
 		return nil, err
 	}
-	id, err := a.Verifier.VerifyIDToken(ctx, contents.IDToken)
+	id, err := a.verify(ctx, contents.IDToken)
 	if err != nil {
 		return nil, err
 	}
@@ -63,12 +63,23 @@ func (a *authenticator) Resume(ctx context.Context, sessionID string) (*identity
 	if err != nil {
 		return nil, err
 	}
-	id, err := a.Verifier.VerifyIDToken(ctx, raw)
+	id, err := a.verify(ctx, raw)
 	if err != nil {
 		return nil, err
 	}
 	id.SessionID = sessionID
 	return id, nil
+}
+
+// verify returns a copy of the verified identity, which callers may change: a verifier
+// with a cache hands out shared values.
+func (a *authenticator) verify(ctx context.Context, raw string) (*identity.Identity, error) {
+	id, err := a.Verifier.VerifyIDToken(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	c := *id
+	return &c, nil
 }
 
 func (a *authenticator) End(ctx context.Context, sessionID string) error {

@@ -314,7 +314,7 @@ func (w *workflowOutbound) ExecuteActivity(ctx workflow.Context, activityType st
 }
 
 func (w *workflowOutbound) ExecuteLocalActivity(ctx workflow.Context, activityType string, args ...any) workflow.Future {
-	if !isInternal(activityType) {
+	if ctx.Value(internalKey{}) == nil {
 		w.attach(ctx, reference{Op: opActivity, From: w.runID(ctx)})
 	}
 	return w.Next.ExecuteLocalActivity(ctx, activityType, args...)
@@ -424,12 +424,8 @@ type localActivities struct {
 	keys macKeys
 }
 
-// internalPrefix names the local activities below, which carry no session reference.
-const internalPrefix = "Oidcflow"
-
-func isInternal(activityType string) bool {
-	return len(activityType) > len(internalPrefix) && activityType[:len(internalPrefix)] == internalPrefix
-}
+// internalKey marks the context of the local activities below, which carry no reference.
+type internalKey struct{}
 
 // openInput is the input of the OidcflowOpen local activity.
 type openInput struct {
@@ -484,6 +480,7 @@ func (l *localActivities) OidcflowEnd(ctx context.Context, sessionID string) err
 }
 
 func laContext(ctx workflow.Context, timeout time.Duration) workflow.Context {
+	ctx = workflow.WithValue(ctx, internalKey{}, true)
 	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout:    timeout,
 		ScheduleToCloseTimeout: 10 * time.Minute,

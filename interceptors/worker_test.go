@@ -1,0 +1,248 @@
+package interceptors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/interceptor"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/interceptors/envelope"
+)
+
+// fakeAuth treats an "envelope" as the JSON of a fakeSealed: the identity it proves and the
+// binding it was sealed for. Sessions live in a map.
+type fakeAuth struct {
+	mu       sync.Mutex
+	sessions map[string]*identity.Identity
+	ended    []string
+	resumes  int
+}
+
+type fakeSealed struct {
+	ID      identity.Identity
+	Binding envelope.Binding
+}
+
+func seal(t *testing.T, id identity.Identity, b envelope.Binding) []byte {
+	t.Helper()
+	raw, err := json.Marshal(fakeSealed{id, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func (f *fakeAuth) Open(_ context.Context, b envelope.Binding, sealed []byte, deposit bool) (*identity.Identity, error) {
+	var s fakeSealed
+	if err := json.Unmarshal(sealed, &s); err != nil {
+		return nil, envelope.ErrMalformed
+	}
+	if s.Binding != b {
+		return nil, envelope.ErrOpen
+	}
+	id := s.ID
+	if deposit {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		id.SessionID = "s-" + id.Subject + "-" + b.Operation
+		f.sessions[id.SessionID] = &id
+	}
+	return &id, nil
+}
+
+func (f *fakeAuth) Resume(_ context.Context, sid string) (*identity.Identity, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.resumes++
+	id, ok := f.sessions[sid]
+	if !ok {
+		return nil, identity.ErrReauthRequired
+	}
+	c := *id
+	return &c, nil
+}
+
+func (f *fakeAuth) End(_ context.Context, sid string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ended = append(f.ended, sid)
+	delete(f.sessions, sid)
+	return nil
+}
+
+var secret = []byte("0123456789abcdef0123456789abcdef")
+
+func newEnv(t *testing.T, auth Authenticator, anonymous ...string) *testsuite.TestWorkflowEnvironment {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	wi, err := NewWorkerInterceptor(WorkerOptions{Authenticator: auth, PropagationSecrets: [][]byte{secret}, AllowAnonymous: anonymous})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{wi}})
+	return env
+}
+
+func startHeader(t *testing.T, env *testsuite.TestWorkflowEnvironment, id identity.Identity, wfID string) {
+	t.Helper()
+	p, err := headerConverter.ToPayload(seal(t, id, envelope.Binding{Namespace: "default-test-namespace", WorkflowID: wfID, Operation: "start"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.SetHeader(&commonpb.Header{Fields: map[string]*commonpb.Payload{envelopeHeader: p}})
+}
+
+func whoAmI(ctx context.Context) (string, error) {
+	id, err := identity.FromActivity(ctx)
+	if err != nil {
+		return "", err
+	}
+	return id.Subject, nil
+}
+
+func conformance(ctx workflow.Context) ([]string, error) {
+	var seen []string
+	id, err := identity.FromWorkflow(ctx)
+	if err != nil {
+		return nil, err
+	}
+	seen = append(seen, "workflow:"+id.Subject)
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute})
+	var sub string
+	if err := workflow.ExecuteActivity(ctx, whoAmI).Get(ctx, &sub); err != nil {
+		return nil, err
+	}
+	seen = append(seen, "activity:"+sub)
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: time.Minute})
+	if err := workflow.ExecuteLocalActivity(lctx, whoAmI).Get(ctx, &sub); err != nil {
+		return nil, err
+	}
+	seen = append(seen, "local:"+sub)
+	return seen, nil
+}
+
+func TestWorkerPropagatesIdentityToActivities(t *testing.T) {
+	auth := &fakeAuth{sessions: map[string]*identity.Identity{}}
+	env := newEnv(t, auth)
+	env.RegisterWorkflow(conformance)
+	env.RegisterActivity(whoAmI)
+	startHeader(t, env, identity.Identity{Subject: "bob", Issuer: "https://idp"}, "default-test-workflow-id")
+	env.ExecuteWorkflow(conformance)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	if err := env.GetWorkflowResult(&seen); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(seen, ","); got != "workflow:bob,activity:bob,local:bob" {
+		t.Fatalf("seen %s", got)
+	}
+	if len(auth.ended) != 1 {
+		t.Fatalf("sessions ended: %v, want the run's one session", auth.ended)
+	}
+}
+
+func TestWorkerRefusesMissingOrForeignEnvelope(t *testing.T) {
+	for name, setup := range map[string]func(*testing.T, *testsuite.TestWorkflowEnvironment){
+		"no envelope": func(*testing.T, *testsuite.TestWorkflowEnvironment) {},
+		"other workflow": func(t *testing.T, env *testsuite.TestWorkflowEnvironment) {
+			startHeader(t, env, identity.Identity{Subject: "bob"}, "another-workflow")
+		},
+		"oversized header": func(t *testing.T, env *testsuite.TestWorkflowEnvironment) {
+			p, _ := headerConverter.ToPayload(make([]byte, maxHeaderSize+1))
+			env.SetHeader(&commonpb.Header{Fields: map[string]*commonpb.Payload{envelopeHeader: p}})
+		},
+		"forged reference": func(t *testing.T, env *testsuite.TestWorkflowEnvironment) {
+			p, _ := headerConverter.ToPayload(reference{Version: 1, Session: "s-bob-start", Subject: "bob", Op: opChild})
+			env.SetHeader(&commonpb.Header{Fields: map[string]*commonpb.Payload{sessionHeader: p}})
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			auth := &fakeAuth{sessions: map[string]*identity.Identity{}}
+			env := newEnv(t, auth)
+			env.RegisterWorkflow(conformance)
+			env.RegisterActivity(whoAmI)
+			setup(t, env)
+			env.ExecuteWorkflow(conformance)
+			err := env.GetWorkflowError()
+			var appErr *temporal.ApplicationError
+			if !errors.As(err, &appErr) || !appErr.NonRetryable() || appErr.Type() != identity.TypeUnauthenticated {
+				t.Fatalf("want a non-retryable %s, got %v", identity.TypeUnauthenticated, err)
+			}
+		})
+	}
+}
+
+func anonymous(ctx workflow.Context) (string, error) {
+	if _, err := identity.FromWorkflow(ctx); err == nil {
+		return "", errors.New("unexpected identity")
+	}
+	return "ran", nil
+}
+
+func TestWorkerAllowsListedAnonymousWorkflows(t *testing.T) {
+	env := newEnv(t, &fakeAuth{sessions: map[string]*identity.Identity{}}, "anonymous")
+	env.RegisterWorkflow(anonymous)
+	env.ExecuteWorkflow(anonymous)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReferenceMAC(t *testing.T) {
+	keys, err := newMACKeys([][]byte{secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, _ := newMACKeys([][]byte{[]byte("ffffffffffffffffffffffffffffffff")})
+	good := reference{Session: "s1", Subject: "bob", Op: opChild, From: "run-1"}
+	keys.sign(&good)
+	if err := keys.verify(&good, opChild, "", "run-1"); err != nil {
+		t.Fatalf("valid reference refused: %v", err)
+	}
+	rotated, _ := newMACKeys([][]byte{[]byte("ffffffffffffffffffffffffffffffff"), secret})
+	if err := rotated.verify(&good, opChild, "", "run-1"); err != nil {
+		t.Fatalf("reference signed with the previous key refused: %v", err)
+	}
+	for name, mutate := range map[string]func(r *reference){
+		"session":   func(r *reference) { r.Session = "s2" },
+		"subject":   func(r *reference) { r.Subject = "alice" },
+		"owner":     func(r *reference) { r.Owner = true },
+		"mac":       func(r *reference) { r.MAC[0] ^= 1 },
+		"no mac":    func(r *reference) { r.MAC = nil },
+		"version":   func(r *reference) { r.Version = 2 },
+		"other key": func(r *reference) { old.sign(r) },
+	} {
+		r := good
+		r.MAC = append([]byte(nil), good.MAC...)
+		mutate(&r)
+		if err := keys.verify(&r, opChild, "", "run-1"); !errors.Is(err, ErrBadReference) {
+			t.Errorf("%s changed: got %v, want ErrBadReference", name, err)
+		}
+	}
+	for name, want := range map[string][3]string{
+		"op":     {opContinue, "", "run-1"},
+		"target": {opChild, "ns/wf", "run-1"},
+		"from":   {opChild, "", "run-2"},
+	} {
+		if err := keys.verify(&good, want[0], want[1], want[2]); !errors.Is(err, ErrBadReference) {
+			t.Errorf("other %s accepted", name)
+		}
+	}
+	if _, err := newMACKeys([][]byte{[]byte("short")}); err == nil {
+		t.Error("a short secret was accepted")
+	}
+}
