@@ -1,0 +1,57 @@
+package interceptors
+
+import (
+	"context"
+	"fmt"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
+	"golang.org/x/oauth2"
+
+	"github.com/oidcflow/oidcflow/interceptors/envelope"
+)
+
+// DialOptions configure Dial.
+type DialOptions struct {
+	// Client are the Temporal client options (HostPort, Namespace, Logger, ...). Default:
+	// the SDK's defaults (localhost:7233, namespace "default").
+	Client client.Options
+	// TokenSource yields the caller's token, with an ID token in Extra("id_token"). Required.
+	TokenSource oauth2.TokenSource
+	// PublicKey is the worker pool's envelope key, in text form (the value of
+	// OIDCFLOW_ENVELOPE_PUBLIC_KEY). Required.
+	PublicKey string
+	// OmitRefreshToken: see ClientOptions.OmitRefreshToken. Default false.
+	OmitRefreshToken bool
+}
+
+// Dial connects to Temporal with a client that carries the caller's identity, sealed, on
+// every start, signal, signal-with-start and update. Starting an identity-carrying
+// workflow is then an ordinary ExecuteWorkflow:
+//
+//	c, err := interceptors.Dial(ctx, interceptors.DialOptions{
+//		Client:      client.Options{HostPort: "127.0.0.1:7233", Namespace: "oidcflow"},
+//		TokenSource: tokens, // e.g. an oauth2.Config's TokenSource after login
+//		PublicKey:   os.Getenv("OIDCFLOW_ENVELOPE_PUBLIC_KEY"),
+//	})
+//	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: workflows.TaskQueue},
+//		workflows.AccessRequestWorkflow, input)
+func Dial(ctx context.Context, opts DialOptions) (client.Client, error) {
+	pub, err := envelope.ParsePublicKey(opts.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("interceptors: OIDCFLOW_ENVELOPE_PUBLIC_KEY: %w", err)
+	}
+	ns := opts.Client.Namespace
+	if ns == "" {
+		ns = client.DefaultNamespace
+	}
+	ci, err := NewClientInterceptor(ClientOptions{
+		TokenSource: opts.TokenSource, PublicKey: pub, Namespace: ns, OmitRefreshToken: opts.OmitRefreshToken,
+	})
+	if err != nil {
+		return nil, err
+	}
+	co := opts.Client
+	co.Interceptors = append([]interceptor.ClientInterceptor{ci}, co.Interceptors...)
+	return client.DialContext(ctx, co)
+}
