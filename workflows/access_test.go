@@ -1,0 +1,406 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/oidcflow/oidcflow/activities"
+	"github.com/oidcflow/oidcflow/identity"
+)
+
+func readDemo(d time.Duration) AccessRequestInput {
+	return AccessRequestInput{Resource: "demo", Role: AccessRead, Duration: d, Reason: "investigate ticket 42"}
+}
+
+// dbMock records grants and revokes made through DatabaseActivities mocks.
+type dbMock struct {
+	grants, revokes atomic.Int32
+	lastGrant       activities.GrantAccessInput
+	grantAt         time.Time
+	revokeAt        time.Time
+}
+
+func mockDB(env *testsuite.TestWorkflowEnvironment, m *dbMock) {
+	env.OnActivity(dbAct.GrantAccess, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.GrantAccessInput) (activities.GrantAccessResult, error) {
+			m.grants.Add(1)
+			m.lastGrant, m.grantAt = in, env.Now()
+			return activities.GrantAccessResult{Created: true, Grant: activities.Grant{
+				RoleName: activities.RoleName(in.RequestID, in.Requester), Database: in.Database,
+				GroupRole: activities.GroupRole(in.Database, in.Access), Access: in.Access, ValidUntil: in.ValidUntil,
+			}}, nil
+		}).Maybe()
+	env.OnActivity(dbAct.RevokeAccess, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.RevokeAccessInput) (activities.RevokeAccessResult, error) {
+			m.revokes.Add(1)
+			m.revokeAt = env.Now()
+			return activities.RevokeAccessResult{RoleName: activities.RoleName(in.RequestID, in.Requester), Dropped: true}, nil
+		}).Maybe()
+}
+
+func send(env *testsuite.TestWorkflowEnvironment, after time.Duration, name, id string, arg any) *upd {
+	u := &upd{}
+	env.RegisterDelayedCallback(func() { env.UpdateWorkflow(name, id, u.callbacks(), arg) }, after)
+	return u
+}
+
+func result(t *testing.T, env *testsuite.TestWorkflowEnvironment) AccessRequestResult {
+	t.Helper()
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var res AccessRequestResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	return res
+}
+
+func actions(audit []AuditEntry) []string {
+	var out []string
+	for _, e := range audit {
+		s := e.Action + ":" + e.Outcome
+		if e.Actor != nil {
+			s += ":" + e.Actor.Subject
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func queryStatus(t *testing.T, env *testsuite.TestWorkflowEnvironment) AccessStatus {
+	t.Helper()
+	v, err := env.QueryWorkflow(QueryStatus)
+	require.NoError(t, err)
+	var st AccessStatus
+	require.NoError(t, v.Get(&st))
+	return st
+}
+
+func TestAccessRequestApprovedGrantedAndRevokedAtTheEnd(t *testing.T) {
+	env, n := newEnv(t, "bob")
+	m := &dbMock{}
+	mockDB(env, m)
+	start := env.Now()
+	approve := send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{Comment: "ok"})
+	var during AccessStatus
+	env.RegisterDelayedCallback(func() { during = queryStatus(t, env) }, 2*time.Minute)
+	env.ExecuteWorkflow(AccessRequest, readDemo(2*time.Minute))
+
+	res := result(t, env)
+	require.True(t, approve.succeeded(), "approve: %v", approve.err)
+	require.Equal(t, StateEnded, res.State)
+	require.Equal(t, StateGranted, during.State)
+	require.Equal(t, []string{"carol"}, during.Approvers)
+	require.EqualValues(t, 1, m.grants.Load())
+	require.EqualValues(t, 1, m.revokes.Load())
+	require.Equal(t, "bob", m.lastGrant.Requester)
+	require.Equal(t, "engineering", m.lastGrant.Department)
+	require.Equal(t, AccessRead, m.lastGrant.Access)
+	require.WithinDuration(t, start.Add(time.Minute+2*time.Minute), m.lastGrant.ValidUntil, 0)
+	require.Equal(t, 2*time.Minute, m.revokeAt.Sub(m.grantAt), "revoked when the duration ends")
+	require.Equal(t, []string{"requested:ok:bob", "approve:ok:carol", "granted:ok", "revoked:ok"}, actions(res.Audit))
+	// The audit trail carries the approver's claims.
+	require.Equal(t, []string{"db-approver"}, res.Audit[1].Actor.Roles)
+	require.Equal(t, "engineering", res.Audit[1].Actor.Department)
+	require.Equal(t, []string{"access.requested@db-approver", "access.granted@bob", "access.revoked@bob"}, n.events())
+}
+
+func TestAccessRequestDenied(t *testing.T) {
+	env, n := newEnv(t, "bob")
+	m := &dbMock{}
+	mockDB(env, m)
+	noComment := send(env, time.Minute, UpdateDeny, "deny-carol-1", DenyInput{})
+	deny := send(env, 2*time.Minute, UpdateDeny, "deny-carol-2", DenyInput{Comment: "use the replica"})
+	late := send(env, 3*time.Minute, UpdateApprove, "approve-chuck", ApproveInput{})
+	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
+
+	res := result(t, env)
+	require.True(t, noComment.rejected, "a denial without a comment is rejected by the validator")
+	require.True(t, deny.succeeded(), "deny: %v", deny.err)
+	require.False(t, late.completed && late.err == nil, "no approval after a denial")
+	require.Equal(t, StateDenied, res.State)
+	require.Zero(t, m.grants.Load())
+	require.Zero(t, m.revokes.Load())
+	require.Equal(t, []string{"requested:ok:bob", "deny:ok:carol"}, actions(res.Audit))
+	require.Equal(t, "use the replica", res.Audit[1].Detail)
+	require.Contains(t, n.events(), "access.denied@bob")
+}
+
+func TestAccessRequestSelfApprovalRefused(t *testing.T) {
+	env, _ := newEnv(t, "carol") // carol holds db-approver herself
+	m := &dbMock{}
+	mockDB(env, m)
+	self := send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+	other := send(env, 2*time.Minute, UpdateApprove, "approve-chuck", ApproveInput{})
+	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
+
+	res := result(t, env)
+	require.True(t, self.failed(), "self-approval must be a failed update")
+	var app *temporal.ApplicationError
+	require.ErrorAs(t, self.err, &app)
+	require.Equal(t, identity.TypeForbidden, app.Type())
+	require.Contains(t, self.err.Error(), "person who submitted it")
+	require.True(t, other.succeeded())
+	require.Equal(t, StateEnded, res.State)
+	require.Equal(t, []string{"requested:ok:carol", "approve:refused:carol", "approve:ok:chuck", "granted:ok", "revoked:ok"},
+		actions(res.Audit))
+}
+
+func TestAccessRequestMOfN(t *testing.T) {
+	env, _ := newEnv(t, "bob")
+	m := &dbMock{}
+	mockDB(env, m)
+	cfg := DefaultAccessConfig()
+	cfg.Routes = map[string]Route{"engineering": {ApproverRole: "db-approver", Required: 2}}
+	in := readDemo(time.Hour)
+	in.Config = &cfg
+
+	first := send(env, time.Minute, UpdateApprove, "approve-carol-1", ApproveInput{})
+	again := send(env, 2*time.Minute, UpdateApprove, "approve-carol-2", ApproveInput{})
+	var afterOne AccessStatus
+	env.RegisterDelayedCallback(func() { afterOne = queryStatus(t, env) }, 3*time.Minute)
+	second := send(env, 4*time.Minute, UpdateApprove, "approve-chuck", ApproveInput{})
+	env.ExecuteWorkflow(AccessRequest, in)
+
+	res := result(t, env)
+	require.True(t, first.succeeded())
+	require.True(t, again.failed(), "the same approver does not count twice")
+	require.Contains(t, again.err.Error(), "already approved")
+	require.Equal(t, StatePending, afterOne.State)
+	require.Equal(t, []string{"carol"}, afterOne.Approvers)
+	require.Equal(t, 2, afterOne.Required)
+	require.True(t, second.succeeded())
+	require.Equal(t, StateEnded, res.State)
+	require.Equal(t, []string{"carol", "chuck"}, res.Status.Approvers)
+	require.Equal(t, m.grantAt.Sub(env.Now().Add(-time.Hour)), time.Duration(0), "granted right after the second approval")
+}
+
+func TestAccessRequestEscalation(t *testing.T) {
+	env, n := newEnv(t, "bob")
+	m := &dbMock{}
+	mockDB(env, m)
+	early := send(env, 30*time.Minute, UpdateApprove, "approve-alice-1", ApproveInput{})
+	late := send(env, 90*time.Minute, UpdateApprove, "approve-alice-2", ApproveInput{Comment: "on call"})
+	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
+
+	res := result(t, env)
+	require.True(t, early.failed(), "the escalation role may not approve before the escalation")
+	require.True(t, late.succeeded(), "after escalation the escalation role may approve: %v", late.err)
+	require.Equal(t, StateEnded, res.State)
+	require.True(t, res.Status.Escalated)
+	require.Equal(t, "admin", res.Status.EscalationRole)
+	require.Equal(t, []string{"requested:ok:bob", "approve:refused:alice", "escalated:ok",
+		"approve:ok:alice", "granted:ok", "revoked:ok"}, actions(res.Audit))
+	require.Equal(t, time.Hour, res.Audit[2].Time.Sub(res.Audit[0].Time), "escalated after EscalateAfter")
+	require.Contains(t, n.events(), "access.escalated@admin")
+}
+
+func TestAccessRequestExpires(t *testing.T) {
+	env, n := newEnv(t, "bob")
+	m := &dbMock{}
+	mockDB(env, m)
+	start := env.Now()
+	late := send(env, 25*time.Hour, UpdateApprove, "approve-carol", ApproveInput{})
+	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
+
+	res := result(t, env)
+	require.Equal(t, StateExpired, res.State)
+	require.Zero(t, m.grants.Load())
+	require.False(t, late.succeeded())
+	require.Equal(t, []string{"requested:ok:bob", "escalated:ok", "expired:ok"}, actions(res.Audit))
+	require.Equal(t, 24*time.Hour, res.Audit[2].Time.Sub(start))
+	require.Equal(t, []string{"access.requested@db-approver", "access.escalated@admin", "access.expired@bob"}, n.events())
+}
+
+func TestAccessRequestEarlyRevoke(t *testing.T) {
+	for _, tc := range []struct {
+		name, by string
+	}{
+		{"by requester", "bob"},
+		{"by admin", "alice"},
+		{"by admin through group", "frank"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env, _ := newEnv(t, "bob")
+			m := &dbMock{}
+			mockDB(env, m)
+			send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+			stranger := send(env, 10*time.Minute, UpdateRevoke, "revoke-erin", RevokeInput{Reason: "mine now"})
+			revoke := send(env, 30*time.Minute, UpdateRevoke, "revoke-"+tc.by, RevokeInput{Reason: "done early"})
+			env.ExecuteWorkflow(AccessRequest, readDemo(4*time.Hour))
+
+			res := result(t, env)
+			require.True(t, stranger.failed(), "a person who is neither requester nor admin cannot revoke")
+			require.True(t, revoke.succeeded(), "revoke: %v", revoke.err)
+			require.Equal(t, StateRevoked, res.State)
+			var st AccessStatus
+			require.NoError(t, converterGet(revoke.val, &st))
+			require.Equal(t, StateRevoked, st.State, "the update returns once the role is revoked")
+			require.EqualValues(t, 1, m.revokes.Load())
+			require.Equal(t, 29*time.Minute, m.revokeAt.Sub(m.grantAt))
+			require.Equal(t, []string{"requested:ok:bob", "approve:ok:carol", "granted:ok", "revoke:refused:erin",
+				"revoke:ok:" + tc.by, "revoked:ok:" + tc.by}, actions(res.Audit))
+		})
+	}
+}
+
+func TestAccessRequestWithdrawnWhilePending(t *testing.T) {
+	env, _ := newEnv(t, "bob")
+	m := &dbMock{}
+	mockDB(env, m)
+	send(env, time.Minute, UpdateRevoke, "revoke-bob", RevokeInput{Reason: "not needed"})
+	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
+	res := result(t, env)
+	require.Equal(t, StateRevoked, res.State)
+	require.Zero(t, m.grants.Load())
+	require.Zero(t, m.revokes.Load())
+}
+
+func TestAccessRequestApproverWithoutRoleRefused(t *testing.T) {
+	env, _ := newEnv(t, "bob")
+	m := &dbMock{}
+	mockDB(env, m)
+	noRole := send(env, time.Minute, UpdateApprove, "approve-erin", ApproveInput{})
+	otherDept := send(env, 2*time.Minute, UpdateApprove, "approve-mallory", ApproveInput{})
+	denyNoRole := send(env, 3*time.Minute, UpdateDeny, "deny-erin", DenyInput{Comment: "no"})
+	anonymous := send(env, 4*time.Minute, UpdateApprove, "approve-nobody", ApproveInput{})
+	ok := send(env, 5*time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
+
+	res := result(t, env)
+	for name, u := range map[string]*upd{"erin approve": noRole, "mallory": otherDept, "erin deny": denyNoRole, "anonymous": anonymous} {
+		require.True(t, u.failed(), "%s must be a failed update", name)
+	}
+	var app *temporal.ApplicationError
+	require.ErrorAs(t, noRole.err, &app)
+	require.Equal(t, identity.TypeForbidden, app.Type())
+	require.Contains(t, noRole.err.Error(), `needs role db-approver in department "engineering"`)
+	require.Contains(t, otherDept.err.Error(), `in department "marketing"`)
+	require.ErrorAs(t, anonymous.err, &app)
+	require.Equal(t, identity.TypeUnauthenticated, app.Type())
+	require.True(t, ok.succeeded())
+	require.Equal(t, StateEnded, res.State)
+	require.Equal(t, []string{"requested:ok:bob", "approve:refused:erin", "approve:refused:mallory", "deny:refused:erin",
+		"approve:refused", "approve:ok:carol", "granted:ok", "revoked:ok"}, actions(res.Audit))
+}
+
+func TestAccessRequestGrantRetriedAfterFailure(t *testing.T) {
+	env, _ := newEnv(t, "bob")
+	m := &dbMock{}
+	var calls atomic.Int32
+	env.OnActivity(dbAct.GrantAccess, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.GrantAccessInput) (activities.GrantAccessResult, error) {
+			if calls.Add(1) == 1 {
+				return activities.GrantAccessResult{}, errors.New("connection reset by peer")
+			}
+			m.grants.Add(1)
+			return activities.GrantAccessResult{Grant: activities.Grant{RoleName: activities.RoleName(in.RequestID, in.Requester),
+				ValidUntil: in.ValidUntil}}, nil
+		})
+	env.OnActivity(dbAct.RevokeAccess, mock.Anything, mock.Anything).Return(activities.RevokeAccessResult{Dropped: true}, nil).Once()
+	send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
+
+	res := result(t, env)
+	require.EqualValues(t, 2, calls.Load())
+	require.EqualValues(t, 1, m.grants.Load())
+	require.Equal(t, StateEnded, res.State)
+}
+
+func TestAccessRequestGrantRefusedCleansUp(t *testing.T) {
+	env, n := newEnv(t, "bob")
+	var calls atomic.Int32
+	env.OnActivity(dbAct.GrantAccess, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.GrantAccessInput) (activities.GrantAccessResult, error) {
+			calls.Add(1)
+			return activities.GrantAccessResult{}, identity.ApplicationError(&identity.DeniedError{Subject: "bob", Reason: "department changed"})
+		})
+	env.OnActivity(dbAct.RevokeAccess, mock.Anything, mock.Anything).Return(activities.RevokeAccessResult{}, nil).Once()
+	send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
+
+	require.True(t, env.IsWorkflowCompleted())
+	var app *temporal.ApplicationError
+	require.ErrorAs(t, env.GetWorkflowError(), &app)
+	require.Equal(t, TypeGrantFailed, app.Type())
+	require.EqualValues(t, 1, calls.Load(), "identity refusals are not retried")
+	require.Contains(t, n.events(), "access.failed@bob")
+}
+
+func TestAccessRequestFailingWebhookNeverBlocks(t *testing.T) {
+	env := newTestEnv()
+	env.SetWorkerOptions(testWorkerOptions("bob"))
+	env.RegisterActivity(&activities.DatabaseActivities{})
+	env.RegisterActivity(&activities.NotifyActivities{})
+	env.OnActivity(notifyAct.Notify, mock.Anything, mock.Anything).Return(activities.NotifyResult{}, errors.New("webhook down"))
+	m := &dbMock{}
+	mockDB(env, m)
+	send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
+	res := result(t, env)
+	require.Equal(t, StateEnded, res.State)
+	require.Equal(t, time.Hour, m.revokeAt.Sub(m.grantAt))
+}
+
+func TestAccessRequestCanceledWhileGrantedRevokes(t *testing.T) {
+	env, _ := newEnv(t, "bob")
+	m := &dbMock{}
+	mockDB(env, m)
+	send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+	env.RegisterDelayedCallback(env.CancelWorkflow, 10*time.Minute)
+	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
+	require.True(t, env.IsWorkflowCompleted())
+	require.EqualValues(t, 1, m.revokes.Load())
+	require.Equal(t, 9*time.Minute, m.revokeAt.Sub(m.grantAt))
+}
+
+func TestAccessRequestRejectsBadStarts(t *testing.T) {
+	for _, tc := range []struct {
+		name, starter string
+		in            AccessRequestInput
+		typ           string
+	}{
+		{"no identity", "", readDemo(time.Hour), identity.TypeUnauthenticated},
+		{"no route for department", "dave", readDemo(time.Hour), TypeNoRoute},
+		{"bad resource", "bob", AccessRequestInput{Resource: `demo"; DROP ROLE x; --`, Role: AccessRead, Duration: time.Hour, Reason: "x"}, TypeInvalidInput},
+		{"bad role", "bob", AccessRequestInput{Resource: "demo", Role: "owner", Duration: time.Hour, Reason: "x"}, TypeInvalidInput},
+		{"too long", "bob", readDemo(13 * time.Hour), TypeInvalidInput},
+		{"no duration", "bob", readDemo(0), TypeInvalidInput},
+		{"no reason", "bob", AccessRequestInput{Resource: "demo", Role: AccessRead, Duration: time.Hour}, TypeInvalidInput},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env, _ := newEnv(t, tc.starter)
+			env.ExecuteWorkflow(AccessRequest, tc.in)
+			require.True(t, env.IsWorkflowCompleted())
+			var app *temporal.ApplicationError
+			require.ErrorAs(t, env.GetWorkflowError(), &app)
+			require.Equal(t, tc.typ, app.Type())
+			require.True(t, app.NonRetryable())
+		})
+	}
+}
+
+func TestAccessRequestAuditQuery(t *testing.T) {
+	env, _ := newEnv(t, "bob")
+	mockDB(env, &dbMock{})
+	send(env, time.Minute, UpdateApprove, "approve-erin", ApproveInput{})
+	var audit []AuditEntry
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryAudit)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&audit))
+	}, 2*time.Minute)
+	send(env, 3*time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
+	result(t, env)
+	require.Equal(t, []string{"requested:ok:bob", "approve:refused:erin"}, actions(audit))
+	require.True(t, slices.Equal(audit[0].Actor.Roles, []string{"engineer"}))
+	require.Equal(t, "engineering", audit[0].Actor.Department)
+}
