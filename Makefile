@@ -1,0 +1,52 @@
+# oidcflow: the two commands are `make demo` (run the demo on the dev stack) and
+# `make test` (all unit and integration tests against the dev stack).
+GO           ?= go
+DEVSTACK     := bin/devstack
+TEST_TIMEOUT ?= 45m
+TEST_FLAGS   ?=
+DEMO         ?= ./internal/demo
+
+.PHONY: tools postgres devstack up down status test demo
+
+# tools builds the pinned dev servers once per machine (cache folder) and links bin/.
+tools:
+	@tools/build.sh
+
+# postgres installs PostgreSQL from the Debian packages when its binaries are missing.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v postgres >/dev/null 2>&1; then \
+	  :; \
+	else \
+	  echo "postgres: installing the Debian package postgresql"; \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql || \
+	  { $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; }; \
+	fi
+
+# devstack builds the launcher (also the login/consent app, `devstack serve-idp`).
+devstack:
+	@echo "devstack: building the launcher"
+	@$(GO) build -o $(DEVSTACK) ./internal/devstack/cmd/devstack
+
+up: tools postgres devstack
+	@$(DEVSTACK) up
+
+down: devstack
+	@$(DEVSTACK) down
+
+status: devstack
+	@$(DEVSTACK) status
+
+# test brings the stack up, runs every test with the stack required, and always takes the
+# stack down again; its exit code is the tests'.
+test: tools postgres devstack
+	@$(DEVSTACK) up || { $(DEVSTACK) down; exit 1; }
+	@status=0; \
+	echo "test: OIDCFLOW_REQUIRE_STACK=1 $(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./..."; \
+	OIDCFLOW_REQUIRE_STACK=1 $(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./... || status=$$?; \
+	$(DEVSTACK) down; \
+	exit $$status
+
+# demo brings the stack up (it stays up; `make down` stops it) and runs the demo.
+demo: up
+	@$(GO) run $(DEMO)

@@ -1,0 +1,482 @@
+package devstack
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Options configure a Launcher.
+type Options struct {
+	// Root is the clone's root folder (holding go.mod). Default: found by walking up from
+	// the working directory.
+	Root string
+	// Out receives progress lines. Default: os.Stdout.
+	Out io.Writer
+	// Timeout bounds the wait for each server to become healthy. Default: 90s.
+	Timeout time.Duration
+	// Executable is the devstack binary run as the login/consent app (`serve-idp`).
+	// Default: os.Executable().
+	Executable string
+	// Getenv reads launcher settings (Setting* names). Default: os.Getenv.
+	Getenv func(string) string
+}
+
+// Launcher starts, checks and stops the dev stack.
+type Launcher struct {
+	root, state string
+	out         io.Writer
+	timeout     time.Duration
+	exe         string
+	getenv      func(string) string
+
+	mu  sync.Mutex
+	env map[string]string
+}
+
+// New returns a Launcher.
+func New(o Options) (*Launcher, error) {
+	if o.Root == "" {
+		r, err := FindRoot()
+		if err != nil {
+			return nil, err
+		}
+		o.Root = r
+	}
+	if o.Out == nil {
+		o.Out = os.Stdout
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 90 * time.Second
+	}
+	if o.Executable == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("devstack: %w", err)
+		}
+		o.Executable = exe
+	}
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
+	root, err := filepath.Abs(o.Root)
+	if err != nil {
+		return nil, fmt.Errorf("devstack: %w", err)
+	}
+	return &Launcher{
+		root: root, state: filepath.Join(root, ".stack"), out: o.Out,
+		timeout: o.Timeout, exe: o.Executable, getenv: o.Getenv,
+		env: map[string]string{},
+	}, nil
+}
+
+// FindRoot walks up from the working directory to the folder holding go.mod.
+func FindRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("devstack: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("devstack: go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// EnvFile is the path of the env file written by Up.
+func (l *Launcher) EnvFile() string { return filepath.Join(l.state, "env") }
+
+func (l *Launcher) path(elem ...string) string {
+	return filepath.Join(append([]string{l.state}, elem...)...)
+}
+
+func (l *Launcher) printf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.out, "devstack: "+format+"\n", args...)
+}
+
+func (l *Launcher) setEnv(kv ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := 0; i+1 < len(kv); i += 2 {
+		l.env[kv[i]] = kv[i+1]
+	}
+}
+
+// service is one server of the stack.
+type service struct {
+	name    string
+	binary  string // a substring of its command line, to recognise its pid
+	ports   []int
+	stopSig syscall.Signal
+	// prepare writes config and runs one-off steps (migrations, initdb) before start.
+	prepare func(ctx context.Context) error
+	// command returns argv, env and the user to run as (nil: the launcher's user).
+	command func() (argv, env []string, cred *syscall.Credential, err error)
+	// ready probes health once; nil means healthy.
+	ready func(ctx context.Context) error
+	// seed configures the healthy server idempotently and records env values.
+	seed func(ctx context.Context) error
+}
+
+func (l *Launcher) services() []*service {
+	return []*service{l.postgres(), l.vault(), l.temporal(), l.idp(), l.hydra()}
+}
+
+func (l *Launcher) logPath(s *service) string { return l.path("logs", s.name+".log") }
+func (l *Launcher) pidPath(s *service) string { return l.path("run", s.name+".pid") }
+
+func (l *Launcher) running(s *service) int {
+	pid := readPid(l.pidPath(s))
+	if alive(pid, s.binary) {
+		return pid
+	}
+	return 0
+}
+
+// Up starts what is not running, waits for health, seeds every server and writes the env
+// file. When everything already runs and is healthy it does nothing and says so.
+func (l *Launcher) Up(ctx context.Context) error {
+	start := time.Now()
+	for _, d := range []string{"", "logs", "run"} {
+		if err := os.MkdirAll(l.path(d), 0o755); err != nil {
+			return fmt.Errorf("devstack: %w", err)
+		}
+	}
+	unlock, err := l.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	svcs := l.services()
+	if l.allHealthy(ctx, svcs) {
+		if _, err := os.Stat(l.EnvFile()); err == nil {
+			l.printf("stack already up (env %s); nothing to do", l.rel(l.EnvFile()))
+			l.printf("Temporal Web UI: %s/namespaces/%s/workflows", TemporalUIURL(), TemporalNamespace)
+			return nil
+		}
+	}
+
+	var (
+		wg      sync.WaitGroup
+		errMu   sync.Mutex
+		errs    []error
+		started []*service
+	)
+	for _, s := range svcs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			newly, err := l.upOne(ctx, s)
+			errMu.Lock()
+			defer errMu.Unlock()
+			if newly {
+				started = append(started, s)
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		for _, s := range started {
+			_ = stop(readPid(l.pidPath(s)), s.binary, s.stopSig, 20*time.Second)
+			_ = os.Remove(l.pidPath(s))
+		}
+		if len(started) > 0 {
+			l.printf("stopped the servers this run had started")
+		}
+		return errs[0]
+	}
+	if err := l.writeEnv(); err != nil {
+		return err
+	}
+	l.printf("stack up in %.1fs; env file %s", time.Since(start).Seconds(), l.rel(l.EnvFile()))
+	l.printf("Temporal Web UI: %s/namespaces/%s/workflows", TemporalUIURL(), TemporalNamespace)
+	return nil
+}
+
+// upOne starts s unless it runs, waits for health and seeds it. newly reports whether this
+// call started the process.
+func (l *Launcher) upOne(ctx context.Context, s *service) (newly bool, err error) {
+	t0 := time.Now()
+	fail := func(err error) error {
+		var se *ServerError
+		if errors.As(err, &se) {
+			return err
+		}
+		return &ServerError{Server: s.name, Ports: s.ports, Log: l.rel(l.logPath(s)), Err: err}
+	}
+	var proc *process
+	pid := l.running(s)
+	if pid != 0 {
+		l.printf("%-8s already running (pid %d)", s.name, pid)
+	} else {
+		if err := checkPortsFree(s.ports...); err != nil {
+			return false, fail(err)
+		}
+		if s.prepare != nil {
+			if err := s.prepare(ctx); err != nil {
+				return false, fail(err)
+			}
+		}
+		argv, env, cred, err := s.command()
+		if err != nil {
+			return false, fail(err)
+		}
+		proc, err = spawn(l.root, l.logPath(s), l.pidPath(s), env, cred, argv...)
+		if err != nil {
+			return false, fail(err)
+		}
+		pid, newly = proc.pid, true
+		l.printf("%-8s started (pid %d, log %s)", s.name, pid, l.rel(l.logPath(s)))
+	}
+	if err := l.waitReady(ctx, s, proc); err != nil {
+		return newly, fail(err)
+	}
+	if s.seed != nil {
+		if err := s.seed(ctx); err != nil {
+			return newly, fail(fmt.Errorf("seeding: %w", err))
+		}
+	}
+	l.printf("%-8s healthy and seeded in %.1fs", s.name, time.Since(t0).Seconds())
+	return newly, nil
+}
+
+func (l *Launcher) waitReady(ctx context.Context, s *service, proc *process) error {
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	var last error
+	for {
+		if last = s.ready(ctx); last == nil {
+			return nil
+		}
+		var exited <-chan struct{}
+		if proc != nil {
+			exited = proc.exited
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("process exited: %v", proc.err)
+		case <-ctx.Done():
+			return fmt.Errorf("not healthy within %s: %v", l.timeout, last)
+		case <-time.After(150 * time.Millisecond):
+		}
+	}
+}
+
+func (l *Launcher) allHealthy(ctx context.Context, svcs []*service) bool {
+	for _, s := range svcs {
+		if l.running(s) == 0 {
+			return false
+		}
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := s.ready(pctx)
+		cancel()
+		if err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// Down stops exactly the processes whose pids Up recorded, and says so.
+func (l *Launcher) Down(ctx context.Context) error {
+	unlock, err := l.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	svcs := l.services()
+	// Stop in reverse start order: the apps before the stores they use.
+	var errs []error
+	stopped := 0
+	for i := len(svcs) - 1; i >= 0; i-- {
+		s := svcs[i]
+		pid := readPid(l.pidPath(s))
+		if pid == 0 {
+			continue
+		}
+		if !alive(pid, s.binary) {
+			l.printf("%-8s not running (stale pid %d)", s.name, pid)
+			_ = os.Remove(l.pidPath(s))
+			continue
+		}
+		if err := stop(pid, s.binary, s.stopSig, 30*time.Second); err != nil {
+			errs = append(errs, fmt.Errorf("devstack: stopping %s: %w", s.name, err))
+			continue
+		}
+		_ = os.Remove(l.pidPath(s))
+		stopped++
+		l.printf("%-8s stopped (pid %d)", s.name, pid)
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if stopped == 0 {
+		l.printf("nothing was running")
+	} else {
+		l.printf("stack down (%d servers stopped)", stopped)
+	}
+	return nil
+}
+
+// Status describes each server: pid and health.
+type Status struct {
+	Server  string
+	Pid     int
+	Healthy bool
+	Detail  string
+}
+
+// Status reports every server's state.
+func (l *Launcher) Status(ctx context.Context) []Status {
+	var out []Status
+	for _, s := range l.services() {
+		st := Status{Server: s.name, Pid: l.running(s)}
+		if st.Pid == 0 {
+			st.Detail = "not running"
+		} else {
+			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			if err := s.ready(pctx); err != nil {
+				st.Detail = err.Error()
+			} else {
+				st.Healthy, st.Detail = true, "healthy"
+			}
+			cancel()
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// lock serialises launcher runs on one clone.
+func (l *Launcher) lock() (func(), error) {
+	if err := os.MkdirAll(l.state, 0o755); err != nil {
+		return nil, fmt.Errorf("devstack: %w", err)
+	}
+	f, err := os.OpenFile(l.path("lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("devstack: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("devstack: lock: %w", err)
+	}
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+func (l *Launcher) writeEnv() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	b.WriteString("# oidcflow dev stack (written by `devstack up`; dev secrets, do not share)\n")
+	for _, k := range EnvNames {
+		fmt.Fprintf(&b, "%s=%s\n", k, l.env[k])
+	}
+	var extra []string
+	for k := range l.env {
+		if !contains(EnvNames, k) {
+			extra = append(extra, k)
+		}
+	}
+	sort.Strings(extra)
+	for _, k := range extra {
+		fmt.Fprintf(&b, "%s=%s\n", k, l.env[k])
+	}
+	return writeSecretFile(l.EnvFile(), []byte(b.String()))
+}
+
+func (l *Launcher) rel(p string) string {
+	if r, err := filepath.Rel(l.root, p); err == nil {
+		return r
+	}
+	return p
+}
+
+// writeSecretFile writes data with mode 0600 (atomically).
+func writeSecretFile(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("devstack: %w", err)
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return fmt.Errorf("devstack: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("devstack: %w", err)
+	}
+	return nil
+}
+
+// loadOrCreateJSON reads v from path, or fills it with create() and saves it (mode 0600).
+func loadOrCreateJSON(path string, v any, create func() error) error {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return json.Unmarshal(b, v)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := create(); err != nil {
+		return err
+	}
+	b, err = json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeSecretFile(path, b)
+}
+
+func randomSecret(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// httpGetOK probes url and returns nil on a 2xx answer.
+func httpGetOK(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
+}
