@@ -130,11 +130,11 @@ func tryKeys(jws *jose.JSONWebSignature, keys []jose.JSONWebKey, kid, alg string
 		if kid != "" && k.KeyID != kid { // check:kid-match
 			continue
 		}
-		if k.Algorithm != "" && k.Algorithm != alg {
-			continue
-		}
 		if kid != "" {
 			known = true
+		}
+		if k.Algorithm != "" && k.Algorithm != alg { // check:key-alg
+			continue
 		}
 		tried++
 		if p, err := jws.Verify(k); err == nil {
@@ -146,6 +146,8 @@ func tryKeys(jws *jose.JSONWebSignature, keys []jose.JSONWebKey, kid, alg string
 		return nil, known, invalid("signature does not verify with key %s; the token was altered or not signed by the issuer", quote(kid))
 	case tried > 0:
 		return nil, known, invalid("signature does not verify with any of the issuer's %d %s keys (the token has no kid); the token was altered or not signed by the issuer", tried, alg)
+	case known:
+		return nil, known, invalid("key %s is not for algorithm %s; the token was not signed by the issuer", quote(kid), alg)
 	case kid != "":
 		return nil, false, invalid("signing key %s is unknown", quote(kid))
 	default:
