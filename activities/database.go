@@ -186,18 +186,11 @@ func roleComment(ctx context.Context, tx pgx.Tx, role string) (exists bool, comm
 // The role has no password: connecting is left to the database's own authentication (client
 // certificates, a proxy, or a secrets engine); no credential ever enters workflow history.
 func (a *DatabaseActivities) GrantAccess(ctx context.Context, in GrantAccessInput) (GrantAccessResult, error) {
-	if _, err := requireClaims(ctx, func(id *identity.Identity) error {
-		if id.Subject != in.Requester {
-			return &identity.DeniedError{Subject: id.Subject,
-				Reason: "access is granted only on behalf of the requester " + in.Requester}
-		}
-		if in.Department != "" && id.Department != in.Department {
-			return &identity.DeniedError{Subject: id.Subject, Reason: fmt.Sprintf(
-				"request was routed for department %q; current department claim is %q",
-				in.Department, id.Department)}
-		}
-		return nil
-	}); err != nil {
+	policy := identity.Policy(subjectIs(in.Requester))
+	if in.Department != "" {
+		policy = identity.All(policy, identity.SameDepartment(in.Department))
+	}
+	if _, err := requireClaims(ctx, policy); err != nil {
 		return GrantAccessResult{}, err
 	}
 	if in.RequestID == "" || in.Requester == "" || !ValidDatabase(in.Database) || !in.Access.Valid() || in.ValidUntil.IsZero() {
@@ -280,13 +273,7 @@ func (a *DatabaseActivities) RevokeAccess(ctx context.Context, in RevokeAccessIn
 	if adminRole == "" {
 		adminRole = "admin"
 	}
-	if _, err := requireClaims(ctx, func(id *identity.Identity) error {
-		if id.Subject != in.Requester && !id.HasRole(adminRole) {
-			return &identity.DeniedError{Subject: id.Subject,
-				Reason: fmt.Sprintf("revoke needs the requester or role %s; has roles %v", adminRole, id.Roles)}
-		}
-		return nil
-	}); err != nil {
+	if _, err := requireClaims(ctx, identity.Any(subjectIs(in.Requester), identity.HasRole(adminRole))); err != nil {
 		return RevokeAccessResult{}, err
 	}
 	if in.RequestID == "" || in.Requester == "" {
@@ -354,13 +341,7 @@ func requireAdmin(ctx context.Context, adminRole string) error {
 	if adminRole == "" {
 		adminRole = "admin"
 	}
-	_, err := requireClaims(ctx, func(id *identity.Identity) error {
-		if !id.HasRole(adminRole) {
-			return &identity.DeniedError{Subject: id.Subject,
-				Reason: fmt.Sprintf("needs role %s; has roles %v", adminRole, id.Roles)}
-		}
-		return nil
-	})
+	_, err := requireClaims(ctx, identity.HasRole(adminRole))
 	return err
 }
 

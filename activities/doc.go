@@ -12,17 +12,29 @@ import (
 	"github.com/oidcflow/oidcflow/identity"
 )
 
-// requireClaims is the first step of every sensitive activity: it reads the fresh identity
-// from the activity context and runs check on it. Refusals come back as non-retryable
-// ApplicationErrors with the identity package's constant types. It does not cache anything:
-// the interceptor already verified the token moments ago.
-func requireClaims(ctx context.Context, check func(*identity.Identity) error) (*identity.Identity, error) {
-	id, err := identity.FromActivity(ctx)
+// requireClaims is the first step of every sensitive activity: identity.Require on the fresh
+// identity the activity interceptor verified, with refusals turned into non-retryable
+// ApplicationErrors of the identity package's constant types. It caches nothing.
+func requireClaims(ctx context.Context, p identity.Policy) (*identity.Identity, error) {
+	id, err := identity.Require(ctx, p)
 	if err != nil {
-		return nil, identity.ApplicationError(err)
-	}
-	if err := check(id); err != nil {
 		return nil, identity.ApplicationError(err)
 	}
 	return id, nil
 }
+
+// subjectIs is the policy "the identity is subject": activities that act on behalf of one
+// person (the requester) run only with that person's own verified identity.
+type subjectIs string
+
+func (s subjectIs) Check(id *identity.Identity) error {
+	if id == nil {
+		return identity.ErrUnauthenticated
+	}
+	if id.Subject != string(s) {
+		return &identity.DeniedError{Subject: id.Subject, Reason: "needs subject " + string(s) + " (the requester)"}
+	}
+	return nil
+}
+
+func (s subjectIs) String() string { return "subject(" + string(s) + ")" }

@@ -6,9 +6,9 @@ import (
 	"github.com/oidcflow/oidcflow/identity"
 )
 
-// The checks below are pure functions of verified identities and workflow state, so they are
-// deterministic and replay-safe. Each refusal is an *identity.DeniedError that says what was
-// needed and what the identity has.
+// The checks below are pure functions of verified identities and workflow state (identity
+// policies are pure too), so they are deterministic and replay-safe. Each refusal is an
+// *identity.DeniedError that says what was needed and what the identity has.
 
 func denied(id *identity.Identity, format string, args ...any) error {
 	sub := "<anonymous>"
@@ -26,43 +26,41 @@ func checkNotSelf(actor, requester *identity.Identity, what string) error {
 	return nil
 }
 
-// checkApprover decides whether actor may approve or deny a request of requester routed by
-// route: the approver role (in the requester's department unless AnyDepartment), or, once
-// escalated, the escalation role.
+// approverPolicy is who may decide a request routed by route: the approver role, in the
+// requester's department unless AnyDepartment; once escalated, also the escalation role.
+func approverPolicy(route Route, requester *identity.Identity, escalated bool) identity.Policy {
+	p := identity.HasRole(route.ApproverRole)
+	if !route.AnyDepartment {
+		p = identity.All(p, identity.SameDepartment(requester.Department))
+	}
+	if escalated && route.EscalationRole != "" {
+		p = identity.Any(p, identity.HasRole(route.EscalationRole))
+	}
+	return p
+}
+
+// checkApprover decides whether actor may approve or deny a request of requester.
 func checkApprover(actor, requester *identity.Identity, route Route, escalated bool) error {
 	if err := checkNotSelf(actor, requester, "a request"); err != nil {
 		return err
 	}
-	if actor.HasRole(route.ApproverRole) && (route.AnyDepartment || actor.Department == requester.Department) {
-		return nil
-	}
-	if escalated && route.EscalationRole != "" && actor.HasRole(route.EscalationRole) {
-		return nil
-	}
-	need := fmt.Sprintf("role %s", route.ApproverRole)
-	if !route.AnyDepartment {
-		need += fmt.Sprintf(" in department %q", requester.Department)
-	}
-	if escalated && route.EscalationRole != "" {
-		need += fmt.Sprintf(", or role %s", route.EscalationRole)
-	}
-	return denied(actor, "needs %s; has roles %v in department %q", need, actor.Roles, actor.Department)
+	return approverPolicy(route, requester, escalated).Check(actor)
 }
 
 // checkRequesterOrAdmin allows the requester and holders of adminRole.
 func checkRequesterOrAdmin(actor, requester *identity.Identity, adminRole string) error {
-	if samePerson(actor, requester) || actor.HasRole(adminRole) {
+	if samePerson(actor, requester) {
 		return nil
 	}
-	return denied(actor, "only the requester or role %s may revoke; has roles %v", adminRole, actor.Roles)
+	if err := identity.HasRole(adminRole).Check(actor); err != nil {
+		return denied(actor, "only the requester or role %s may revoke; has roles %v", adminRole, actor.Roles)
+	}
+	return nil
 }
 
 // checkRole requires role.
 func checkRole(actor *identity.Identity, role string) error {
-	if actor.HasRole(role) {
-		return nil
-	}
-	return denied(actor, "needs role %s; has roles %v", role, actor.Roles)
+	return identity.HasRole(role).Check(actor)
 }
 
 // checkInvoiceApprover requires the permission and forbids the submitter.
@@ -70,8 +68,5 @@ func checkInvoiceApprover(actor, submitter *identity.Identity, permission string
 	if err := checkNotSelf(actor, submitter, "an invoice"); err != nil {
 		return err
 	}
-	if !actor.HasPermission(permission) {
-		return denied(actor, "needs permission %s; has permissions %v", permission, actor.Permissions)
-	}
-	return nil
+	return identity.HasPermission(permission).Check(actor)
 }
