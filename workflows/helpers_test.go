@@ -32,6 +32,7 @@ var personas = map[string]*identity.Identity{
 	"dave": {Subject: "dave", Issuer: testIssuer, Roles: []string{"finance-approver"},
 		Permissions: []string{"can_approve_invoice"}, Department: "finance"},
 	"gina": {Subject: "gina", Issuer: testIssuer, Permissions: []string{"can_approve_invoice"}, Department: "sales"},
+	"hank": {Subject: "hank", Issuer: testIssuer, Permissions: []string{"can_approve_invoice"}, Department: "sales"},
 	"erin": {Subject: "erin", Issuer: testIssuer, Department: "engineering"},
 	// frank is an admin through group sre (nested-role expansion already applied).
 	"frank": {Subject: "frank", Issuer: testIssuer, Roles: []string{"sre", "admin"}, Groups: []string{"sre"}, Department: "it"},
