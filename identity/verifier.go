@@ -535,7 +535,7 @@ func (v *Verifier) checkTimes(c claimSet, requireIat bool) error {
 	if !hasExp { // check:exp-required
 		return invalid("token has no expiry (exp); the IdP must set one")
 	}
-	if now.After(exp.Add(v.leeway)) { // check:exp
+	if !now.Before(exp.Add(v.leeway)) { // check:exp (RFC 7519 4.1.4: now must be before exp)
 		return &TokenExpiredError{Expiry: exp}
 	}
 	nbf, hasNbf, err := c.time("nbf")
