@@ -1,0 +1,190 @@
+package tokenstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/oidcflow/oidcflow/identity"
+)
+
+// endpoints are the identity provider URLs the Refresher uses; missing ones are discovered
+// (OpenID Connect Discovery 1.0 section 4, RFC 8414 for revocation_endpoint) once and cached.
+type endpoints struct {
+	issuer     string
+	httpClient *http.Client
+
+	mu         sync.Mutex
+	token      string
+	revocation string
+}
+
+type discoveryDoc struct {
+	Issuer             string `json:"issuer"`
+	TokenEndpoint      string `json:"token_endpoint"`
+	RevocationEndpoint string `json:"revocation_endpoint"`
+}
+
+func (e *endpoints) get(ctx context.Context) (token, revocation string, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.token != "" && e.revocation != "" {
+		return e.token, e.revocation, nil
+	}
+	if e.issuer == "" {
+		return e.token, e.revocation, nil
+	}
+	u := strings.TrimSuffix(e.issuer, "/") + "/.well-known/openid-configuration"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", "", fmt.Errorf("tokenstore: discovery: %w", err)
+	}
+	resp, err := e.httpClient.Do(req)
+	if err != nil {
+		return "", "", fmt.Errorf("tokenstore: discovery at %s: %w: %w", u, ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		err := fmt.Errorf("tokenstore: discovery at %s answered %d", u, resp.StatusCode)
+		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+			err = fmt.Errorf("%w: %w", err, ErrUnavailable)
+		}
+		return "", "", err
+	}
+	var doc discoveryDoc
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&doc); err != nil {
+		return "", "", fmt.Errorf("tokenstore: discovery at %s: %w", u, err)
+	}
+	if doc.Issuer != e.issuer {
+		return "", "", fmt.Errorf("tokenstore: discovery at %s names issuer %q, want %q", u, doc.Issuer, e.issuer)
+	}
+	if e.token == "" {
+		e.token = doc.TokenEndpoint
+	}
+	if e.revocation == "" {
+		e.revocation = doc.RevocationEndpoint
+	}
+	return e.token, e.revocation, nil
+}
+
+// classifyTokenError turns an error of the token endpoint into this package's errors:
+// invalid_grant wraps identity.ErrReauthRequired (RFC 6749 section 5.2: the refresh token is
+// invalid, expired or revoked, so only a new consent helps), 429 is a *RateLimitedError,
+// 5xx and network errors wrap ErrUnavailable. The response body is never included: only the
+// RFC 6749 error code.
+func classifyTokenError(id string, err error, now time.Time) error {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		status := 0
+		var header http.Header
+		if re.Response != nil {
+			status, header = re.Response.StatusCode, re.Response.Header
+		}
+		switch {
+		case re.ErrorCode == "invalid_grant":
+			return fmt.Errorf("tokenstore: the identity provider refused to refresh session %s (invalid_grant: expired, revoked or reused); the person must sign in and consent again: %w",
+				id, identity.ErrReauthRequired)
+		case status == http.StatusTooManyRequests:
+			return fmt.Errorf("tokenstore: refresh session %s: %w", id,
+				&RateLimitedError{Op: "identity provider token endpoint", RetryAfter: retryAfter(header, now)})
+		case status >= 500:
+			return fmt.Errorf("tokenstore: refresh session %s: identity provider answered %d: %w", id, status, ErrUnavailable)
+		default:
+			code := re.ErrorCode
+			if code == "" {
+				code = "no error code"
+			}
+			return fmt.Errorf("tokenstore: refresh session %s: identity provider answered %d (%s)", id, status, code)
+		}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("tokenstore: refresh session %s: %w: %w", id, ErrUnavailable, err)
+	}
+	// Network errors (*url.Error) name the token URL; the refresh token travels in the body.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("tokenstore: refresh session %s: %w: %w", id, ErrUnavailable, ue)
+	}
+	// Anything else (e.g. a response without access_token) is described without its text,
+	// which might quote the response.
+	return fmt.Errorf("tokenstore: refresh session %s: unusable token endpoint answer: %w", id, ErrUnavailable)
+}
+
+// retryAfter parses a Retry-After header (delay-seconds or HTTP-date, RFC 9110 section
+// 10.2.3); zero when absent or unparsable. It caps the delay at one hour.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := strconv.Atoi(v); err == nil {
+		if n < 0 {
+			return 0
+		}
+		d = time.Duration(min(n, 3600)) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), time.Hour)
+}
+
+// revoke sends an RFC 7009 revocation request for token, authenticating as clientID (HTTP
+// Basic, RFC 6749 section 2.3.1, when secret is set; client_id in the body for a public
+// client). RFC 7009 section 2.2: 200 also answers an unknown or already revoked token, so
+// revocation is idempotent. 503 (section 2.2.1), other 5xx and network errors wrap
+// ErrUnavailable.
+func revoke(ctx context.Context, hc *http.Client, endpoint, clientID, secret, token, hint string) error {
+	form := url.Values{"token": {token}, "token_type_hint": {hint}}
+	if secret == "" {
+		form.Set("client_id", clientID)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return fmt.Errorf("tokenstore: revoke: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if secret != "" {
+		req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(secret))
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			// url.Error's message names the method and URL only.
+			return fmt.Errorf("tokenstore: revoke at %s: %w: %w", endpoint, ErrUnavailable, ue.Err)
+		}
+		return fmt.Errorf("tokenstore: revoke at %s: %w", endpoint, ErrUnavailable)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return nil
+	case resp.StatusCode == http.StatusTooManyRequests:
+		return fmt.Errorf("tokenstore: revoke: %w", &RateLimitedError{Op: "identity provider revocation endpoint",
+			RetryAfter: retryAfter(resp.Header, time.Now())})
+	case resp.StatusCode >= 500:
+		return fmt.Errorf("tokenstore: revoke at %s answered %d: %w", endpoint, resp.StatusCode, ErrUnavailable)
+	default:
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(body, &e)
+		if e.Error == "" {
+			e.Error = "no error code"
+		}
+		return fmt.Errorf("tokenstore: revoke at %s answered %d (%s)", endpoint, resp.StatusCode, e.Error)
+	}
+}

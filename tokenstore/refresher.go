@@ -1,0 +1,508 @@
+package tokenstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/oidcflow/oidcflow/identity"
+)
+
+// Sessions is the part of Store the Refresher uses; *Store implements it.
+type Sessions interface {
+	Get(ctx context.Context, id string) (Session, error)
+	Update(ctx context.Context, s Session) (Session, error)
+	Destroy(ctx context.Context, id string) error
+}
+
+// IDTokenChecker verifies a refreshed ID token and compares it with the session's original
+// identity (OIDC Core section 12.2: same iss, sub and aud). *identity.Verifier implements it.
+type IDTokenChecker interface {
+	VerifyIDToken(ctx context.Context, raw string) (*identity.Identity, error)
+	CheckRefreshed(orig, refreshed *identity.Identity) error
+}
+
+// RefresherOptions configures a Refresher.
+type RefresherOptions struct {
+	// Store holds the sessions (required).
+	Store Sessions
+	// OAuth2 is the client the sessions' refresh tokens were issued to (required: ClientID;
+	// ClientSecret empty for a public client). An empty Endpoint.TokenURL is discovered from
+	// Issuer. Sessions of another client are refused.
+	OAuth2 oauth2.Config
+	// Issuer is the OIDC issuer, used to discover the token and revocation endpoints that are
+	// not configured. Required unless both are set.
+	Issuer string
+	// RevocationURL is the RFC 7009 revocation endpoint. Default: revocation_endpoint from
+	// discovery.
+	RevocationURL string
+	// RevokeClientID and RevokeClientSecret authenticate revocation requests. Default: the
+	// OAuth2 client. RFC 7009 section 2.1 lets a server refuse to revoke a token issued to
+	// another client, and some (Ory Hydra) answer such a request 200 without revoking, so
+	// another client is only useful where the server lets it revoke other clients' tokens.
+	RevokeClientID, RevokeClientSecret string
+	// Checker verifies each refreshed ID token against the original identity (required
+	// unless InsecureSkipIDTokenCheck).
+	Checker IDTokenChecker
+	// InsecureSkipIDTokenCheck uses refreshed tokens without checking the new ID token. Tests
+	// only.
+	InsecureSkipIDTokenCheck bool
+	// Skew: an access token valid for less than Skew is refreshed. Default 30s. It is capped at
+	// half the token's lifetime, so that a 5-second token is not refreshed on every use.
+	Skew time.Duration
+	// ClaimTTL bounds how long one process may hold a session's refresh claim (see Fresh);
+	// after it, another process may refresh. Default 30s. Keep it above RefreshTimeout.
+	ClaimTTL time.Duration
+	// RefreshTimeout bounds one token endpoint request. Default 20s.
+	RefreshTimeout time.Duration
+	// PollInterval is how often a process waiting for another's refresh re-reads the session.
+	// Default 250ms.
+	PollInterval time.Duration
+	// HTTPClient talks to the identity provider. Default: a client with a 30s timeout.
+	HTTPClient *http.Client
+	// Clock returns the current time. Default time.Now.
+	Clock func() time.Time
+	// Logger receives debug and warning records (never a token). Default slog.Default().
+	Logger *slog.Logger
+	// Owner names this process in refresh claims (stored in Vault, shown in logs). Default
+	// "<hostname>/<pid>".
+	Owner string
+	// AfterIdPAnswer, when set, is called after the identity provider answered a refresh and
+	// before the new tokens are written to Vault. Returning an error abandons the refresh
+	// as a crash at that point would. Fault-injection tests only.
+	AfterIdPAnswer func(ctx context.Context, sessionID string) error
+}
+
+// Refresher hands out sessions whose access token is fresh, refreshing them when needed. It
+// is safe for concurrent use; use one per process.
+type Refresher struct {
+	store       Sessions
+	cfg         oauth2.Config
+	ep          *endpoints
+	revokeID    string
+	revokeSec   string
+	checker     IDTokenChecker
+	skew        time.Duration
+	claimTTL    time.Duration
+	timeout     time.Duration
+	poll        time.Duration
+	hc          *http.Client
+	now         func() time.Time
+	log         *slog.Logger
+	owner       string
+	afterAnswer func(context.Context, string) error
+	group       singleflight.Group
+}
+
+// NewRefresher returns a Refresher for opts.
+func NewRefresher(opts RefresherOptions) (*Refresher, error) {
+	if opts.Store == nil {
+		return nil, errors.New("tokenstore: RefresherOptions.Store is required")
+	}
+	if opts.OAuth2.ClientID == "" {
+		return nil, errors.New("tokenstore: RefresherOptions.OAuth2.ClientID is required")
+	}
+	if opts.Checker == nil && !opts.InsecureSkipIDTokenCheck {
+		return nil, errors.New("tokenstore: RefresherOptions.Checker is required (or InsecureSkipIDTokenCheck)")
+	}
+	if opts.Issuer == "" && (opts.OAuth2.Endpoint.TokenURL == "" || opts.RevocationURL == "") {
+		return nil, errors.New("tokenstore: RefresherOptions.Issuer is required unless the token and revocation URLs are set")
+	}
+	r := &Refresher{
+		store: opts.Store, cfg: opts.OAuth2, checker: opts.Checker,
+		skew: opts.Skew, claimTTL: opts.ClaimTTL, timeout: opts.RefreshTimeout, poll: opts.PollInterval,
+		hc: opts.HTTPClient, now: opts.Clock, log: opts.Logger, owner: opts.Owner,
+		afterAnswer: opts.AfterIdPAnswer,
+		revokeID:    opts.RevokeClientID, revokeSec: opts.RevokeClientSecret,
+	}
+	if opts.InsecureSkipIDTokenCheck {
+		r.checker = nil
+	}
+	if r.skew <= 0 {
+		r.skew = 30 * time.Second
+	}
+	if r.claimTTL <= 0 {
+		r.claimTTL = 30 * time.Second
+	}
+	if r.timeout <= 0 {
+		r.timeout = 20 * time.Second
+	}
+	if r.poll <= 0 {
+		r.poll = 250 * time.Millisecond
+	}
+	if r.hc == nil {
+		r.hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	if r.owner == "" {
+		host, _ := os.Hostname()
+		r.owner = host + "/" + strconv.Itoa(os.Getpid())
+	}
+	if r.revokeID == "" {
+		r.revokeID, r.revokeSec = r.cfg.ClientID, r.cfg.ClientSecret
+	}
+	if r.cfg.Endpoint.AuthStyle == oauth2.AuthStyleAutoDetect {
+		// Auto-detection may send a failing first request; say how to authenticate.
+		if r.cfg.ClientSecret == "" {
+			r.cfg.Endpoint.AuthStyle = oauth2.AuthStyleInParams
+		} else {
+			r.cfg.Endpoint.AuthStyle = oauth2.AuthStyleInHeader
+		}
+	}
+	r.ep = &endpoints{issuer: opts.Issuer, httpClient: r.hc, token: r.cfg.Endpoint.TokenURL, revocation: opts.RevocationURL}
+	return r, nil
+}
+
+// usable reports whether s's access token is valid for longer than the skew (capped at half
+// its lifetime) and checked.
+func (r *Refresher) usable(s Session) bool {
+	if s.AccessToken == "" || s.pendingCheck {
+		return false
+	}
+	skew := r.skew
+	if !s.IssuedAt.IsZero() {
+		if life := s.Expiry.Sub(s.IssuedAt); life > 0 && skew > life/2 {
+			skew = life / 2
+		}
+	}
+	return r.now().Add(skew).Before(s.Expiry)
+}
+
+// get reads a session; a missing session means the person must consent again.
+func (r *Refresher) get(ctx context.Context, id string) (Session, error) {
+	s, err := r.store.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return Session{}, fmt.Errorf("%w: it was revoked or never stored; the person must sign in again: %w", err, identity.ErrReauthRequired)
+	}
+	return s, err
+}
+
+// Fresh returns session id with an access token valid for longer than the skew, refreshing it
+// first if needed:
+//
+//   - Within the process, concurrent calls for one session share one refresh (single-flight).
+//   - Across processes, the refresher first claims the refresh in Vault (a check-and-set
+//     write of a claim with a deadline, ClaimTTL); only the claimant calls the identity
+//     provider, the others re-read until the new tokens are there or the claim expired. So
+//     the identity provider sees one refresh per rotation and never a reused refresh token.
+//   - The new tokens (with the rotated refresh token) are written to Vault with check-and-set
+//     before they are returned or used. The IdP call and that write run on a context that
+//     ignores ctx's cancellation (bounded by RefreshTimeout and ClaimTTL), so a cancelled
+//     caller does not lose a rotated refresh token. A crash between the identity provider's
+//     answer and the write still loses it; the next refresh then reuses the old refresh token,
+//     which succeeds only within the identity provider's rotation grace period.
+//   - A refreshed ID token is checked against the original identity (OIDC Core section 12.2)
+//     right after the write; until it passed, the tokens are not handed out.
+//   - A CAS conflict means another writer won: re-read and use its tokens.
+//
+// Errors: identity.ErrReauthRequired (wrapped) when the identity provider refuses the refresh
+// token (invalid_grant), the refreshed ID token does not match, or the session is gone;
+// ErrUnavailable (wrapped; *RateLimitedError for 429) for transient failures of Vault or the
+// identity provider. Errors never contain a token.
+func (r *Refresher) Fresh(ctx context.Context, id string) (Session, error) {
+	if err := ValidateSessionID(id); err != nil {
+		return Session{}, err
+	}
+	s, err := r.get(ctx, id)
+	if err != nil {
+		return Session{}, err
+	}
+	if r.usable(s) {
+		return s, nil
+	}
+	ch := r.group.DoChan(id, func() (any, error) {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*r.claimTTL+r.timeout)
+		defer cancel()
+		return r.refresh(wctx, id)
+	})
+	select {
+	case <-ctx.Done():
+		return Session{}, fmt.Errorf("tokenstore: waiting for the refresh of session %s: %w", id, ctx.Err())
+	case res := <-ch:
+		if res.Err != nil {
+			return Session{}, res.Err
+		}
+		return res.Val.(Session).clone(), nil
+	}
+}
+
+// errRetry asks refresh to re-read and decide again.
+var errRetry = errors.New("tokenstore: retry")
+
+func (r *Refresher) refresh(ctx context.Context, id string) (Session, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return Session{}, fmt.Errorf("tokenstore: refresh session %s: %w: %w", id, ErrUnavailable, err)
+		}
+		s, err := r.get(ctx, id)
+		if err != nil {
+			return Session{}, err
+		}
+		if s.pendingCheck && s.claimOwner == "" {
+			out, err := r.check(ctx, s)
+			if errors.Is(err, errRetry) || errors.Is(err, ErrConflict) {
+				continue
+			}
+			if err != nil {
+				return Session{}, err
+			}
+			if r.usable(out) {
+				return out, nil
+			}
+			continue
+		}
+		if r.usable(s) {
+			return s, nil
+		}
+		if s.RefreshToken == "" {
+			return Session{}, fmt.Errorf("tokenstore: session %s has no refresh token; the person must sign in again: %w", id, identity.ErrReauthRequired)
+		}
+		if s.ClientID != "" && s.ClientID != r.cfg.ClientID {
+			return Session{}, fmt.Errorf("tokenstore: session %s belongs to client %q, this refresher serves %q", id, s.ClientID, r.cfg.ClientID)
+		}
+		now := r.now()
+		if s.claimOwner != "" && now.Before(s.claimUntil) {
+			// Another process is refreshing: wait for its write, or for its claim to expire.
+			r.log.DebugContext(ctx, "tokenstore: waiting for another refresh", "session", id, "claimant", s.claimOwner)
+			if err := sleep(ctx, r.poll); err != nil {
+				return Session{}, fmt.Errorf("tokenstore: refresh session %s: waiting for %s: %w: %w", id, s.claimOwner, ErrUnavailable, err)
+			}
+			continue
+		}
+		if s.claimOwner != "" {
+			r.log.WarnContext(ctx, "tokenstore: taking over an expired refresh claim", "session", id, "claimant", s.claimOwner)
+		}
+		c := s
+		c.claimOwner = r.owner + "/" + randomHex(6)
+		c.claimUntil = now.Add(r.claimTTL)
+		c, err = r.store.Update(ctx, c)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return Session{}, err
+		}
+		out, err := r.refreshClaimed(ctx, c)
+		if errors.Is(err, errRetry) {
+			continue
+		}
+		return out, err
+	}
+}
+
+// refreshClaimed calls the identity provider for the claimed session c and stores the result.
+func (r *Refresher) refreshClaimed(ctx context.Context, c Session) (Session, error) {
+	tok, err := r.exchange(ctx, c)
+	if err != nil {
+		r.release(ctx, c)
+		return Session{}, err
+	}
+	if r.afterAnswer != nil {
+		if err := r.afterAnswer(ctx, c.ID); err != nil {
+			return Session{}, fmt.Errorf("tokenstore: refresh session %s abandoned before the write: %w", c.ID, err)
+		}
+	}
+	now := r.now()
+	n := c
+	n.AccessToken = tok.AccessToken
+	n.TokenType = tok.TokenType
+	if tok.RefreshToken != "" {
+		n.RefreshToken = tok.RefreshToken
+	}
+	switch {
+	case tok.ExpiresIn > 0:
+		n.Expiry = now.Add(time.Duration(tok.ExpiresIn) * time.Second)
+	case !tok.Expiry.IsZero():
+		n.Expiry = tok.Expiry
+	default:
+		// RFC 6749 section 5.1 makes expires_in optional; assume the old lifetime.
+		n.Expiry = now.Add(max(c.Expiry.Sub(c.IssuedAt), time.Minute))
+	}
+	n.IssuedAt, n.Refreshed = now, now
+	n.Refreshes++
+	n.claimOwner, n.claimUntil = "", time.Time{}
+	n.pendingCheck = false
+	if raw, _ := tok.Extra("id_token").(string); raw != "" {
+		n.IDToken = raw
+		n.pendingCheck = r.checker != nil
+	}
+	n, err = r.write(ctx, n, c.claimUntil)
+	if err != nil {
+		return Session{}, err
+	}
+	r.log.DebugContext(ctx, "tokenstore: session refreshed", "session", n)
+	if n.pendingCheck {
+		out, err := r.check(ctx, n)
+		if errors.Is(err, ErrConflict) {
+			return Session{}, errRetry
+		}
+		return out, err
+	}
+	return n, nil
+}
+
+// write stores the refreshed session, retrying transient Vault failures until the claim
+// expires: until then no other process refreshes, and the rotated refresh token exists only
+// here.
+func (r *Refresher) write(ctx context.Context, n Session, until time.Time) (Session, error) {
+	backoff := 100 * time.Millisecond
+	for {
+		out, err := r.store.Update(ctx, n)
+		switch {
+		case err == nil:
+			return out, nil
+		case errors.Is(err, ErrConflict):
+			// Someone took over (our claim expired) or the session was replaced: our tokens
+			// are lost, the session now holds the winner's.
+			r.log.WarnContext(ctx, "tokenstore: refreshed tokens lost a check-and-set race; using the stored ones", "session", n.ID)
+			return Session{}, errRetry
+		case errors.Is(err, ErrUnavailable) && r.now().Add(backoff).Before(until):
+			r.log.WarnContext(ctx, "tokenstore: vault write of refreshed tokens failed; retrying", "session", n.ID, "err", err)
+			if serr := sleep(ctx, backoff); serr != nil {
+				return Session{}, err
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		default:
+			r.log.ErrorContext(ctx, "tokenstore: rotated refresh token could not be stored", "session", n.ID, "err", err)
+			return Session{}, err
+		}
+	}
+}
+
+// release clears our claim after a failed refresh, best effort (it expires anyway).
+func (r *Refresher) release(ctx context.Context, c Session) {
+	c.claimOwner, c.claimUntil = "", time.Time{}
+	if _, err := r.store.Update(ctx, c); err != nil {
+		r.log.DebugContext(ctx, "tokenstore: releasing refresh claim failed", "session", c.ID, "err", err)
+	}
+}
+
+func (r *Refresher) exchange(ctx context.Context, c Session) (*oauth2.Token, error) {
+	tokenURL, _, err := r.ep.get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tokenstore: refresh session %s: %w", c.ID, err)
+	}
+	if tokenURL == "" {
+		return nil, fmt.Errorf("tokenstore: refresh session %s: the identity provider names no token endpoint", c.ID)
+	}
+	cfg := r.cfg
+	cfg.Endpoint.TokenURL = tokenURL
+	tctx, cancel := context.WithTimeout(context.WithValue(ctx, oauth2.HTTPClient, r.hc), r.timeout)
+	defer cancel()
+	// An access token that is already expired makes the source refresh at once.
+	tok, err := cfg.TokenSource(tctx, &oauth2.Token{RefreshToken: c.RefreshToken, Expiry: time.Unix(1, 0)}).Token()
+	if err != nil {
+		return nil, classifyTokenError(c.ID, err, r.now())
+	}
+	return tok, nil
+}
+
+// check verifies the stored, refreshed ID token of s and clears pendingCheck. A definite
+// refusal wipes the tokens (so nothing uses them) and reports ErrReauthRequired.
+func (r *Refresher) check(ctx context.Context, s Session) (Session, error) {
+	if r.checker == nil {
+		s.pendingCheck = false
+		return r.store.Update(ctx, s)
+	}
+	orig := &identity.Identity{Subject: s.Subject, Issuer: s.Issuer, Audience: s.Audience, ClientID: s.ClientID}
+	if len(orig.Audience) == 0 && s.ClientID != "" {
+		orig.Audience = []string{s.ClientID}
+	}
+	refreshed, err := r.checker.VerifyIDToken(ctx, s.IDToken)
+	if err == nil {
+		err = r.checker.CheckRefreshed(orig, refreshed)
+	}
+	if err != nil {
+		if !isIdentityError(err) {
+			return Session{}, fmt.Errorf("tokenstore: checking the refreshed ID token of session %s: %w: %w", s.ID, ErrUnavailable, err)
+		}
+		w := s
+		w.AccessToken, w.IDToken, w.RefreshToken = "", "", ""
+		w.pendingCheck = false
+		if _, werr := r.store.Update(ctx, w); werr != nil {
+			r.log.WarnContext(ctx, "tokenstore: wiping refused tokens failed", "session", s.ID, "err", werr)
+		}
+		r.log.WarnContext(ctx, "tokenstore: refreshed ID token refused", "session", s.ID, "err", err)
+		return Session{}, fmt.Errorf("tokenstore: the refreshed ID token of session %s was refused (%v); the person must sign in again: %w",
+			s.ID, err, identity.ErrReauthRequired)
+	}
+	s.pendingCheck = false
+	return r.store.Update(ctx, s)
+}
+
+func isIdentityError(err error) bool {
+	for _, e := range []error{identity.ErrUnauthenticated, identity.ErrInvalidToken,
+		identity.ErrMalformedToken, identity.ErrForbidden, identity.ErrReauthRequired} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// Revoke ends session id: it revokes the refresh token at the identity provider (RFC 7009;
+// the provider then also invalidates the access tokens of the grant, section 2.1) and
+// destroys the Vault secret. Revoking a missing session succeeds. If revocation fails, the
+// secret is kept so that a retry can revoke; the error wraps ErrUnavailable when retrying
+// helps.
+func (r *Refresher) Revoke(ctx context.Context, id string) error {
+	if err := ValidateSessionID(id); err != nil {
+		return err
+	}
+	s, err := r.store.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if s.RefreshToken != "" {
+		_, endpoint, err := r.ep.get(ctx)
+		if err != nil {
+			return fmt.Errorf("tokenstore: revoke session %s: %w", id, err)
+		}
+		if endpoint == "" {
+			return fmt.Errorf("tokenstore: revoke session %s: the identity provider names no revocation endpoint", id)
+		}
+		if err := revoke(ctx, r.hc, endpoint, r.revokeID, r.revokeSec, s.RefreshToken, "refresh_token"); err != nil {
+			return fmt.Errorf("tokenstore: revoke session %s: %w", id, err)
+		}
+	}
+	if err := r.store.Destroy(ctx, id); err != nil {
+		return err
+	}
+	r.log.InfoContext(ctx, "tokenstore: session revoked and destroyed", "session", id)
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

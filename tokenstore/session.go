@@ -1,0 +1,173 @@
+package tokenstore
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+)
+
+// Session is one person's OAuth session as stored in Vault: the tokens and what is needed to
+// refresh and re-check them. It holds secrets: String, GoString, LogValue and MarshalJSON
+// redact the tokens, so a Session that slips into a log line, an error or a Temporal payload
+// shows no token. Store it only through Store.
+type Session struct {
+	ID       string   // random, URL-safe; the only part workflows keep
+	Subject  string   // sub of the original ID token
+	Issuer   string   // iss of the original ID token
+	Audience []string // aud of the original ID token (OIDC Core 12.2 compares it on refresh)
+	ClientID string   // the OAuth client the refresh token was issued to
+
+	AccessToken  string
+	IDToken      string
+	RefreshToken string
+	TokenType    string
+	Expiry       time.Time // expiry of AccessToken
+	IssuedAt     time.Time // when AccessToken was obtained; bounds the refresh skew
+
+	Created   time.Time // when the session was created
+	Refreshed time.Time // when the tokens were last refreshed (zero: never)
+	Refreshes int       // number of successful refreshes
+
+	// Version is the Vault KV version this value was read at (or written as). Update writes
+	// with check-and-set on it.
+	Version int
+
+	// Refresh coordination between processes (see Refresher): who claimed the refresh, until
+	// when, and whether the ID token of the last refresh still awaits its check.
+	claimOwner   string
+	claimUntil   time.Time
+	pendingCheck bool
+}
+
+const redacted = "[redacted]"
+
+func redact(s string) string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// String names the session without its tokens.
+func (s Session) String() string {
+	return fmt.Sprintf("tokenstore.Session{ID:%s Subject:%s Issuer:%s ClientID:%s Expiry:%s Version:%d AccessToken:%s IDToken:%s RefreshToken:%s}",
+		s.ID, s.Subject, s.Issuer, s.ClientID, s.Expiry.UTC().Format(time.RFC3339), s.Version,
+		redact(s.AccessToken), redact(s.IDToken), redact(s.RefreshToken))
+}
+
+// GoString is String, so %#v redacts too.
+func (s Session) GoString() string { return s.String() }
+
+// LogValue implements slog.LogValuer: non-secret fields only.
+func (s Session) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("id", s.ID),
+		slog.String("sub", s.Subject),
+		slog.String("iss", s.Issuer),
+		slog.String("client_id", s.ClientID),
+		slog.Time("expiry", s.Expiry),
+		slog.Int("version", s.Version),
+		slog.Int("refreshes", s.Refreshes),
+	)
+}
+
+// SessionInfo is the non-secret view of a Session, safe for logs and workflow history.
+type SessionInfo struct {
+	ID        string    `json:"id"`
+	Subject   string    `json:"sub"`
+	Issuer    string    `json:"iss"`
+	ClientID  string    `json:"client_id,omitempty"`
+	Expiry    time.Time `json:"expiry"`
+	Refreshed time.Time `json:"refreshed,omitzero"`
+	Refreshes int       `json:"refreshes,omitempty"`
+	Version   int       `json:"version"`
+}
+
+// Info returns the non-secret view of s.
+func (s Session) Info() SessionInfo {
+	return SessionInfo{ID: s.ID, Subject: s.Subject, Issuer: s.Issuer, ClientID: s.ClientID,
+		Expiry: s.Expiry, Refreshed: s.Refreshed, Refreshes: s.Refreshes, Version: s.Version}
+}
+
+// MarshalJSON encodes only Info, so a Session passed by mistake to a Temporal data converter
+// or a JSON logger never carries its tokens. The tokens are encoded only by Store.
+func (s Session) MarshalJSON() ([]byte, error) { return json.Marshal(s.Info()) }
+
+// WithTokens returns a copy of s carrying fresh tokens obtained at now (a re-consent, say),
+// with any refresh claim and pending check cleared. Version is kept for the CAS write.
+func (s Session) WithTokens(accessToken, idToken, refreshToken string, expiry, now time.Time) Session {
+	s.AccessToken, s.IDToken, s.RefreshToken = accessToken, idToken, refreshToken
+	s.Expiry, s.IssuedAt = expiry, now
+	s.claimOwner, s.claimUntil, s.pendingCheck = "", time.Time{}, false
+	return s
+}
+
+func (s Session) clone() Session {
+	s.Audience = slices.Clone(s.Audience)
+	return s
+}
+
+// record is the stored form of a Session (the data of the KV v2 secret).
+type record struct {
+	ID           string    `json:"id"`
+	Subject      string    `json:"sub"`
+	Issuer       string    `json:"iss"`
+	Audience     []string  `json:"aud,omitempty"`
+	ClientID     string    `json:"client_id"`
+	AccessToken  string    `json:"access_token"`
+	IDToken      string    `json:"id_token,omitempty"`
+	RefreshToken string    `json:"refresh_token,omitempty"`
+	TokenType    string    `json:"token_type,omitempty"`
+	Expiry       time.Time `json:"expiry"`
+	IssuedAt     time.Time `json:"issued_at,omitzero"`
+	Created      time.Time `json:"created,omitzero"`
+	Refreshed    time.Time `json:"refreshed,omitzero"`
+	Refreshes    int       `json:"refreshes,omitempty"`
+	ClaimOwner   string    `json:"claim_owner,omitempty"`
+	ClaimUntil   time.Time `json:"claim_until,omitzero"`
+	PendingCheck bool      `json:"pending_check,omitempty"`
+}
+
+func toRecord(s Session) record {
+	return record{ID: s.ID, Subject: s.Subject, Issuer: s.Issuer, Audience: s.Audience,
+		ClientID: s.ClientID, AccessToken: s.AccessToken, IDToken: s.IDToken,
+		RefreshToken: s.RefreshToken, TokenType: s.TokenType, Expiry: s.Expiry,
+		IssuedAt: s.IssuedAt, Created: s.Created, Refreshed: s.Refreshed, Refreshes: s.Refreshes,
+		ClaimOwner: s.claimOwner, ClaimUntil: s.claimUntil, PendingCheck: s.pendingCheck}
+}
+
+func fromRecord(r record, version int) Session {
+	return Session{ID: r.ID, Subject: r.Subject, Issuer: r.Issuer, Audience: r.Audience,
+		ClientID: r.ClientID, AccessToken: r.AccessToken, IDToken: r.IDToken,
+		RefreshToken: r.RefreshToken, TokenType: r.TokenType, Expiry: r.Expiry,
+		IssuedAt: r.IssuedAt, Created: r.Created, Refreshed: r.Refreshed, Refreshes: r.Refreshes,
+		Version: version, claimOwner: r.ClaimOwner, claimUntil: r.ClaimUntil, pendingCheck: r.PendingCheck}
+}
+
+// NewSessionID returns a fresh random session id: 32 bytes from crypto/rand, base64url
+// without padding (43 characters).
+func NewSessionID() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (it crashes the program instead)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// ValidateSessionID reports whether id has the shape of an id this package issues (16 to 128
+// characters of the base64url alphabet), so that an id from the outside can never name
+// another Vault path. It returns an error wrapping ErrInvalidSessionID, or nil.
+func ValidateSessionID(id string) error {
+	if len(id) < 16 || len(id) > 128 {
+		return fmt.Errorf("%w: length %d", ErrInvalidSessionID, len(id))
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return fmt.Errorf("%w: character %q at %d", ErrInvalidSessionID, c, i)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,215 @@
+// Package tokenstore keeps people's OAuth sessions (access, ID and refresh tokens) in Vault and
+// keeps them fresh for runs that last for days.
+//
+// A Store writes one Vault KV v2 secret per session at <mount>/data/<prefix>/<id>; every write
+// is check-and-set on the version read, so concurrent writers never overwrite each other. A
+// Refresher refreshes a session's tokens only when needed, once per rotation even across
+// processes, and persists a rotated refresh token before anything uses it. Tokens are written
+// nowhere but Vault: Session redacts them in logs, errors and JSON.
+//
+// The Vault client's own token is kept alive by package tokenstore/vaultauth.
+package tokenstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+)
+
+// StoreOptions configures a Store.
+type StoreOptions struct {
+	// Client is the Vault client (required). Its token is kept valid elsewhere (vaultauth);
+	// the Store only reads it per request.
+	Client *vault.Client
+	// Mount is the path of the KV v2 mount (required), e.g. "oidcflow". The mount should
+	// have cas_required set; the Store sends a cas on every write either way.
+	Mount string
+	// Prefix is the folder of the session secrets inside the mount. Default "sessions".
+	Prefix string
+	// Clock returns the current time. Default time.Now.
+	Clock func() time.Time
+}
+
+// Store reads and writes sessions in Vault KV v2. It is safe for concurrent use.
+type Store struct {
+	kv     *vault.KVv2
+	mount  string
+	prefix string
+	now    func() time.Time
+}
+
+// NewStore returns a Store for opts.
+func NewStore(opts StoreOptions) (*Store, error) {
+	if opts.Client == nil {
+		return nil, errors.New("tokenstore: StoreOptions.Client is required")
+	}
+	mount := strings.Trim(opts.Mount, "/")
+	if mount == "" {
+		return nil, errors.New("tokenstore: StoreOptions.Mount is required")
+	}
+	prefix := strings.Trim(opts.Prefix, "/")
+	if prefix == "" {
+		prefix = "sessions"
+	}
+	now := opts.Clock
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{kv: opts.Client.KVv2(mount), mount: mount, prefix: prefix, now: now}, nil
+}
+
+func (st *Store) path(id string) string { return st.prefix + "/" + id }
+
+// Create writes a new session with check-and-set 0 (only if absent) and returns it with its
+// Version. An empty ID is replaced by NewSessionID(); Created defaults to now. It returns an
+// error wrapping ErrConflict if a session with this id exists.
+func (st *Store) Create(ctx context.Context, s Session) (Session, error) {
+	if s.ID == "" {
+		s.ID = NewSessionID()
+	}
+	if err := ValidateSessionID(s.ID); err != nil {
+		return Session{}, err
+	}
+	if s.Created.IsZero() {
+		s.Created = st.now()
+	}
+	return st.put(ctx, "create", s, 0)
+}
+
+// Update writes s with check-and-set on s.Version and returns it with the new Version. It
+// returns an error wrapping ErrConflict when the stored version differs (another writer won,
+// or the session was destroyed): re-read with Get and decide again.
+func (st *Store) Update(ctx context.Context, s Session) (Session, error) {
+	if err := ValidateSessionID(s.ID); err != nil {
+		return Session{}, err
+	}
+	if s.Version <= 0 {
+		return Session{}, fmt.Errorf("tokenstore: update session %s: no version read (use Get first): %w", s.ID, ErrConflict)
+	}
+	return st.put(ctx, "update", s, s.Version)
+}
+
+func (st *Store) put(ctx context.Context, op string, s Session, cas int) (Session, error) {
+	data, err := toData(toRecord(s))
+	if err != nil {
+		return Session{}, fmt.Errorf("tokenstore: %s session %s: encode: %w", op, s.ID, err)
+	}
+	out, err := st.kv.Put(ctx, st.path(s.ID), data, vault.WithCheckAndSet(cas))
+	if err != nil {
+		return Session{}, vaultError(op, s.ID, err)
+	}
+	if out.VersionMetadata == nil || out.VersionMetadata.Version <= 0 {
+		return Session{}, fmt.Errorf("tokenstore: %s session %s: vault answered without a version", op, s.ID)
+	}
+	s.Version = out.VersionMetadata.Version
+	return s.clone(), nil
+}
+
+// Get reads the current version of a session. It returns an error wrapping ErrNotFound when
+// there is none (or its current version was deleted).
+func (st *Store) Get(ctx context.Context, id string) (Session, error) {
+	if err := ValidateSessionID(id); err != nil {
+		return Session{}, err
+	}
+	sec, err := st.kv.Get(ctx, st.path(id))
+	if err != nil {
+		return Session{}, vaultError("get", id, err)
+	}
+	if sec == nil || sec.Data == nil || sec.VersionMetadata == nil {
+		return Session{}, fmt.Errorf("tokenstore: get session %s: %w", id, ErrNotFound)
+	}
+	var r record
+	if err := fromData(sec.Data, &r); err != nil {
+		return Session{}, fmt.Errorf("tokenstore: get session %s: decode: %w", id, err)
+	}
+	if r.ID != id {
+		return Session{}, fmt.Errorf("tokenstore: get session %s: stored record names another session", id)
+	}
+	return fromRecord(r, sec.VersionMetadata.Version), nil
+}
+
+// Destroy deletes the session's metadata and so every version of it, for good. Destroying a
+// missing session is not an error.
+func (st *Store) Destroy(ctx context.Context, id string) error {
+	if err := ValidateSessionID(id); err != nil {
+		return err
+	}
+	if err := st.kv.DeleteMetadata(ctx, st.path(id)); err != nil {
+		err = vaultError("destroy", id, err)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// casMismatch is the text Vault's KV v2 engine answers (HTTP 400) when a check-and-set
+// version does not match; Vault has no error code for it.
+const casMismatch = "check-and-set parameter did not match the current version"
+
+// vaultError classifies an error of the Vault client. Vault's error texts name paths, never
+// secret values; the request body is not part of them.
+func vaultError(op, id string, err error) error {
+	if errors.Is(err, vault.ErrSecretNotFound) {
+		return fmt.Errorf("tokenstore: %s session %s: %w", op, id, ErrNotFound)
+	}
+	var re *vault.ResponseError
+	if errors.As(err, &re) {
+		switch {
+		case re.StatusCode == http.StatusBadRequest && containsAny(re.Errors, casMismatch):
+			return fmt.Errorf("tokenstore: %s session %s: %w", op, id, ErrConflict)
+		case re.StatusCode == http.StatusNotFound:
+			return fmt.Errorf("tokenstore: %s session %s: %w", op, id, ErrNotFound)
+		case re.StatusCode == http.StatusTooManyRequests:
+			return fmt.Errorf("tokenstore: %s session %s: vault answered 429: %w", op, id,
+				&RateLimitedError{Op: "vault " + op})
+		case re.StatusCode >= 500:
+			return fmt.Errorf("tokenstore: %s session %s: vault answered %d (%s): %w", op, id,
+				re.StatusCode, strings.Join(re.Errors, "; "), ErrUnavailable)
+		default:
+			return fmt.Errorf("tokenstore: %s session %s: vault answered %d: %s", op, id,
+				re.StatusCode, strings.Join(re.Errors, "; "))
+		}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("tokenstore: %s session %s: %w", op, id, err)
+	}
+	// Network errors: the message names the URL (a path, no secret).
+	return fmt.Errorf("tokenstore: %s session %s: %w: %w", op, id, ErrUnavailable, err)
+}
+
+func containsAny(msgs []string, sub string) bool {
+	for _, m := range msgs {
+		if strings.Contains(m, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func toData(r record) (map[string]any, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func fromData(m map[string]any, r *record) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, r)
+}
