@@ -100,19 +100,7 @@ func (r *run) run(ctx workflow.Context, in Input) (Result, error) {
 		}
 		return Result{Seen: r.seen}, nil
 	}
-	r.record("start", id)
-	if err := r.activities(ctx, ""); err != nil {
-		return Result{}, err
-	}
-
-	var childSeen []string
-	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID + "-child"})
-	if err := workflow.ExecuteChildWorkflow(cctx, ChildName).Get(ctx, &childSeen); err != nil {
-		return Result{}, err
-	}
-	r.seen = append(r.seen, childSeen...)
-
-	if in.Approve {
+	if in.Approve { // registered first: an update may arrive at any time
 		err := workflow.SetUpdateHandler(ctx, UpdateName, func(ctx workflow.Context) (string, error) {
 			approver, err := identity.FromWorkflow(ctx)
 			if err != nil {
@@ -128,6 +116,20 @@ func (r *run) run(ctx workflow.Context, in Input) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
+	}
+	r.record("start", id)
+	if err := r.activities(ctx, ""); err != nil {
+		return Result{}, err
+	}
+
+	var childSeen []string
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID + "-child"})
+	if err := workflow.ExecuteChildWorkflow(cctx, ChildName).Get(ctx, &childSeen); err != nil {
+		return Result{}, err
+	}
+	r.seen = append(r.seen, childSeen...)
+
+	if in.Approve {
 		if err := workflow.Await(ctx, func() bool { return r.approved }); err != nil {
 			return Result{}, err
 		}

@@ -1,0 +1,209 @@
+// Package app wires oidcflow's parts into a running worker: Vault login, the pool's envelope
+// keys, the ID token verifier, the session store and refresher, the interceptors, and the
+// workflows and activities. The worker binary and the integration tests both use it, so
+// what the tests prove is what the binary runs.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"golang.org/x/oauth2"
+
+	"github.com/oidcflow/oidcflow/activities"
+	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/interceptors"
+	"github.com/oidcflow/oidcflow/internal/config"
+	"github.com/oidcflow/oidcflow/tokenstore"
+	"github.com/oidcflow/oidcflow/workflows"
+)
+
+// WorkerOptions configure NewWorker.
+type WorkerOptions struct {
+	// Env is the configuration (config.Vars). Required.
+	Env *config.Env
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+	// Register adds more workflows and activities (tests register the conformance set).
+	Register func(worker.Registry)
+	// AllowAnonymous lists workflow types that may run without identity. Default none.
+	AllowAnonymous []string
+	// Refresher adjusts the session refresher's options before it is built (tests: hooks).
+	Refresher func(*tokenstore.RefresherOptions)
+	// Worker adjusts the Temporal worker options before the worker is built.
+	Worker func(*worker.Options)
+}
+
+// Worker is one member of a worker pool.
+type Worker struct {
+	Client    client.Client
+	Worker    worker.Worker
+	Vault     *vault.Client
+	Verifier  *identity.Verifier
+	Refresher *tokenstore.Refresher
+	Logger    *slog.Logger
+
+	closers []func()
+}
+
+// NewWorker connects to Vault, Temporal and PostgreSQL and builds a worker; Run starts it.
+func NewWorker(ctx context.Context, opts WorkerOptions) (w *Worker, err error) {
+	env := opts.Env
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	w = &Worker{Logger: logger}
+	defer func() {
+		if err != nil {
+			w.Close()
+		}
+	}()
+
+	if w.Vault, err = VaultClient(ctx, env, logger); err != nil {
+		return nil, err
+	}
+	mount := env.String("OIDCFLOW_VAULT_KV_MOUNT")
+	ring, secrets, err := LoadKeyring(ctx, w.Vault, mount, env.String("OIDCFLOW_ENVELOPE_KEYS_PATH"))
+	if err != nil {
+		return nil, err
+	}
+	if w.Verifier, err = NewVerifier(ctx, env); err != nil {
+		return nil, err
+	}
+	store, err := tokenstore.NewStore(tokenstore.StoreOptions{Client: w.Vault, Mount: mount})
+	if err != nil {
+		return nil, err
+	}
+	skew, err := env.Duration("OIDCFLOW_REFRESH_SKEW")
+	if err != nil {
+		return nil, err
+	}
+	ro := tokenstore.RefresherOptions{
+		Store:   store,
+		OAuth2:  oauth2.Config{ClientID: env.String("OIDCFLOW_CLIENT_ID")},
+		Issuer:  env.String("OIDCFLOW_ISSUER"),
+		Checker: w.Verifier,
+		Skew:    skew,
+		Logger:  logger,
+	}
+	if opts.Refresher != nil {
+		opts.Refresher(&ro)
+	}
+	if w.Refresher, err = tokenstore.NewRefresher(ro); err != nil {
+		return nil, err
+	}
+	auth, err := interceptors.NewAuthenticator(interceptors.AuthenticatorOptions{
+		Keyring: ring, Verifier: w.Verifier, Sessions: &sessions{store: store, refresher: w.Refresher},
+	})
+	if err != nil {
+		return nil, err
+	}
+	wi, err := interceptors.NewWorkerInterceptor(interceptors.WorkerOptions{
+		Authenticator: auth, PropagationSecrets: secrets, AllowAnonymous: opts.AllowAnonymous,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	if w.Client, err = DialTemporal(ctx, env, logger); err != nil {
+		return nil, err
+	}
+	wo := worker.Options{Interceptors: []interceptor.WorkerInterceptor{wi}}
+	if n, err := env.Int("OIDCFLOW_MAX_CONCURRENT_ACTIVITIES"); err != nil {
+		return nil, err
+	} else if n > 0 {
+		wo.MaxConcurrentActivityExecutionSize = n
+	}
+	if n, err := env.Int("OIDCFLOW_MAX_CONCURRENT_WORKFLOW_TASKS"); err != nil {
+		return nil, err
+	} else if n > 0 {
+		wo.MaxConcurrentWorkflowTaskExecutionSize = n
+	}
+	if wo.WorkerStopTimeout, err = env.Duration("OIDCFLOW_SHUTDOWN_TIMEOUT"); err != nil {
+		return nil, err
+	}
+	if opts.Worker != nil {
+		opts.Worker(&wo)
+	}
+	w.Worker = worker.New(w.Client, env.String("OIDCFLOW_TASK_QUEUE"), wo)
+
+	if err := w.register(ctx, env, opts.Register); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// register adds oidcflow's workflows and activities (and the caller's extras).
+func (w *Worker) register(ctx context.Context, env *config.Env, extra func(worker.Registry)) error {
+	for name, fn := range map[string]any{
+		workflows.AccessRequestWorkflow:   workflows.AccessRequest,
+		workflows.InvoiceApprovalWorkflow: workflows.InvoiceApproval,
+		workflows.AdminTaskWorkflow:       workflows.AdminTask,
+	} {
+		w.Worker.RegisterWorkflowWithOptions(fn, workflow.RegisterOptions{Name: name})
+	}
+	if pgURL := env.String("OIDCFLOW_POSTGRES_URL"); pgURL != "" {
+		pool, err := pgxpool.New(ctx, pgURL)
+		if err != nil {
+			return fmt.Errorf("app: OIDCFLOW_POSTGRES_URL: %w", err)
+		}
+		w.closers = append(w.closers, pool.Close)
+		w.Worker.RegisterActivity(&activities.DatabaseActivities{DB: pool, Logger: w.Logger})
+	} else {
+		w.Logger.Warn("OIDCFLOW_POSTGRES_URL is not set; database grants are not available on this worker")
+	}
+	w.Worker.RegisterActivity(&activities.NotifyActivities{WebhookURL: env.String("OIDCFLOW_WEBHOOK_URL"), Logger: w.Logger})
+	if extra != nil {
+		extra(w.Worker)
+	}
+	return nil
+}
+
+// Run starts polling and blocks until ctx is done, then stops, letting in-flight
+// activities finish within OIDCFLOW_SHUTDOWN_TIMEOUT.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.Worker.Start(); err != nil {
+		return fmt.Errorf("app: start worker: %w", err)
+	}
+	<-ctx.Done()
+	w.Worker.Stop()
+	return nil
+}
+
+// Close releases connections. It is safe to call more than once.
+func (w *Worker) Close() {
+	for i := len(w.closers) - 1; i >= 0; i-- {
+		w.closers[i]()
+	}
+	w.closers = nil
+	if w.Client != nil {
+		w.Client.Close()
+		w.Client = nil
+	}
+}
+
+// DialTemporal connects to TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE as the worker (no person's
+// identity rides on the worker's own calls).
+func DialTemporal(ctx context.Context, env *config.Env, logger *slog.Logger) (client.Client, error) {
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := client.DialContext(dctx, client.Options{
+		HostPort:  env.String("TEMPORAL_ADDRESS"),
+		Namespace: env.String("TEMPORAL_NAMESPACE"),
+		Logger:    sdklog.NewStructuredLogger(logger),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("app: connect to Temporal at %s (is it up? `make up`): %w", env.String("TEMPORAL_ADDRESS"), err)
+	}
+	return c, nil
+}

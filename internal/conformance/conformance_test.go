@@ -1,0 +1,258 @@
+package conformance_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"golang.org/x/oauth2"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/internal/app"
+	"github.com/oidcflow/oidcflow/internal/app/apptest"
+	"github.com/oidcflow/oidcflow/internal/conformance"
+	"github.com/oidcflow/oidcflow/internal/testharness"
+)
+
+// syncBuffer collects the worker's log output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Register adds the conformance workflows and activities to a worker.
+func Register(r worker.Registry) {
+	r.RegisterWorkflowWithOptions(conformance.Workflow, workflow.RegisterOptions{Name: conformance.WorkflowName})
+	r.RegisterWorkflowWithOptions(conformance.Child, workflow.RegisterOptions{Name: conformance.ChildName})
+	r.RegisterWorkflowWithOptions(conformance.Pinger, workflow.RegisterOptions{Name: conformance.PingerName})
+	r.RegisterActivity(&conformance.Activities{})
+}
+
+// TestConformance drives identity through every surface on the real dev stack, asserts who
+// was seen at each point, and then checks that no token leaked into history, logs or errors.
+func TestConformance(t *testing.T) {
+	st := testharness.Load(t)
+	queue := apptest.TaskQueue("conformance")
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	apptest.StartWorker(t, app.WorkerOptions{
+		Env:      apptest.Env(t, st, "OIDCFLOW_TASK_QUEUE", queue),
+		Logger:   logger,
+		Register: Register,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	var tokens []*oauth2.Token
+	login := func(persona string) client.Client {
+		c, tok := apptest.Client(t, st, persona)
+		tokens = append(tokens, tok)
+		return c
+	}
+	bob, carol, alice, dave, erin := login("bob"), login("carol"), login("alice"), login("dave"), login("erin")
+	var errs []error
+	var ids []string
+
+	// bob starts; carol approves through an update; alice's workflow and dave's client signal.
+	id := "conformance-" + queue
+	ids = append(ids, id, id+"-child")
+	run, err := bob.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue},
+		conformance.WorkflowName, conformance.Input{Pings: 2, Approve: true, ContinueOnce: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := carol.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: id, UpdateName: conformance.UpdateName, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var approver string
+	if err := h.Get(ctx, &approver); err != nil || approver != "carol" {
+		t.Fatalf("update returned %q, %v; want carol", approver, err)
+	}
+	pinger, err := alice.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id + "-pinger", TaskQueue: queue},
+		conformance.PingerName, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, id+"-pinger")
+	if err := pinger.Get(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := dave.SignalWorkflow(ctx, id, "", conformance.SignalName, "client"); err != nil {
+		t.Fatal(err)
+	}
+	var res conformance.Result
+	if err := run.Get(ctx, &res); err != nil { // follows continue-as-new
+		t.Fatal(err)
+	}
+	want := []string{
+		"start:bob", "activity:bob", "local-activity:bob",
+		"child:bob", "child-activity:bob", "child-local-activity:bob",
+		"update:carol", "update-activity:carol", "update-local-activity:carol",
+	}
+	if !slices.Equal(res.Seen[:len(want)], want) {
+		t.Errorf("seen %v\nwant prefix %v", res.Seen, want)
+	}
+	signals := slices.Clone(res.Seen[len(want) : len(want)+2])
+	slices.Sort(signals)
+	if !slices.Equal(signals, []string{"signal-client:dave", "signal-workflow:alice"}) {
+		t.Errorf("signal senders %v, want dave (client) and alice (workflow)", signals)
+	}
+	if tail := res.Seen[len(want)+2:]; !slices.Equal(tail, []string{"continued:bob", "continued-activity:bob", "continued-local-activity:bob"}) {
+		t.Errorf("after continue-as-new saw %v", tail)
+	}
+
+	// erin signals-with-start: she is both the starter and the sender.
+	sws := "conformance-sws-" + queue
+	ids = append(ids, sws, sws+"-child")
+	swsRun, err := erin.SignalWithStartWorkflow(ctx, sws, conformance.SignalName, "client",
+		client.StartWorkflowOptions{TaskQueue: queue}, conformance.WorkflowName, conformance.Input{Pings: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := swsRun.Get(ctx, &res); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(res.Seen, "start:erin") || !slices.Contains(res.Seen, "signal-client:erin") {
+		t.Errorf("signal-with-start saw %v, want start:erin and signal-client:erin", res.Seen)
+	}
+
+	// A client without the interceptor cannot start it: the run fails at once, non-retryable.
+	plain, err := client.DialContext(ctx, client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	anon := "conformance-anon-" + queue
+	ids = append(ids, anon)
+	anonRun, err := plain.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: anon, TaskQueue: queue}, conformance.WorkflowName, conformance.Input{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = anonRun.Get(ctx, nil)
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != identity.TypeUnauthenticated || !appErr.NonRetryable() {
+		t.Fatalf("start without envelope: %v, want non-retryable %s", err, identity.TypeUnauthenticated)
+	}
+	errs = append(errs, err)
+
+	histories := map[string]*historypb.History{}
+	for _, wid := range ids {
+		histories[wid] = history(ctx, t, bob, wid)
+	}
+	checkNoLeak(t, tokens, histories, logs.String(), errs)
+	if os.Getenv("OIDCFLOW_UPDATE_TESTDATA") == "1" {
+		for _, name := range []string{id, sws} {
+			b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(histories[name])
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := strings.ReplaceAll(strings.TrimSuffix(name, "-"+queue), "conformance-", "")
+			if file == "conformance" {
+				file = "start"
+			}
+			if err := os.WriteFile(filepath.Join("testdata", "history-"+file+".json"), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// history returns every event of the workflow's runs (all runs of a continued workflow).
+func history(ctx context.Context, t *testing.T, c client.Client, workflowID string) *historypb.History {
+	t.Helper()
+	h := &historypb.History{}
+	it := c.GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			t.Fatalf("history of %s: %v", workflowID, err)
+		}
+		h.Events = append(h.Events, e)
+	}
+	return h
+}
+
+// jwt matches a compact JWS: base64url JSON header and payload, dot separated. (Base64 of
+// ordinary JSON payloads also starts with eyJ, but has no dots.)
+var jwt = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.`)
+
+// checkNoLeak fails when history (as JSON and as raw protobuf), logs or errors hold a JWT
+// or any 20-character window of a token that was used.
+func checkNoLeak(t *testing.T, tokens []*oauth2.Token, histories map[string]*historypb.History, logs string, errs []error) {
+	t.Helper()
+	var secrets []string
+	for _, tok := range tokens {
+		secrets = append(secrets, tok.AccessToken, tok.RefreshToken)
+		if s, ok := tok.Extra("id_token").(string); ok {
+			secrets = append(secrets, s)
+		}
+	}
+	texts := map[string]string{"worker logs": logs}
+	for i, err := range errs {
+		texts["error "+string(rune('0'+i))] = err.Error()
+	}
+	for id, h := range histories {
+		j, err := protojson.Marshal(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := proto.Marshal(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts["history "+id+" (json)"] = string(j)
+		texts["history "+id+" (proto)"] = string(raw)
+	}
+	windows := map[string]bool{}
+	for _, s := range secrets {
+		for i := 0; i+20 <= len(s); i++ {
+			windows[s[i:i+20]] = true
+		}
+	}
+	if len(windows) == 0 {
+		t.Fatal("no tokens to look for")
+	}
+	for where, text := range texts {
+		if jwt.MatchString(text) {
+			t.Errorf("%s holds a JWT (eyJ...)", where)
+		}
+		for i := 0; i+20 <= len(text); i++ {
+			if windows[text[i:i+20]] {
+				t.Errorf("%s holds part of a token at byte %d", where, i)
+				break
+			}
+		}
+	}
+}
