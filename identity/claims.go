@@ -8,9 +8,9 @@ import (
 // ClaimMapping says where an IdP puts the claims an Identity is made of. Each field lists
 // claim paths: dotted paths into the claims ("realm_access.roles"). A key that itself holds
 // dots (an Auth0 namespace URL, a Keycloak client id) is found too: at each level the longest
-// run of segments that names a key wins, so "https://example.com/roles" and
-// "resource_access.app.example.com.roles" both work without escaping (there is no
-// backtracking if the longest match turns out to be a dead end).
+// run of segments that names a key is tried first, then shorter ones, so
+// "https://example.com/roles" and "resource_access.app.example.com.roles" both work without
+// escaping.
 //
 // For single-valued fields (Name, Email, Department, Tenant, ClientID) the first path that
 // holds a non-empty string wins. For list fields (Roles, Permissions, Groups) the values of
@@ -186,24 +186,27 @@ func lookup(claims map[string]any, path string) (any, bool) {
 	if len(segs) > maxPathSegments {
 		return nil, false
 	}
-	var cur any = claims
-	for i := 0; i < len(segs); {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		found := false
-		for j := len(segs); j > i; j-- {
-			if v, ok := m[strings.Join(segs[i:j], ".")]; ok {
-				cur, i, found = v, j, true
-				break
+	return walk(claims, segs)
+}
+
+// walk resolves segs in cur, trying the longest run of segments that names a key first and
+// backing off to shorter ones (at most 2^15 lookups for the 16 segments allowed).
+func walk(cur any, segs []string) (any, bool) {
+	if len(segs) == 0 {
+		return cur, true
+	}
+	m, ok := cur.(map[string]any)
+	if !ok {
+		return nil, false
+	}
+	for j := len(segs); j > 0; j-- {
+		if v, ok := m[strings.Join(segs[:j], ".")]; ok {
+			if r, ok := walk(v, segs[j:]); ok {
+				return r, true
 			}
 		}
-		if !found {
-			return nil, false
-		}
 	}
-	return cur, true
+	return nil, false
 }
 
 func firstString(claims map[string]any, paths []string) string {
