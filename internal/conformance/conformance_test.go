@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -51,10 +50,14 @@ func (s *syncBuffer) String() string {
 
 // Register adds the conformance workflows and activities to a worker.
 func Register(r worker.Registry) {
+	registerWorkflows(r)
+	r.RegisterActivity(&conformance.Activities{})
+}
+
+func registerWorkflows(r worker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(conformance.Workflow, workflow.RegisterOptions{Name: conformance.WorkflowName})
 	r.RegisterWorkflowWithOptions(conformance.Child, workflow.RegisterOptions{Name: conformance.ChildName})
 	r.RegisterWorkflowWithOptions(conformance.Pinger, workflow.RegisterOptions{Name: conformance.PingerName})
-	r.RegisterActivity(&conformance.Activities{})
 }
 
 // TestConformance drives identity through every surface on the real dev stack, asserts who
@@ -169,18 +172,19 @@ func TestConformance(t *testing.T) {
 
 	histories := map[string]*historypb.History{}
 	for _, wid := range ids {
-		histories[wid] = history(ctx, t, bob, wid)
+		histories[wid] = history(ctx, t, bob, wid, "")
 	}
+	first := history(ctx, t, bob, id, run.GetRunID()) // the run before continue-as-new
+	histories[id+" (first run)"] = first
 	checkNoLeak(t, tokens, histories, logs.String(), errs)
 	if os.Getenv("OIDCFLOW_UPDATE_TESTDATA") == "1" {
-		for _, name := range []string{id, sws} {
-			b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(histories[name])
+		for file, h := range map[string]*historypb.History{
+			"first-run": first, "continued-run": histories[id], "child": histories[id+"-child"],
+			"signal-with-start": histories[sws], "pinger": histories[id+"-pinger"], "no-envelope": histories[anon],
+		} {
+			b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
 			if err != nil {
 				t.Fatal(err)
-			}
-			file := strings.ReplaceAll(strings.TrimSuffix(name, "-"+queue), "conformance-", "")
-			if file == "conformance" {
-				file = "start"
 			}
 			if err := os.WriteFile(filepath.Join("testdata", "history-"+file+".json"), b, 0o644); err != nil {
 				t.Fatal(err)
@@ -189,11 +193,11 @@ func TestConformance(t *testing.T) {
 	}
 }
 
-// history returns every event of the workflow's runs (all runs of a continued workflow).
-func history(ctx context.Context, t *testing.T, c client.Client, workflowID string) *historypb.History {
+// history returns every event of one run (the latest when runID is empty).
+func history(ctx context.Context, t *testing.T, c client.Client, workflowID, runID string) *historypb.History {
 	t.Helper()
 	h := &historypb.History{}
-	it := c.GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	it := c.GetWorkflowHistory(ctx, workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		e, err := it.Next()
 		if err != nil {

@@ -1,0 +1,65 @@
+package conformance_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"go.temporal.io/sdk/interceptor"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/interceptors"
+	"github.com/oidcflow/oidcflow/interceptors/envelope"
+)
+
+// offline fails every call: replay must never need the network, Vault or the IdP.
+type offline struct{ t *testing.T }
+
+var errOffline = errors.New("offline: replay tried to reach Vault or the IdP")
+
+func (o offline) Open(context.Context, envelope.Binding, []byte, bool) (*identity.Identity, error) {
+	o.t.Error(errOffline)
+	return nil, errOffline
+}
+
+func (o offline) Resume(context.Context, string) (*identity.Identity, error) {
+	o.t.Error(errOffline)
+	return nil, errOffline
+}
+
+func (o offline) End(context.Context, string) error {
+	o.t.Error(errOffline)
+	return errOffline
+}
+
+// TestReplay replays the histories the conformance test saved (OIDCFLOW_UPDATE_TESTDATA=1)
+// with the interceptors in place and nothing reachable: the recorded identities suffice.
+func TestReplay(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "history-*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no saved histories in testdata (%v); run the conformance test with OIDCFLOW_UPDATE_TESTDATA=1", err)
+	}
+	wi, err := interceptors.NewWorkerInterceptor(interceptors.WorkerOptions{
+		Authenticator:      offline{t},
+		PropagationSecrets: [][]byte{[]byte("replay-needs-no-real-secret-0123456789")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			r, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{
+				Interceptors: []interceptor.WorkerInterceptor{wi},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			registerWorkflows(r)
+			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
+				t.Fatalf("replay %s: %v", f, err)
+			}
+		})
+	}
+}
