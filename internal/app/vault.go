@@ -8,39 +8,42 @@ import (
 	vault "github.com/hashicorp/vault/api"
 
 	"github.com/oidcflow/oidcflow/internal/config"
+	"github.com/oidcflow/oidcflow/tokenstore/vaultauth"
 )
 
-// VaultClient returns a Vault client logged in as the worker (OIDCFLOW_VAULT_AUTH).
-func VaultClient(ctx context.Context, env *config.Env, logger *slog.Logger) (*vault.Client, error) {
+// VaultClient returns a Vault client logged in as the worker (OIDCFLOW_VAULT_AUTH) and the
+// authenticator that keeps its token alive; run its Run method for the life of the worker.
+func VaultClient(ctx context.Context, env *config.Env, logger *slog.Logger) (*vault.Client, *vaultauth.Authenticator, error) {
 	cfg := vault.DefaultConfig()
 	cfg.Address = env.String("VAULT_ADDR")
 	c, err := vault.NewClient(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("app: vault client: %w", err)
+		return nil, nil, fmt.Errorf("app: vault client: %w", err)
 	}
-	switch method := env.String("OIDCFLOW_VAULT_AUTH"); method {
-	case "token":
-		tok, err := env.Required("VAULT_TOKEN")
-		if err != nil {
-			return nil, err
+	opts := vaultauth.Options{Client: c, Method: vaultauth.Method(env.String("OIDCFLOW_VAULT_AUTH")), Logger: logger}
+	switch opts.Method {
+	case vaultauth.Token:
+		if opts.Token, err = env.Required("VAULT_TOKEN"); err != nil {
+			return nil, nil, err
 		}
-		c.SetToken(tok)
-	case "approle":
-		roleID, err := env.Required("OIDCFLOW_VAULT_ROLE_ID")
-		if err != nil {
-			return nil, err
+	case vaultauth.AppRole:
+		if opts.RoleID, err = env.Required("OIDCFLOW_VAULT_ROLE_ID"); err != nil {
+			return nil, nil, err
 		}
-		secretID, err := env.Required("OIDCFLOW_VAULT_SECRET_ID")
-		if err != nil {
-			return nil, err
+		opts.SecretID = env.String("OIDCFLOW_VAULT_SECRET_ID")
+	case vaultauth.Kubernetes:
+		if opts.KubernetesRole, err = env.Required("OIDCFLOW_VAULT_K8S_ROLE"); err != nil {
+			return nil, nil, err
 		}
-		sec, err := c.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{"role_id": roleID, "secret_id": secretID})
-		if err != nil || sec == nil || sec.Auth == nil {
-			return nil, fmt.Errorf("app: Vault AppRole login at %s failed; check OIDCFLOW_VAULT_ROLE_ID/SECRET_ID: %v", cfg.Address, err)
-		}
-		c.SetToken(sec.Auth.ClientToken)
 	default:
-		return nil, fmt.Errorf("app: OIDCFLOW_VAULT_AUTH=%q is not supported (approle, token, kubernetes)", method)
+		return nil, nil, fmt.Errorf("app: OIDCFLOW_VAULT_AUTH=%q; use approle, token or kubernetes", opts.Method)
 	}
-	return c, nil
+	auth, err := vaultauth.New(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := auth.Login(ctx); err != nil {
+		return nil, nil, fmt.Errorf("app: log in to Vault at %s with %s: %w", cfg.Address, opts.Method, err)
+	}
+	return c, auth, nil
 }

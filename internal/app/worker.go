@@ -24,6 +24,7 @@ import (
 	"github.com/oidcflow/oidcflow/interceptors"
 	"github.com/oidcflow/oidcflow/internal/config"
 	"github.com/oidcflow/oidcflow/tokenstore"
+	"github.com/oidcflow/oidcflow/tokenstore/vaultauth"
 	"github.com/oidcflow/oidcflow/workflows"
 )
 
@@ -52,7 +53,8 @@ type Worker struct {
 	Refresher *tokenstore.Refresher
 	Logger    *slog.Logger
 
-	closers []func()
+	vaultAuth *vaultauth.Authenticator
+	closers   []func()
 }
 
 // NewWorker connects to Vault, Temporal and PostgreSQL and builds a worker; Run starts it.
@@ -69,7 +71,7 @@ func NewWorker(ctx context.Context, opts WorkerOptions) (w *Worker, err error) {
 		}
 	}()
 
-	if w.Vault, err = VaultClient(ctx, env, logger); err != nil {
+	if w.Vault, w.vaultAuth, err = VaultClient(ctx, env, logger); err != nil {
 		return nil, err
 	}
 	mount := env.String("OIDCFLOW_VAULT_KV_MOUNT")
@@ -172,11 +174,21 @@ func (w *Worker) register(ctx context.Context, env *config.Env, extra func(worke
 // Run starts polling and blocks until ctx is done, then stops, letting in-flight
 // activities finish within OIDCFLOW_SHUTDOWN_TIMEOUT.
 func (w *Worker) Run(ctx context.Context) error {
+	vctx, stopVault := context.WithCancel(context.Background())
+	vaultDone := make(chan struct{})
+	go func() {
+		defer close(vaultDone)
+		w.vaultAuth.Run(vctx) // renews and re-acquires the worker's Vault token
+	}()
+	defer func() {
+		stopVault()
+		<-vaultDone
+	}()
 	if err := w.Worker.Start(); err != nil {
 		return fmt.Errorf("app: start worker: %w", err)
 	}
 	<-ctx.Done()
-	w.Worker.Stop()
+	w.Worker.Stop() // drains in-flight activities for up to WorkerStopTimeout
 	return nil
 }
 
