@@ -1,0 +1,172 @@
+package activities
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/internal/testharness"
+)
+
+// postgresURL returns the admin URL of the dev stack's PostgreSQL. OIDCFLOW_POSTGRES_URL in
+// the environment takes precedence (a server of one's own); otherwise the test needs the stack.
+func postgresURL(t *testing.T) string {
+	t.Helper()
+	if u := os.Getenv("OIDCFLOW_POSTGRES_URL"); u != "" {
+		return u
+	}
+	u := testharness.Load(t).Env("OIDCFLOW_POSTGRES_URL")
+	if u == "" {
+		t.Fatal("the stack's env file has no OIDCFLOW_POSTGRES_URL")
+	}
+	return u
+}
+
+type roleState struct {
+	exists     bool
+	login      bool
+	validUntil *time.Time
+	members    int // memberships in the group role
+}
+
+func inspectRole(t *testing.T, ctx context.Context, pool *pgxpool.Pool, role, group string) roleState {
+	t.Helper()
+	var st roleState
+	err := pool.QueryRow(ctx, "SELECT rolcanlogin, rolvaliduntil FROM pg_roles WHERE rolname = $1", role).
+		Scan(&st.login, &st.validUntil)
+	if err == pgx.ErrNoRows {
+		return st
+	}
+	require.NoError(t, err)
+	st.exists = true
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pg_auth_members m
+		JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
+		WHERE r.rolname = $1 AND u.rolname = $2`, group, role).Scan(&st.members))
+	return st
+}
+
+func TestGrantRevokeAgainstPostgres(t *testing.T) {
+	url := postgresURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}))
+	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}), "bootstrap is idempotent")
+	pool, err := pgxpool.New(ctx, url)
+	require.NoError(t, err)
+	defer pool.Close()
+
+	a := &DatabaseActivities{DB: pool}
+	requestID := "test-" + time.Now().Format("20060102T150405.000000000")
+	until := time.Now().Add(2 * time.Minute).UTC().Truncate(time.Microsecond)
+	in := GrantAccessInput{RequestID: requestID, Requester: "bob", Department: "engineering",
+		Database: "demo", Access: AccessRead, ValidUntil: until}
+	role, group := RoleName(requestID, "bob"), GroupRole("demo", AccessRead)
+	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()) })
+	bobCtx := identity.WithActivity(ctx, bob)
+
+	first, err := a.GrantAccess(bobCtx, in)
+	require.NoError(t, err)
+	require.True(t, first.Created)
+	second, err := a.GrantAccess(bobCtx, in)
+	require.NoError(t, err, "a retry succeeds")
+	require.False(t, second.Created)
+	require.Equal(t, first.Grant, second.Grant)
+
+	st := inspectRole(t, ctx, pool, role, group)
+	require.True(t, st.exists)
+	require.True(t, st.login)
+	require.Equal(t, 1, st.members, "granted once, never twice")
+	require.NotNil(t, st.validUntil)
+	require.True(t, until.Equal(*st.validUntil), "VALID UNTIL %v, want %v", st.validUntil, until)
+
+	// The role reads the demo table and cannot write it.
+	cfg, err := pgx.ParseConfig(url)
+	require.NoError(t, err)
+	cfg.Database = "demo"
+	demo, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer demo.Close(ctx)
+	var canSelect, canInsert, canConnect bool
+	require.NoError(t, demo.QueryRow(ctx, `SELECT has_table_privilege($1, 'public.items', 'SELECT'),
+		has_table_privilege($1, 'public.items', 'INSERT'), has_database_privilege($1, 'demo', 'CONNECT')`, role).
+		Scan(&canSelect, &canInsert, &canConnect))
+	require.True(t, canSelect)
+	require.False(t, canInsert)
+	require.True(t, canConnect)
+
+	var listed ListGrantsResult
+	listed, err = a.ListGrants(identity.WithActivity(ctx, alice), ListGrantsInput{})
+	require.NoError(t, err)
+	require.Contains(t, listed.Grants, Grant{RoleName: role, GroupRole: group, Database: "demo",
+		Access: AccessRead, ValidUntil: until})
+
+	// The requester's department claim changed: the claims check refuses before SQL.
+	_, err = a.GrantAccess(identity.WithActivity(ctx, &identity.Identity{Subject: "bob", Department: "sales"}), in)
+	require.Error(t, err)
+
+	r1, err := a.RevokeAccess(bobCtx, RevokeAccessInput{RequestID: requestID, Requester: "bob"})
+	require.NoError(t, err)
+	require.True(t, r1.Dropped)
+	r2, err := a.RevokeAccess(identity.WithActivity(ctx, alice), RevokeAccessInput{RequestID: requestID, Requester: "bob"})
+	require.NoError(t, err, "a second revoke (by an admin) is fine")
+	require.False(t, r2.Dropped)
+	require.False(t, inspectRole(t, ctx, pool, role, group).exists, "the role is gone")
+}
+
+func TestGrantRefusesRolesItDidNotMake(t *testing.T) {
+	url := postgresURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}))
+	pool, err := pgxpool.New(ctx, url)
+	require.NoError(t, err)
+	defer pool.Close()
+
+	requestID := "foreign-" + time.Now().Format("150405.000000000")
+	role := RoleName(requestID, "bob")
+	_, err = pool.Exec(ctx, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN")
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()) })
+
+	a := &DatabaseActivities{DB: pool}
+	bobCtx := identity.WithActivity(ctx, bob)
+	_, err = a.GrantAccess(bobCtx, GrantAccessInput{RequestID: requestID, Requester: "bob",
+		Database: "demo", Access: AccessWrite, ValidUntil: time.Now().Add(time.Minute)})
+	require.ErrorContains(t, err, "not managed by oidcflow")
+	_, err = a.RevokeAccess(bobCtx, RevokeAccessInput{RequestID: requestID, Requester: "bob"})
+	require.ErrorContains(t, err, "not managed by oidcflow")
+}
+
+func TestSweepExpiredAgainstPostgres(t *testing.T) {
+	url := postgresURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}))
+	pool, err := pgxpool.New(ctx, url)
+	require.NoError(t, err)
+	defer pool.Close()
+	a := &DatabaseActivities{DB: pool}
+
+	requestID := "sweep-" + time.Now().Format("150405.000000000")
+	until := time.Now().Add(time.Minute)
+	_, err = a.GrantAccess(identity.WithActivity(ctx, bob), GrantAccessInput{RequestID: requestID, Requester: "bob",
+		Database: "demo", Access: AccessWrite, ValidUntil: until})
+	require.NoError(t, err)
+	role := RoleName(requestID, "bob")
+	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()) })
+
+	adminCtx := identity.WithActivity(ctx, alice)
+	res, err := a.SweepExpired(adminCtx, SweepExpiredInput{Now: until.Add(-time.Second)})
+	require.NoError(t, err)
+	require.NotContains(t, res.Dropped, role, "not expired yet")
+	res, err = a.SweepExpired(adminCtx, SweepExpiredInput{Now: until.Add(time.Second)})
+	require.NoError(t, err)
+	require.Contains(t, res.Dropped, role)
+	require.False(t, inspectRole(t, ctx, pool, role, GroupRole("demo", AccessWrite)).exists)
+}
