@@ -23,6 +23,8 @@ type Options struct {
 	// Root is the clone's root folder (holding go.mod). Default: found by walking up from
 	// the working directory.
 	Root string
+	// State is the state folder (env file, data, logs, pids). Default: Root/.stack.
+	State string
 	// Out receives progress lines. Default: os.Stdout.
 	Out io.Writer
 	// Timeout bounds the wait for each server to become healthy. Default: 90s.
@@ -48,6 +50,9 @@ type Launcher struct {
 
 // New returns a Launcher.
 func New(o Options) (*Launcher, error) {
+	if o.Root == "" && o.State != "" {
+		o.Root = filepath.Dir(o.State)
+	}
 	if o.Root == "" {
 		r, err := FindRoot()
 		if err != nil {
@@ -75,8 +80,14 @@ func New(o Options) (*Launcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devstack: %w", err)
 	}
+	state := filepath.Join(root, ".stack")
+	if o.State != "" {
+		if state, err = filepath.Abs(o.State); err != nil {
+			return nil, fmt.Errorf("devstack: %w", err)
+		}
+	}
 	return &Launcher{
-		root: root, state: filepath.Join(root, ".stack"), out: o.Out,
+		root: root, state: state, out: o.Out,
 		timeout: o.Timeout, exe: o.Executable, getenv: o.Getenv,
 		env: map[string]string{},
 	}, nil
@@ -478,5 +489,31 @@ func httpGetOK(ctx context.Context, url string) error {
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
+	return nil
+}
+
+// Seed waits for servers started by someone else (docker compose) to be healthy, seeds them
+// like Up does and writes the env file. It starts and stops nothing.
+func (l *Launcher) Seed(ctx context.Context) error {
+	for _, d := range []string{"", "logs", "run"} {
+		if err := os.MkdirAll(l.path(d), 0o755); err != nil {
+			return fmt.Errorf("devstack: %w", err)
+		}
+	}
+	for _, s := range l.services() {
+		if err := l.waitReady(ctx, s, nil); err != nil {
+			return &ServerError{Server: s.name, Ports: s.ports, Log: "its container's log", Err: err}
+		}
+		if s.seed != nil {
+			if err := s.seed(ctx); err != nil {
+				return &ServerError{Server: s.name, Ports: s.ports, Log: "its container's log", Err: fmt.Errorf("seeding: %w", err)}
+			}
+		}
+		l.printf("%-8s healthy and seeded", s.name)
+	}
+	if err := l.writeEnv(); err != nil {
+		return err
+	}
+	l.printf("stack seeded; env file %s", l.EnvFile())
 	return nil
 }

@@ -35,6 +35,22 @@ path "%[4]s/decrypt/%[5]s" { capabilities = ["update"] }
 `, kv, VaultSessionsPrefix, VaultEnvelopeKeysPath, VaultTransitMount, VaultTransitKey)
 }
 
+// VaultConfig is the Vault server configuration of the dev stack with file storage in
+// dataDir (docker-compose.yml uses the same, with its own folder).
+func VaultConfig(dataDir string) string {
+	return fmt.Sprintf(`storage "file" { path = %q }
+listener "tcp" {
+  address         = %q
+  cluster_address = %q
+  tls_disable     = true
+}
+api_addr      = %q
+cluster_addr  = "https://%s"
+disable_mlock = true
+ui            = false
+`, dataDir, hostPort(PortVault), hostPort(PortVault+1), VaultAddr(), hostPort(PortVault+1))
+}
+
 func (l *Launcher) vaultClient(token string) (*vault.Client, error) {
 	cfg := vault.DefaultConfig()
 	cfg.Address = VaultAddr()
@@ -55,18 +71,7 @@ func (l *Launcher) vault() *service {
 		if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 			return err
 		}
-		cfg := fmt.Sprintf(`# written by devstack up
-storage "file" { path = %q }
-listener "tcp" {
-  address         = %q
-  cluster_address = %q
-  tls_disable     = true
-}
-api_addr      = %q
-cluster_addr  = "https://%s"
-disable_mlock = true
-ui            = false
-`, filepath.Join(dir, "data"), hostPort(PortVault), hostPort(PortVault+1), VaultAddr(), hostPort(PortVault+1))
+		cfg := "# written by devstack up\n" + VaultConfig(filepath.Join(dir, "data"))
 		return os.WriteFile(cfgPath, []byte(cfg), 0o600)
 	}
 	s.command = func() ([]string, []string, *syscall.Credential, error) {

@@ -197,3 +197,27 @@ func (s *Stack) putPersona(t testing.TB, name string, p idp.Persona) {
 		t.Errorf("testharness: update persona %s: %v", name, err)
 	}
 }
+
+// NewPersona adds a persona for this test only (name made unique from base) and removes it
+// when t ends; tests that change roles use one so that tests running in parallel, in other
+// packages too, never see the change. It returns the persona as stored (Name and Subject
+// filled).
+func (s *Stack) NewPersona(t testing.TB, base string, p idp.Persona) idp.Persona {
+	t.Helper()
+	p.Name = base + "-" + random()[:8]
+	p.Subject = p.Name
+	if p.Email == "" {
+		p.Email = p.Name + "@example.com"
+	}
+	if p.DisplayName == "" {
+		p.DisplayName = p.Name
+	}
+	login := s.env["OIDCFLOW_LOGIN_URL"]
+	if _, err := s.call(context.Background(), http.MethodPost, login+"/admin/personas", p, nil); err != nil {
+		t.Fatalf("testharness: add persona: %v", err)
+	}
+	t.Cleanup(func() {
+		_, _ = s.call(context.Background(), http.MethodDelete, login+"/admin/personas/"+url.PathEscape(p.Name), nil, nil)
+	})
+	return p
+}

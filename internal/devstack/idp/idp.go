@@ -178,6 +178,8 @@ func New(o Options) (*Server, error) {
 //	POST /hooks/token              Hydra's token hook (every grant, refresh included)
 //	GET  /admin/personas           the current persona file
 //	GET|PUT /admin/personas/{name} read or replace one persona (name and subject kept)
+//	POST /admin/personas           add a persona (for tests that change one)
+//	DELETE /admin/personas/{name}  remove a persona (its next refresh is refused)
 //	POST /admin/reset              restore the committed personas
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -190,6 +192,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /admin/personas", s.adminList)
 	mux.HandleFunc("GET /admin/personas/{name}", s.adminGet)
 	mux.HandleFunc("PUT /admin/personas/{name}", s.adminPut)
+	mux.HandleFunc("POST /admin/personas", s.adminCreate)
+	mux.HandleFunc("DELETE /admin/personas/{name}", s.adminDelete)
 	mux.HandleFunc("POST /admin/reset", s.adminReset)
 	return mux
 }
@@ -447,6 +451,61 @@ func (s *Server) adminPut(w http.ResponseWriter, r *http.Request) {
 	}
 	s.o.Logger.Info("idp: persona changed", "persona", in.Name, "roles", in.Roles, "permissions", in.Permissions, "groups", in.Groups)
 	writeJSON(w, in)
+}
+
+func (s *Server) adminCreate(w http.ResponseWriter, r *http.Request) {
+	var in Persona
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&in); err != nil {
+		http.Error(w, "bad persona: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if in.Subject == "" {
+		in.Subject = in.Name
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, err := s.Personas()
+	if err != nil {
+		s.fail(w, "personas", err)
+		return
+	}
+	f.Personas = append(f.Personas, in)
+	b, _ := json.MarshalIndent(f, "", "  ")
+	if _, err := ParseFile(b); err != nil {
+		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	}
+	if err := s.write(b); err != nil {
+		s.fail(w, "write personas", err)
+		return
+	}
+	s.o.Logger.Info("idp: persona added", "persona", in.Name)
+	w.WriteHeader(http.StatusCreated)
+	writeJSON(w, in)
+}
+
+func (s *Server) adminDelete(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, err := s.Personas()
+	if err != nil {
+		s.fail(w, "personas", err)
+		return
+	}
+	name := r.PathValue("name")
+	n := len(f.Personas)
+	f.Personas = slices.DeleteFunc(f.Personas, func(p Persona) bool { return p.Name == name })
+	if len(f.Personas) == n {
+		http.Error(w, "unknown persona", http.StatusNotFound)
+		return
+	}
+	b, _ := json.MarshalIndent(f, "", "  ")
+	if err := s.write(b); err != nil {
+		s.fail(w, "write personas", err)
+		return
+	}
+	s.o.Logger.Info("idp: persona removed", "persona", name)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) adminReset(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,8 @@
 //	devstack down      stop exactly what up started (pids in .stack/run)
 //	devstack status    show each server's pid and health
 //	devstack serve-idp run the login/consent app for Hydra (started by up)
+//	devstack compose-init --state DIR   prepare secrets and configs for docker-compose.yml
+//	devstack seed --state DIR           seed servers started by docker compose, write DIR/env
 //
 // Launcher settings (environment of `up`): OIDCFLOW_ACCESS_TOKEN_TTL (default 1h),
 // OIDCFLOW_ID_TOKEN_TTL (1h), OIDCFLOW_REFRESH_TOKEN_TTL (720h),
@@ -19,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -36,6 +39,8 @@ func main() {
 	switch os.Args[1] {
 	case "up", "down", "status":
 		err = launcher(ctx, os.Args[1])
+	case "compose-init", "seed":
+		err = composeStep(ctx, os.Args[1], os.Args[2:])
 	case "serve-idp":
 		err = serveIDP(ctx, os.Args[2:])
 	default:
@@ -80,12 +85,27 @@ func launcher(ctx context.Context, cmd string) error {
 	return nil
 }
 
+func composeStep(ctx context.Context, cmd string, args []string) error {
+	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
+	state := fs.String("state", "/stack", "state folder shared by the compose services")
+	_ = fs.Parse(args)
+	l, err := devstack.New(devstack.Options{State: *state, Timeout: 5 * time.Minute})
+	if err != nil {
+		return err
+	}
+	if cmd == "compose-init" {
+		return l.ComposeInit()
+	}
+	return l.Seed(ctx)
+}
+
 func serveIDP(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve-idp", flag.ExitOnError)
 	addr := fs.String("addr", "127.0.0.1:4446", "listen address")
 	admin := fs.String("hydra-admin", devstack.HydraAdminURL(), "Hydra admin API base URL")
 	state := fs.String("personas", ".stack/idp/personas.json", "persona state file (read at every request)")
 	defaults := fs.String("defaults", "", "committed persona file restored by POST /admin/reset (default: the embedded one)")
+	hookKeyFile := fs.String("hook-key-file", "", "file holding the token hook key (default: $OIDCFLOW_IDP_HOOK_KEY)")
 	_ = fs.Parse(args)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	var def []byte
@@ -96,9 +116,17 @@ func serveIDP(ctx context.Context, args []string) error {
 		}
 		def = b
 	}
+	hookKey := os.Getenv("OIDCFLOW_IDP_HOOK_KEY")
+	if *hookKeyFile != "" {
+		b, err := os.ReadFile(*hookKeyFile)
+		if err != nil {
+			return err
+		}
+		hookKey = strings.TrimSpace(string(b))
+	}
 	srv, err := idp.New(idp.Options{
 		HydraAdminURL: *admin, StatePath: *state, Defaults: def,
-		HookKey: os.Getenv("OIDCFLOW_IDP_HOOK_KEY"), Logger: logger,
+		HookKey: hookKey, Logger: logger,
 	})
 	if err != nil {
 		return err
