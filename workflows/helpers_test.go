@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"encoding/json"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 	"log/slog"
 	"os"
@@ -181,4 +182,8 @@ func newTestEnv() *testsuite.TestWorkflowEnvironment {
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	return suite.NewTestWorkflowEnvironment()
+}
+
+func startOptions(id string) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{ID: id, TaskQueue: TaskQueue}
 }
