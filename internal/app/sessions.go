@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	vault "github.com/hashicorp/vault/api"
 
@@ -16,6 +17,7 @@ import (
 type sessions struct {
 	store     *tokenstore.Store
 	refresher *tokenstore.Refresher
+	counts    *refreshCounter
 }
 
 func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, c envelope.Contents) (string, error) {
@@ -37,7 +39,9 @@ func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, c envelop
 }
 
 func (s *sessions) CurrentIDToken(ctx context.Context, sessionID string) (string, error) {
+	start := time.Now()
 	sess, err := s.refresher.Fresh(ctx, sessionID)
+	s.counts.observe(start, sess.Refreshed, err)
 	if err != nil {
 		return "", err
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	vault "github.com/hashicorp/vault/api"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/client"
@@ -18,11 +19,13 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/interceptors"
 	"github.com/oidcflow/oidcflow/internal/config"
+	"github.com/oidcflow/oidcflow/internal/metrics"
 	"github.com/oidcflow/oidcflow/tokenstore"
 	"github.com/oidcflow/oidcflow/tokenstore/vaultauth"
 	"github.com/oidcflow/oidcflow/workflows"
@@ -42,6 +45,8 @@ type WorkerOptions struct {
 	Refresher func(*tokenstore.RefresherOptions)
 	// Worker adjusts the Temporal worker options before the worker is built.
 	Worker func(*worker.Options)
+	// Metrics receives the SDK's and oidcflow's metrics. Default: a new registry.
+	Metrics *metrics.Registry
 }
 
 // Worker is one member of a worker pool.
@@ -52,6 +57,7 @@ type Worker struct {
 	Verifier  *identity.Verifier
 	Refresher *tokenstore.Refresher
 	Logger    *slog.Logger
+	Metrics   *metrics.Registry
 
 	vaultAuth *vaultauth.Authenticator
 	closers   []func()
@@ -64,7 +70,10 @@ func NewWorker(ctx context.Context, opts WorkerOptions) (w *Worker, err error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	w = &Worker{Logger: logger}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+	}
+	w = &Worker{Logger: logger, Metrics: opts.Metrics}
 	defer func() {
 		if err != nil {
 			w.Close()
@@ -104,23 +113,30 @@ func NewWorker(ctx context.Context, opts WorkerOptions) (w *Worker, err error) {
 	if w.Refresher, err = tokenstore.NewRefresher(ro); err != nil {
 		return nil, err
 	}
+	counts := &refreshCounter{
+		refreshes: opts.Metrics.Counter(MetricRefreshes, nil),
+		failures:  opts.Metrics.Counter(MetricRefreshFailures, nil),
+	}
 	auth, err := interceptors.NewAuthenticator(interceptors.AuthenticatorOptions{
-		Keyring: ring, Verifier: w.Verifier, Sessions: &sessions{store: store, refresher: w.Refresher},
+		Keyring: ring, Verifier: w.Verifier, Sessions: &sessions{store: store, refresher: w.Refresher, counts: counts},
 	})
 	if err != nil {
 		return nil, err
 	}
 	wi, err := interceptors.NewWorkerInterceptor(interceptors.WorkerOptions{
-		Authenticator: auth, PropagationSecrets: secrets, AllowAnonymous: opts.AllowAnonymous,
+		Authenticator:      newCountingAuth(auth, opts.Metrics),
+		PropagationSecrets: secrets,
+		AllowAnonymous:     opts.AllowAnonymous,
 	})
 	if err != nil {
 		return nil, err
 	}
 
-	if w.Client, err = DialTemporal(ctx, env, logger); err != nil {
+	if w.Client, err = DialTemporal(ctx, env, logger, opts.Metrics); err != nil {
 		return nil, err
 	}
-	wo := worker.Options{Interceptors: []interceptor.WorkerInterceptor{wi}}
+	deny := &denials{activities: opts.Metrics.Counter(MetricDenials, map[string]string{"surface": "activity"})}
+	wo := worker.Options{Interceptors: []interceptor.WorkerInterceptor{wi, deny}}
 	if n, err := env.Int("OIDCFLOW_MAX_CONCURRENT_ACTIVITIES"); err != nil {
 		return nil, err
 	} else if n > 0 {
@@ -204,16 +220,56 @@ func (w *Worker) Close() {
 	}
 }
 
+// workerTokenSource returns the worker's own bearer tokens (OAuth 2.0 client credentials,
+// RFC 6749 section 4.4), refreshed before they expire.
+func workerTokenSource(ctx context.Context, env *config.Env) (oauth2.TokenSource, error) {
+	issuer, err := env.Required("OIDCFLOW_ISSUER")
+	if err != nil {
+		return nil, err
+	}
+	secret, err := env.Required("OIDCFLOW_WORKER_CLIENT_SECRET")
+	if err != nil {
+		return nil, err
+	}
+	p, err := oidc.NewProvider(ctx, issuer)
+	if err != nil {
+		return nil, fmt.Errorf("app: discover %s: %w", issuer, err)
+	}
+	cc := clientcredentials.Config{ClientID: env.String("OIDCFLOW_WORKER_CLIENT_ID"), ClientSecret: secret, TokenURL: p.Endpoint().TokenURL}
+	return cc.TokenSource(context.Background()), nil
+}
+
 // DialTemporal connects to TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE as the worker (no person's
 // identity rides on the worker's own calls).
-func DialTemporal(ctx context.Context, env *config.Env, logger *slog.Logger) (client.Client, error) {
+func DialTemporal(ctx context.Context, env *config.Env, logger *slog.Logger, m *metrics.Registry) (client.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	c, err := client.DialContext(dctx, client.Options{
+	opts := client.Options{
 		HostPort:  env.String("TEMPORAL_ADDRESS"),
 		Namespace: env.String("TEMPORAL_NAMESPACE"),
 		Logger:    sdklog.NewStructuredLogger(logger),
-	})
+	}
+	if m != nil {
+		opts.MetricsHandler = m.Handler()
+	}
+	switch mode := env.String("OIDCFLOW_TEMPORAL_AUTH"); mode {
+	case "none":
+	case "client-credentials":
+		ts, err := workerTokenSource(ctx, env)
+		if err != nil {
+			return nil, err
+		}
+		opts.Credentials = client.NewAPIKeyDynamicCredentials(func(context.Context) (string, error) {
+			tok, err := ts.Token()
+			if err != nil {
+				return "", fmt.Errorf("app: worker token for Temporal: %w", err)
+			}
+			return tok.AccessToken, nil
+		})
+	default:
+		return nil, fmt.Errorf("app: OIDCFLOW_TEMPORAL_AUTH=%q; use none or client-credentials", mode)
+	}
+	c, err := client.DialContext(dctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("app: connect to Temporal at %s (is it up? `make up`): %w", env.String("TEMPORAL_ADDRESS"), err)
 	}

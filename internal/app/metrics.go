@@ -1,0 +1,121 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.temporal.io/sdk/interceptor"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/interceptors"
+	"github.com/oidcflow/oidcflow/interceptors/envelope"
+	"github.com/oidcflow/oidcflow/internal/metrics"
+)
+
+// Metric names of oidcflow's own counters (next to the SDK's).
+const (
+	MetricVerifications   = "oidcflow_verifications_total"    // label result: ok, refused, error
+	MetricDenials         = "oidcflow_denials_total"          // policy refusals in activities and updates
+	MetricRefreshes       = "oidcflow_refreshes_total"        // sessions refreshed at the IdP
+	MetricRefreshFailures = "oidcflow_refresh_failures_total" // refreshes that failed
+)
+
+// countingAuth counts verifications by outcome.
+type countingAuth struct {
+	next                   interceptors.Authenticator
+	ok, refused, transient *metrics.Counter
+}
+
+func newCountingAuth(next interceptors.Authenticator, r *metrics.Registry) *countingAuth {
+	c := func(result string) *metrics.Counter {
+		return r.Counter(MetricVerifications, map[string]string{"result": result})
+	}
+	return &countingAuth{next: next, ok: c("ok"), refused: c("refused"), transient: c("error")}
+}
+
+func (c *countingAuth) count(err error) {
+	switch {
+	case err == nil:
+		c.ok.Inc()
+	case errors.Is(err, identity.ErrUnauthenticated) || errors.Is(err, identity.ErrReauthRequired) || errors.Is(err, identity.ErrForbidden):
+		c.refused.Inc()
+	default:
+		c.transient.Inc()
+	}
+}
+
+func (c *countingAuth) Open(ctx context.Context, b envelope.Binding, sealed []byte, deposit bool) (*identity.Identity, error) {
+	id, err := c.next.Open(ctx, b, sealed, deposit)
+	c.count(err)
+	return id, err
+}
+
+func (c *countingAuth) Resume(ctx context.Context, sessionID string) (*identity.Identity, error) {
+	id, err := c.next.Resume(ctx, sessionID)
+	c.count(err)
+	return id, err
+}
+
+func (c *countingAuth) End(ctx context.Context, sessionID string) error {
+	return c.next.End(ctx, sessionID)
+}
+
+// refreshCounter counts refreshes around the session store's Fresh calls.
+type refreshCounter struct{ refreshes, failures *metrics.Counter }
+
+func (r *refreshCounter) observe(start, refreshed time.Time, err error) {
+	switch {
+	case err != nil && !errors.Is(err, identity.ErrUnauthenticated):
+		r.failures.Inc()
+	case err == nil && !refreshed.Before(start):
+		r.refreshes.Inc()
+	}
+}
+
+// denials counts policy refusals (oidcflow.Forbidden failures) of activities and updates.
+type denials struct {
+	interceptor.WorkerInterceptorBase
+	activities *metrics.Counter
+}
+
+func isForbidden(err error) bool {
+	var app *temporal.ApplicationError
+	return errors.Is(err, identity.ErrForbidden) || errors.As(err, &app) && app.Type() == identity.TypeForbidden
+}
+
+func (d *denials) InterceptActivity(ctx context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
+	return &denialsActivity{ActivityInboundInterceptorBase: interceptor.ActivityInboundInterceptorBase{Next: next}, d: d}
+}
+
+func (d *denials) InterceptWorkflow(ctx workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {
+	return &denialsWorkflow{WorkflowInboundInterceptorBase: interceptor.WorkflowInboundInterceptorBase{Next: next}}
+}
+
+type denialsActivity struct {
+	interceptor.ActivityInboundInterceptorBase
+	d *denials
+}
+
+func (a *denialsActivity) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
+	res, err := a.Next.ExecuteActivity(ctx, in)
+	if isForbidden(err) {
+		a.d.activities.Inc()
+	}
+	return res, err
+}
+
+type denialsWorkflow struct {
+	interceptor.WorkflowInboundInterceptorBase
+}
+
+// ExecuteUpdate counts through the workflow's metrics handler, which skips replays.
+func (w *denialsWorkflow) ExecuteUpdate(ctx workflow.Context, in *interceptor.UpdateInput) (any, error) {
+	res, err := w.Next.ExecuteUpdate(ctx, in)
+	if isForbidden(err) {
+		workflow.GetMetricsHandler(ctx).Counter(MetricDenials).Inc(1)
+	}
+	return res, err
+}
