@@ -69,8 +69,13 @@ func ValidKeyID(id string) bool {
 	if len(id) == 0 || len(id) > MaxKeyIDLength {
 		return false
 	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
+	return isBase64URL(id)
+}
+
+// isBase64URL reports whether s uses only the unpadded base64url alphabet (RFC 4648 section 5).
+func isBase64URL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
 			return false
 		}
@@ -265,6 +270,11 @@ func decodeKey(prefix, s string) (id string, kem KEM, spec kemSpec, key []byte, 
 	id, b64, ok := strings.Cut(rest, ".")
 	if !ok || !ValidKeyID(id) {
 		return "", 0, kemSpec{}, nil, fmt.Errorf("%w (bad key id)", ErrInvalidKey)
+	}
+	// The alphabet check comes first: encoding/base64 skips \r and \n even in strict mode, and
+	// the text form must stay canonical.
+	if !isBase64URL(b64) {
+		return "", 0, kemSpec{}, nil, fmt.Errorf("%w (key of %q is not base64url)", ErrInvalidKey, id)
 	}
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(b64)
 	if err != nil || len(raw) < 2 {

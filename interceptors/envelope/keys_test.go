@@ -135,6 +135,8 @@ func TestParsePublicKeyRejects(t *testing.T) {
 		"truncated hybrid":  hs[:len(hs)-4],
 		"too long":          "ofk1.k1." + strings.Repeat("A", 4096),
 		"inner space":       xs[:20] + " " + xs[20:],
+		"inner newline":     xs[:20] + "\n" + xs[20:],
+		"inner CR":          xs[:20] + "\r" + xs[20:],
 		"upper-case prefix": "OFK1" + xs[4:],
 	}
 	for name, s := range cases {
