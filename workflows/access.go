@@ -239,6 +239,9 @@ func (w *accessRequest) grantHoldRevoke(ctx workflow.Context) (AccessRequestResu
 		if rerr := w.revoke(ctx); rerr != nil {
 			w.record(ctx, "revoke", nil, OutcomeFailed, errorText(rerr))
 		}
+		if ctx.Err() != nil {
+			return w.finish(ctx, ctx.Err())
+		}
 		w.notify(ctx, w.requester.Subject, "access.failed", fmt.Sprintf(
 			"Your %s access to *%s* could not be granted: %s", w.in.Role, w.in.Resource, errorText(err)))
 		return w.finish(ctx, temporal.NewNonRetryableApplicationError(
@@ -276,6 +279,10 @@ func (w *accessRequest) grantHoldRevoke(ctx workflow.Context) (AccessRequestResu
 	}
 	w.notify(ctx, w.requester.Subject, "access.revoked", fmt.Sprintf(
 		"Revoked: %s access to *%s* (role `%s`).", w.in.Role, w.in.Resource, res.Grant.RoleName))
+	if canceled {
+		// The grant is gone; report the run as canceled.
+		return w.finish(ctx, ctx.Err())
+	}
 	return w.finish(ctx, nil)
 }
 

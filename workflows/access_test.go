@@ -357,6 +357,7 @@ func TestAccessRequestCanceledWhileGrantedRevokes(t *testing.T) {
 	env.RegisterDelayedCallback(env.CancelWorkflow, 10*time.Minute)
 	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
 	require.True(t, env.IsWorkflowCompleted())
+	require.True(t, temporal.IsCanceledError(env.GetWorkflowError()), "%v", env.GetWorkflowError())
 	require.EqualValues(t, 1, m.revokes.Load())
 	require.Equal(t, 9*time.Minute, m.revokeAt.Sub(m.grantAt))
 }
