@@ -174,13 +174,19 @@ func (r *Refresher) usable(s Session) bool {
 	if s.AccessToken == "" || s.pendingCheck {
 		return false
 	}
+	return r.now().Before(r.RefreshDue(s))
+}
+
+// RefreshDue returns when s's access token stops being usable for Fresh (its expiry minus
+// the skew): the time to schedule the next refresh at.
+func (r *Refresher) RefreshDue(s Session) time.Time {
 	skew := r.skew
 	if !s.IssuedAt.IsZero() {
 		if life := s.Expiry.Sub(s.IssuedAt); life > 0 && skew > life/2 {
 			skew = life / 2
 		}
 	}
-	return r.now().Add(skew).Before(s.Expiry)
+	return s.Expiry.Add(-skew)
 }
 
 // get reads a session; a missing session means the person must consent again.
@@ -419,7 +425,7 @@ func (r *Refresher) check(ctx context.Context, s Session) (Session, error) {
 		s.pendingCheck = false
 		return r.store.Update(ctx, s)
 	}
-	orig := &identity.Identity{Subject: s.Subject, Issuer: s.Issuer, Audience: s.Audience, ClientID: s.ClientID}
+	orig := &identity.Identity{Subject: s.Subject, Issuer: s.Issuer, Audience: s.Audience, ClientID: s.AuthorizedParty}
 	if len(orig.Audience) == 0 && s.ClientID != "" {
 		orig.Audience = []string{s.ClientID}
 	}

@@ -531,3 +531,6 @@ func FuzzRetryAfter(f *testing.F) {
 		}
 	})
 }
+
+// *identity.Verifier is the IDTokenChecker the worker uses.
+var _ IDTokenChecker = (*identity.Verifier)(nil)

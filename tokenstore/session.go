@@ -8,6 +8,10 @@ import (
 	"log/slog"
 	"slices"
 	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/oidcflow/oidcflow/identity"
 )
 
 // Session is one person's OAuth session as stored in Vault: the tokens and what is needed to
@@ -20,6 +24,9 @@ type Session struct {
 	Issuer   string   // iss of the original ID token
 	Audience []string // aud of the original ID token (OIDC Core 12.2 compares it on refresh)
 	ClientID string   // the OAuth client the refresh token was issued to
+	// AuthorizedParty is the original identity's ClientID as the verifier mapped it (azp);
+	// "" when the original ID token named none. Compared on refresh.
+	AuthorizedParty string
 
 	AccessToken  string
 	IDToken      string
@@ -97,6 +104,24 @@ func (s Session) Info() SessionInfo {
 // or a JSON logger never carries its tokens. The tokens are encoded only by Store.
 func (s Session) MarshalJSON() ([]byte, error) { return json.Marshal(s.Info()) }
 
+// NewSession returns a session (not yet stored: use Store.Create) for the tokens of a login
+// through client clientID: orig is the identity VerifyIDToken returned for tok's ID token,
+// recorded so that refreshed ID tokens can be compared with it. now is the time tok was
+// obtained.
+func NewSession(orig *identity.Identity, clientID string, tok *oauth2.Token, now time.Time) Session {
+	idToken, _ := tok.Extra("id_token").(string)
+	exp := tok.Expiry
+	if tok.ExpiresIn > 0 {
+		exp = now.Add(time.Duration(tok.ExpiresIn) * time.Second)
+	}
+	return Session{
+		Subject: orig.Subject, Issuer: orig.Issuer, Audience: slices.Clone(orig.Audience),
+		ClientID: clientID, AuthorizedParty: orig.ClientID,
+		AccessToken: tok.AccessToken, IDToken: idToken, RefreshToken: tok.RefreshToken, TokenType: tok.TokenType,
+		Expiry: exp, IssuedAt: now, Created: now,
+	}
+}
+
 // WithTokens returns a copy of s carrying fresh tokens obtained at now (a re-consent, say),
 // with any refresh claim and pending check cleared. Version is kept for the CAS write.
 func (s Session) WithTokens(accessToken, idToken, refreshToken string, expiry, now time.Time) Session {
@@ -118,6 +143,7 @@ type record struct {
 	Issuer       string    `json:"iss"`
 	Audience     []string  `json:"aud,omitempty"`
 	ClientID     string    `json:"client_id"`
+	AZP          string    `json:"azp,omitempty"`
 	AccessToken  string    `json:"access_token"`
 	IDToken      string    `json:"id_token,omitempty"`
 	RefreshToken string    `json:"refresh_token,omitempty"`
@@ -134,7 +160,7 @@ type record struct {
 
 func toRecord(s Session) record {
 	return record{ID: s.ID, Subject: s.Subject, Issuer: s.Issuer, Audience: s.Audience,
-		ClientID: s.ClientID, AccessToken: s.AccessToken, IDToken: s.IDToken,
+		ClientID: s.ClientID, AZP: s.AuthorizedParty, AccessToken: s.AccessToken, IDToken: s.IDToken,
 		RefreshToken: s.RefreshToken, TokenType: s.TokenType, Expiry: s.Expiry,
 		IssuedAt: s.IssuedAt, Created: s.Created, Refreshed: s.Refreshed, Refreshes: s.Refreshes,
 		ClaimOwner: s.claimOwner, ClaimUntil: s.claimUntil, PendingCheck: s.pendingCheck}
@@ -142,7 +168,7 @@ func toRecord(s Session) record {
 
 func fromRecord(r record, version int) Session {
 	return Session{ID: r.ID, Subject: r.Subject, Issuer: r.Issuer, Audience: r.Audience,
-		ClientID: r.ClientID, AccessToken: r.AccessToken, IDToken: r.IDToken,
+		ClientID: r.ClientID, AuthorizedParty: r.AZP, AccessToken: r.AccessToken, IDToken: r.IDToken,
 		RefreshToken: r.RefreshToken, TokenType: r.TokenType, Expiry: r.Expiry,
 		IssuedAt: r.IssuedAt, Created: r.Created, Refreshed: r.Refreshed, Refreshes: r.Refreshes,
 		Version: version, claimOwner: r.ClaimOwner, claimUntil: r.ClaimUntil, pendingCheck: r.PendingCheck}

@@ -1,0 +1,132 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/tokenstore"
+)
+
+// TypeRateLimited is the ApplicationError type of a refresh or revocation the identity
+// provider or Vault rate-limited (HTTP 429). It is retryable, after the server's Retry-After.
+const TypeRateLimited = "oidcflow.RateLimited"
+
+// SessionRefresher is what SessionActivities needs of a *tokenstore.Refresher.
+type SessionRefresher interface {
+	Fresh(ctx context.Context, sessionID string) (tokenstore.Session, error)
+	RefreshDue(s tokenstore.Session) time.Time
+	Revoke(ctx context.Context, sessionID string) error
+}
+
+// SessionActivities keep a person's token session (in Vault) alive for a long run and end
+// it. Their inputs and results hold the session id and times only, never a token, so history
+// stays free of secrets.
+//
+// Suggested activity options: StartToCloseTimeout of at least 2 minutes (a refresh may wait
+// for another worker's claim, tokenstore.RefresherOptions.ClaimTTL), and the default retry
+// policy: transient Vault and IdP failures are retried; a refused refresh
+// (identity.TypeReauthRequired) is not.
+type SessionActivities struct {
+	// Refresher refreshes and revokes sessions (required).
+	Refresher SessionRefresher
+	// Logger receives one record per call (never a token). Default slog.Default().
+	Logger *slog.Logger
+}
+
+// RefreshSessionInput names the session to keep fresh.
+type RefreshSessionInput struct {
+	SessionID string `json:"session_id"`
+}
+
+// RefreshSessionResult describes the session after the call: no token.
+type RefreshSessionResult struct {
+	SessionID string `json:"session_id"`
+	// Expiry is the access token's expiry.
+	Expiry time.Time `json:"expiry"`
+	// RefreshDue is when the next refresh should run (Expiry minus the refresh skew); the
+	// workflow sets its timer to it.
+	RefreshDue time.Time `json:"refresh_due"`
+	// Refreshed reports whether the tokens were renewed during this call (by this worker or
+	// another one).
+	Refreshed bool `json:"refreshed"`
+	// Refreshes counts the session's refreshes so far.
+	Refreshes int `json:"refreshes"`
+}
+
+// RefreshSession makes sure the session's access token is valid for longer than the skew,
+// refreshing it (rotation-safe, see tokenstore.Refresher.Fresh) when needed.
+//
+// Errors: identity.TypeReauthRequired (non-retryable) when the session can no longer be
+// refreshed — the workflow should wait for the person's re-consent; TypeInvalidInput for a
+// malformed session id; TypeRateLimited (retryable, delayed) for HTTP 429; anything else is
+// a plain retryable error.
+func (a *SessionActivities) RefreshSession(ctx context.Context, in RefreshSessionInput) (RefreshSessionResult, error) {
+	start := time.Now()
+	s, err := a.Refresher.Fresh(ctx, in.SessionID)
+	if err != nil {
+		a.logger().WarnContext(ctx, "activities: session refresh failed", "session", in.SessionID, "err", err)
+		return RefreshSessionResult{}, sessionError(err)
+	}
+	res := RefreshSessionResult{
+		SessionID: s.ID, Expiry: s.Expiry, RefreshDue: a.Refresher.RefreshDue(s),
+		Refreshed: !s.Refreshed.Before(start), Refreshes: s.Refreshes,
+	}
+	a.logger().DebugContext(ctx, "activities: session fresh", "session", s.ID, "expiry", s.Expiry, "refreshed", res.Refreshed)
+	return res, nil
+}
+
+// EndSessionInput names the session to end.
+type EndSessionInput struct {
+	SessionID string `json:"session_id"`
+}
+
+// EndSessionResult confirms the end of a session.
+type EndSessionResult struct {
+	SessionID string `json:"session_id"`
+	// Ended is true once the refresh token is revoked at the identity provider (RFC 7009) and
+	// the Vault secret destroyed; also when the session was already gone.
+	Ended bool `json:"ended"`
+}
+
+// EndSession revokes the session's refresh token at the identity provider and destroys its
+// Vault secret. It is idempotent: ending a session that is gone succeeds. Run it at the end
+// of every run (complete, fail, cancel) on a disconnected context.
+func (a *SessionActivities) EndSession(ctx context.Context, in EndSessionInput) (EndSessionResult, error) {
+	if err := a.Refresher.Revoke(ctx, in.SessionID); err != nil {
+		a.logger().WarnContext(ctx, "activities: ending session failed", "session", in.SessionID, "err", err)
+		return EndSessionResult{}, sessionError(err)
+	}
+	a.logger().InfoContext(ctx, "activities: session ended", "session", in.SessionID)
+	return EndSessionResult{SessionID: in.SessionID, Ended: true}, nil
+}
+
+func (a *SessionActivities) logger() *slog.Logger {
+	if a.Logger != nil {
+		return a.Logger
+	}
+	return slog.Default()
+}
+
+// sessionError maps tokenstore errors to Temporal: identity errors (ReauthRequired) become
+// non-retryable ApplicationErrors of constant types, a bad session id is non-retryable
+// invalid input, a rate limit is retried after its Retry-After, the rest stays retryable.
+func sessionError(err error) error {
+	if errors.Is(err, tokenstore.ErrInvalidSessionID) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), TypeInvalidInput, nil)
+	}
+	if ae := identity.ApplicationError(err); ae != err {
+		return ae
+	}
+	var rl *tokenstore.RateLimitedError
+	if errors.As(err, &rl) {
+		return temporal.NewApplicationErrorWithOptions(err.Error(), TypeRateLimited,
+			temporal.ApplicationErrorOptions{NextRetryDelay: rl.RetryAfter})
+	}
+	return fmt.Errorf("%w", err)
+}
