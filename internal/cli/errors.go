@@ -1,0 +1,70 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/internal/tokencache"
+)
+
+// classify maps an error to its --json code, the message people read, and the exit code.
+// Each message says what to do next.
+func (r *runner) classify(err error) (code, msg string, exit int) {
+	var (
+		usage    *usageError
+		idp      *idpError
+		tmp      *temporalError
+		nf       *notFoundError
+		expired  *tokencache.SessionExpiredError
+		app      *temporal.ApplicationError
+		tokenExp *identity.TokenExpiredError
+	)
+	switch {
+	case errors.As(err, &usage):
+		return CodeUsage, usage.msg + " (see `starter help`)", ExitUsage
+	case errors.Is(err, tokencache.ErrNotLoggedIn):
+		return CodeNotLoggedIn, "not logged in; run `starter login`", ExitError
+	case errors.As(err, &expired):
+		return CodeSessionExpired, expired.Error(), ExitError
+	case errors.Is(err, tokencache.ErrIdPUnreachable), errors.Is(err, identity.ErrProviderUnavailable):
+		if errors.As(err, &idp) {
+			return CodeIdPUnreachable, idp.Error(), ExitError
+		}
+		return CodeIdPUnreachable, (&idpError{r.issuer(), err}).Error(), ExitError
+	case errors.As(err, &idp):
+		return CodeIdPUnreachable, idp.Error(), ExitError
+	}
+	if m, ok := isForbidden(err); ok {
+		return CodeForbidden, "refused by policy: " + m, ExitError
+	}
+	if errors.As(err, &app) {
+		switch app.Type() {
+		case identity.TypeTokenExpired, identity.TypeReauthRequired:
+			return CodeSessionExpired, "your session expired (" + strings.TrimPrefix(app.Error(), "identity: ") + "); run `starter login`", ExitError
+		case identity.TypeUnauthenticated, identity.TypeInvalidToken:
+			return CodeSessionExpired, "the worker did not accept your identity (" + strings.TrimPrefix(app.Error(), "identity: ") + "); run `starter login`", ExitError
+		}
+	}
+	switch {
+	case errors.As(err, &tokenExp):
+		return CodeSessionExpired, "your session expired (" + strings.TrimPrefix(tokenExp.Error(), "identity: ") + ")", ExitError
+	case errors.As(err, &tmp):
+		return CodeTemporal, tmp.Error(), ExitError
+	case errors.As(err, &nf):
+		return CodeNotFound, nf.msg, ExitError
+	case errors.Is(err, context.DeadlineExceeded):
+		return CodeError, err.Error(), ExitError
+	}
+	return CodeError, err.Error(), ExitError
+}
+
+func (r *runner) issuer() string {
+	if r.env == nil {
+		return "OIDCFLOW_ISSUER"
+	}
+	return r.env.String("OIDCFLOW_ISSUER")
+}

@@ -1,0 +1,540 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/internal/app"
+	"github.com/oidcflow/oidcflow/internal/tokencache"
+)
+
+// metadata is the part of the issuer's discovery document the starter uses (OIDC Discovery
+// 1.0 section 3; RFC 8628 section 4; RFC 7009 via RFC 8414 section 2).
+type metadata struct {
+	Issuer                      string `json:"issuer"`
+	AuthorizationEndpoint       string `json:"authorization_endpoint"`
+	TokenEndpoint               string `json:"token_endpoint"`
+	DeviceAuthorizationEndpoint string `json:"device_authorization_endpoint"`
+	RevocationEndpoint          string `json:"revocation_endpoint"`
+}
+
+// idpError says the IdP could not be reached (or answered nonsense).
+type idpError struct {
+	issuer string
+	err    error
+}
+
+func (e *idpError) Error() string {
+	return fmt.Sprintf("cannot reach the identity provider at %s (%v); check OIDCFLOW_ISSUER and your network", e.issuer, e.err)
+}
+func (e *idpError) Unwrap() error { return e.err }
+
+// discover reads the issuer's discovery document.
+func (r *runner) discover(ctx context.Context) (string, metadata, error) {
+	var md metadata
+	issuer, err := r.env.Required("OIDCFLOW_ISSUER")
+	if err != nil {
+		return "", md, err
+	}
+	u := strings.TrimRight(issuer, "/") + "/.well-known/openid-configuration"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", md, &idpError{issuer, err}
+	}
+	resp, err := r.httpClient.Do(req)
+	if err != nil {
+		return "", md, &idpError{issuer, err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", md, &idpError{issuer, fmt.Errorf("discovery answered %s", resp.Status)}
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&md); err != nil {
+		return "", md, &idpError{issuer, fmt.Errorf("discovery document: %w", err)}
+	}
+	if md.Issuer != issuer {
+		return "", md, fmt.Errorf("the discovery document at %s names issuer %q, not %q; set OIDCFLOW_ISSUER to the exact issuer", u, md.Issuer, issuer)
+	}
+	if md.AuthorizationEndpoint == "" || md.TokenEndpoint == "" {
+		return "", md, fmt.Errorf("the discovery document at %s has no authorization or token endpoint", u)
+	}
+	return issuer, md, nil
+}
+
+// oauthConfig is the public starter client (no secret: PKCE protects the code, RFC 7636).
+func (r *runner) oauthConfig(md metadata) *oauth2.Config {
+	return &oauth2.Config{
+		ClientID: r.env.String("OIDCFLOW_CLIENT_ID"),
+		Endpoint: oauth2.Endpoint{
+			AuthURL: md.AuthorizationEndpoint, TokenURL: md.TokenEndpoint,
+			DeviceAuthURL: md.DeviceAuthorizationEndpoint, AuthStyle: oauth2.AuthStyleInParams,
+		},
+		RedirectURL: r.env.String("OIDCFLOW_REDIRECT_URL"),
+		Scopes:      strings.Fields(r.env.String("OIDCFLOW_SCOPES")),
+	}
+}
+
+// verifier builds the ID token verifier from the environment (issuer, client id, leeway,
+// nested roles), as the worker does.
+func (r *runner) verifier(ctx context.Context) (*identity.Verifier, error) {
+	v, err := app.NewVerifier(ctx, r.env)
+	if err != nil {
+		if errors.Is(err, identity.ErrProviderUnavailable) {
+			return nil, &idpError{r.env.String("OIDCFLOW_ISSUER"), err}
+		}
+		return nil, err
+	}
+	return v, nil
+}
+
+// tokenSource returns the cached session's self-refreshing token source.
+func (r *runner) tokenSource(ctx context.Context) (*tokencache.TokenSource, *identity.Verifier, error) {
+	c, err := r.cache()
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := c.Load()
+	if err != nil {
+		return nil, nil, err
+	}
+	_, md, err := r.discover(ctx)
+	if err != nil {
+		// Without the IdP we can still use tokens that are fresh; refresh would fail anyway.
+		md = metadata{TokenEndpoint: strings.TrimRight(s.Issuer, "/") + "/oauth2/token"}
+	}
+	v, verr := r.verifier(ctx)
+	if verr != nil {
+		return nil, nil, verr
+	}
+	ts, err := tokencache.NewTokenSource(ctx, tokencache.SourceOptions{
+		Cache: c, Config: r.oauthConfig(md), Verifier: v, HTTPClient: r.httpClient, Now: r.now,
+	})
+	return ts, v, err
+}
+
+// LoginJSON is the --json output of `starter login`.
+type LoginJSON struct {
+	Subject string    `json:"subject"`
+	Issuer  string    `json:"issuer"`
+	Name    string    `json:"name,omitempty"`
+	Email   string    `json:"email,omitempty"`
+	Expiry  time.Time `json:"expiry"`  // ID token expiry; the session refreshes itself
+	Refresh bool      `json:"refresh"` // a refresh token was granted (offline_access)
+	Cache   string    `json:"cache"`   // path of the session file
+	Flow    string    `json:"flow"`    // "authorization_code" or "device_code"
+	Persona string    `json:"persona,omitempty"`
+}
+
+func (r *runner) login(ctx context.Context, args []string) error {
+	fs := r.flags("login", "[--open] [--device] [--timeout 5m]")
+	open := fs.Bool("open", false, "also try to open the URL in a browser")
+	device := fs.Bool("device", false, "use device authorization (RFC 8628): enter a code on another device")
+	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait for the login to finish")
+	persona := fs.String("persona", "", "DEV ONLY: act as the browser and pick this persona on the dev stack's login page (OIDCFLOW_LOGIN_URL); works only against the dev login app")
+	if _, err := parse(fs, args, 0, ""); err != nil {
+		return err
+	}
+	if *device && *persona != "" {
+		return usageErrorf("--persona works with the browser flow only, not with --device")
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	issuer, md, err := r.discover(ctx)
+	if err != nil {
+		return err
+	}
+	v, err := r.verifier(ctx)
+	if err != nil {
+		return err
+	}
+	cfg := r.oauthConfig(md)
+	var tok *oauth2.Token
+	var nonce string
+	flowName := "authorization_code"
+	if *device {
+		flowName = "device_code"
+		if md.DeviceAuthorizationEndpoint == "" {
+			return fmt.Errorf("the identity provider at %s does not offer device authorization (its discovery document has no device_authorization_endpoint); run `starter login` without --device on a machine with a browser", issuer)
+		}
+		tok, err = r.deviceLogin(ctx, cfg)
+	} else {
+		tok, nonce, err = r.browserLogin(ctx, cfg, *open, *persona, *timeout)
+	}
+	if err != nil {
+		return r.timeoutHint(ctx, err, *timeout)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return errors.New("the identity provider returned no ID token; OIDCFLOW_SCOPES must include openid")
+	}
+	id, err := v.VerifyIDToken(ctx, raw)
+	if err != nil {
+		return fmt.Errorf("the ID token from %s did not verify: %w", issuer, err)
+	}
+	if nonce != "" {
+		if got, err := claimString(raw, "nonce"); err != nil || subtle.ConstantTimeCompare([]byte(got), []byte(nonce)) != 1 {
+			return errors.New("the ID token does not carry this login's nonce (OIDC Core 3.1.3.7); run `starter login` again")
+		}
+	}
+	c, err := r.cache()
+	if err != nil {
+		return err
+	}
+	sess := tokencache.NewSession(tok, id, cfg.ClientID, r.now())
+	if err := c.Save(sess); err != nil {
+		return err
+	}
+	out := LoginJSON{Subject: id.Subject, Issuer: id.Issuer, Name: id.Name, Email: id.Email, Expiry: id.Expiry.UTC(),
+		Refresh: sess.RefreshToken != "", Cache: c.Path(), Flow: flowName, Persona: *persona}
+	return r.emit(out, func(w io.Writer) {
+		who := id.Subject
+		if id.Name != "" {
+			who = fmt.Sprintf("%s (%s)", id.Name, id.Subject)
+		}
+		fmt.Fprintf(w, "Logged in as %s at %s.\n", who, id.Issuer)
+		if !out.Refresh {
+			fmt.Fprintf(w, "No refresh token was granted: log in again after %s.\n", out.Expiry.Local().Format(time.Kitchen))
+		}
+		fmt.Fprintf(w, "Session saved in %s.\n", c.Path())
+	})
+}
+
+func (r *runner) timeoutHint(ctx context.Context, err error, d time.Duration) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("login did not finish within %s; run `starter login` again (--timeout to wait longer)", d)
+	}
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		// Never echo the response body; the error code and description are enough.
+		return fmt.Errorf("the identity provider refused the login: %s %s", re.ErrorCode, re.ErrorDescription)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return &idpError{r.env.String("OIDCFLOW_ISSUER"), err}
+	}
+	return err
+}
+
+// callback is what the loopback listener received.
+type callback struct {
+	code string
+	err  error
+}
+
+// browserLogin runs the authorization code flow with PKCE (RFC 7636) through a loopback
+// redirect listener (RFC 8252 section 7.3). It prints the URL to open; with open it also
+// starts a browser; with persona it completes the dev stack's login page itself.
+func (r *runner) browserLogin(ctx context.Context, cfg *oauth2.Config, open bool, persona string, timeout time.Duration) (*oauth2.Token, string, error) {
+	redirect, err := url.Parse(cfg.RedirectURL)
+	if err != nil || redirect.Scheme != "http" || !isLoopback(redirect.Hostname()) {
+		return nil, "", fmt.Errorf("OIDCFLOW_REDIRECT_URL %q must be a loopback http URL such as http://127.0.0.1:8765/callback (RFC 8252 section 7.3)", cfg.RedirectURL)
+	}
+	ln, err := net.Listen("tcp", redirect.Host)
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot listen for the login redirect on %s (%v); is another `starter login` running? Or set OIDCFLOW_REDIRECT_URL", redirect.Host, err)
+	}
+	defer ln.Close()
+	// Port 0 in the configured URL picks a free port; the IdP accepts any port on a
+	// registered loopback redirect (RFC 8252 section 7.3).
+	redirect.Host = ln.Addr().String()
+	cfg.RedirectURL = redirect.String()
+
+	state, nonce, verifier := randomString(), randomString(), oauth2.GenerateVerifier()
+	authURL := cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("nonce", nonce))
+
+	got := make(chan callback, 1)
+	mux := http.NewServeMux()
+	mux.HandleFunc(redirect.Path, func(w http.ResponseWriter, req *http.Request) {
+		q := req.URL.Query()
+		var cb callback
+		switch {
+		case subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1:
+			// Not our login (or a forged redirect): ignore it and keep waiting.
+			http.Error(w, "state does not match this login; ignored", http.StatusBadRequest)
+			return
+		case q.Get("error") != "":
+			cb.err = fmt.Errorf("the identity provider refused the login: %s %s", q.Get("error"), q.Get("error_description"))
+			writePage(w, http.StatusForbidden, "Login failed", cb.err.Error())
+		case q.Get("code") == "":
+			http.Error(w, "no code in the redirect", http.StatusBadRequest)
+			return
+		default:
+			cb.code = q.Get("code")
+			writePage(w, http.StatusOK, "Logged in", "You are logged in to oidcflow. You can close this window and return to the terminal.")
+		}
+		select {
+		case got <- cb:
+		default:
+		}
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+
+	fmt.Fprintf(r.stderr, "Open this URL in your browser to log in:\n\n  %s\n\nWaiting up to %s for the login to finish...\n", authURL, timeout)
+	if r.ready != nil {
+		r.ready(authURL)
+	}
+	if open {
+		if err := r.openBrowser(authURL); err != nil {
+			fmt.Fprintf(r.stderr, "Could not open a browser (%v); open the URL above yourself.\n", err)
+		}
+	}
+	devErr := make(chan error, 1)
+	if persona != "" {
+		loginURL, err := r.env.Required("OIDCFLOW_LOGIN_URL")
+		if err != nil {
+			return nil, "", fmt.Errorf("--persona needs the dev stack's login app: %w", err)
+		}
+		go func() { devErr <- DevBrowser(ctx, authURL, loginURL, persona) }()
+	}
+	var cb callback
+	select {
+	case cb = <-got:
+	case err := <-devErr:
+		if err != nil {
+			return nil, "", fmt.Errorf("dev login as %s: %w", persona, err)
+		}
+		select {
+		case cb = <-got:
+		case <-ctx.Done():
+			return nil, "", ctx.Err()
+		}
+	case <-ctx.Done():
+		return nil, "", ctx.Err()
+	}
+	if cb.err != nil {
+		return nil, "", cb.err
+	}
+	ectx := context.WithValue(ctx, oauth2.HTTPClient, r.httpClient)
+	tok, err := cfg.Exchange(ectx, cb.code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		return nil, "", err
+	}
+	return tok, nonce, nil
+}
+
+// deviceLogin runs device authorization (RFC 8628): show a code, poll the token endpoint.
+func (r *runner) deviceLogin(ctx context.Context, cfg *oauth2.Config) (*oauth2.Token, error) {
+	hctx := context.WithValue(ctx, oauth2.HTTPClient, r.httpClient)
+	resp, err := cfg.DeviceAuth(hctx)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(r.stderr, "To log in, open %s and enter the code %s\n", resp.VerificationURI, resp.UserCode)
+	if resp.VerificationURIComplete != "" {
+		fmt.Fprintf(r.stderr, "(or open %s)\n", resp.VerificationURIComplete)
+	}
+	fmt.Fprintln(r.stderr, "Waiting for you to finish...")
+	return cfg.DeviceAccessToken(hctx, resp)
+}
+
+// DevBrowser does what a person does in a browser on the dev stack, for `login --persona` and
+// tests: follow authURL's redirects to the dev login page, pick persona, and follow the
+// redirects (consent passes by itself in dev) back to the redirect URL, where the starter's
+// listener takes the code. It only works with the dev stack's login/consent app at loginURL.
+func DevBrowser(ctx context.Context, authURL, loginURL, persona string) error {
+	jar, err := newJar()
+	if err != nil {
+		return err
+	}
+	hc := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	resp, err := devDo(ctx, hc, http.MethodGet, authURL, nil)
+	if err != nil {
+		return fmt.Errorf("open the authorization URL: %w", err)
+	}
+	challenge := resp.Request.URL.Query().Get("login_challenge")
+	if challenge == "" {
+		return fmt.Errorf("the authorization URL did not lead to the dev login page (ended at %s)", resp.Request.URL.Redacted())
+	}
+	form := url.Values{"login_challenge": {challenge}, "persona": {persona}}
+	if _, err := devDo(ctx, hc, http.MethodPost, strings.TrimRight(loginURL, "/")+"/login", form); err != nil {
+		return fmt.Errorf("submit the login form: %w", err)
+	}
+	return nil
+}
+
+func devDo(ctx context.Context, hc *http.Client, method, u string, form url.Values) (*http.Response, error) {
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, err
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode >= 400 {
+		return resp, fmt.Errorf("%s %s: %s", method, resp.Request.URL.Redacted(), resp.Status)
+	}
+	return resp, nil
+}
+
+// LogoutJSON is the --json output of `starter logout`.
+type LogoutJSON struct {
+	LoggedOut bool   `json:"logged_out"` // a session was deleted
+	Revoked   bool   `json:"revoked"`    // its refresh token was revoked at the IdP
+	Subject   string `json:"subject,omitempty"`
+}
+
+// logout revokes the refresh token (RFC 7009 section 2.1, as a public client: client_id in
+// the body) and deletes the cache. The cache is deleted even when revocation fails; the
+// command then fails so that the caller knows the token may still be valid at the IdP.
+func (r *runner) logout(ctx context.Context, args []string) error {
+	fs := r.flags("logout", "")
+	if _, err := parse(fs, args, 0, ""); err != nil {
+		return err
+	}
+	c, err := r.cache()
+	if err != nil {
+		return err
+	}
+	s, err := c.Load()
+	if errors.Is(err, tokencache.ErrNotLoggedIn) {
+		return r.emit(LogoutJSON{}, func(w io.Writer) { fmt.Fprintln(w, "Not logged in; nothing to do.") })
+	}
+	if err != nil {
+		// An unreadable cache is deleted all the same.
+		if derr := c.Delete(); derr != nil {
+			return derr
+		}
+		return r.emit(LogoutJSON{LoggedOut: true}, func(w io.Writer) { fmt.Fprintln(w, "Deleted an unreadable session file.") })
+	}
+	out := LogoutJSON{LoggedOut: true, Subject: s.Subject}
+	var revokeErr error
+	token, hint := s.RefreshToken, "refresh_token"
+	if token == "" {
+		token, hint = s.AccessToken, "access_token"
+	}
+	if token != "" {
+		revokeErr = r.revokeAtIdP(ctx, s.ClientID, token, hint)
+		out.Revoked = revokeErr == nil
+	}
+	if err := c.Delete(); err != nil {
+		return err
+	}
+	if revokeErr != nil {
+		return fmt.Errorf("logged out locally, but revoking the session at the identity provider failed: %w", revokeErr)
+	}
+	return r.emit(out, func(w io.Writer) {
+		fmt.Fprintf(w, "Logged out %s: session revoked at the identity provider and deleted.\n", s.Subject)
+	})
+}
+
+func (r *runner) revokeAtIdP(ctx context.Context, clientID, token, hint string) error {
+	_, md, err := r.discover(ctx)
+	if err != nil {
+		return err
+	}
+	if md.RevocationEndpoint == "" {
+		return errors.New("the identity provider advertises no revocation_endpoint (RFC 7009); the refresh token stays valid until it expires")
+	}
+	if clientID == "" {
+		clientID = r.env.String("OIDCFLOW_CLIENT_ID")
+	}
+	form := url.Values{"token": {token}, "token_type_hint": {hint}, "client_id": {clientID}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, md.RevocationEndpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := r.httpClient.Do(req)
+	if err != nil {
+		return &idpError{r.env.String("OIDCFLOW_ISSUER"), err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
+		return fmt.Errorf("revocation endpoint answered %s %s", resp.Status, e.Error)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func randomString() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// claimString reads one string claim of an already verified JWT.
+func claimString(raw, name string) (string, error) {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return "", errors.New("not a JWT")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", err
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(b, &claims); err != nil {
+		return "", err
+	}
+	s, _ := claims[name].(string)
+	return s, nil
+}
+
+func writePage(w http.ResponseWriter, status int, title, body string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "<!doctype html><title>%s</title><h1>%s</h1><p>%s</p>\n", html.EscapeString(title), html.EscapeString(title), html.EscapeString(body))
+}
+
+// openBrowser starts the platform's URL opener.
+func openBrowser(u string) error {
+	var cmd *exec.Cmd
+	switch runtime.GOOS {
+	case "darwin":
+		cmd = exec.Command("open", u)
+	case "windows":
+		cmd = exec.Command("rundll32", "url.dll,FileProtocolHandler", u)
+	default:
+		cmd = exec.Command("xdg-open", u)
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	go func() { _ = cmd.Wait() }()
+	return nil
+}
+
+func newJar() (http.CookieJar, error) { return cookiejar.New(nil) }

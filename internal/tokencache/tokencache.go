@@ -1,0 +1,216 @@
+// Package tokencache keeps the starter CLI's OIDC session on disk: one JSON file in the
+// user's config folder (os.UserConfigDir()/oidcflow/tokens.json), mode 0600 in a 0700
+// folder, written atomically (temp file + rename). A TokenSource refreshes the session
+// through the IdP when its access or ID token is about to expire and writes the rotated
+// refresh token back before it returns, because a refresh token is single-use at most
+// IdPs (Ory Hydra revokes the whole chain when a used one comes back; RFC 9700 section
+// 4.14.2).
+//
+// The cache holds bearer credentials: nothing in this package prints, logs or returns a
+// token in an error. It is not encrypted at rest; the file mode is the protection, as for
+// other CLIs' credential files. It is not a keychain integration.
+package tokencache
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// FileName is the cache file's name inside its folder.
+const FileName = "tokens.json"
+
+// Sentinel errors. Messages say what to do; none holds a token.
+var (
+	// ErrNotLoggedIn: there is no cached session.
+	ErrNotLoggedIn = errors.New("tokencache: not logged in; run `starter login`")
+	// ErrSessionExpired: the session cannot be refreshed any more (no refresh token, or the
+	// IdP refused it: invalid_grant). SessionExpiredError wraps it with the reason.
+	ErrSessionExpired = errors.New("tokencache: session expired")
+	// ErrIdPUnreachable: the IdP's token endpoint could not be reached or answered with a
+	// server error; the cached session is left as it was.
+	ErrIdPUnreachable = errors.New("tokencache: identity provider unreachable")
+)
+
+// SessionExpiredError says why a session cannot be used any more.
+type SessionExpiredError struct {
+	Reason string // e.g. "the identity provider refused the refresh token: invalid_grant"
+}
+
+func (e *SessionExpiredError) Error() string {
+	return fmt.Sprintf("your session expired (%s); run `starter login`", e.Reason)
+}
+
+// Is makes errors.Is(err, ErrSessionExpired) true.
+func (e *SessionExpiredError) Is(target error) bool { return target == ErrSessionExpired }
+
+// Session is the cached login: the tokens and the verified facts about whom they belong to.
+// Its String method and JSON output in this package never expose tokens to callers'
+// printing: print Session.Summary() instead.
+type Session struct {
+	Issuer        string    `json:"issuer"`
+	ClientID      string    `json:"client_id"`
+	Subject       string    `json:"subject"`
+	Audience      []string  `json:"audience,omitempty"`
+	AuthorizedBy  string    `json:"authorized_by,omitempty"` // the client the ID token names in azp
+	TokenType     string    `json:"token_type,omitempty"`
+	AccessToken   string    `json:"access_token"`
+	RefreshToken  string    `json:"refresh_token,omitempty"`
+	IDToken       string    `json:"id_token"`
+	Expiry        time.Time `json:"expiry"`          // access token expiry
+	IDTokenExpiry time.Time `json:"id_token_expiry"` // exp of the ID token
+	Scope         string    `json:"scope,omitempty"`
+	SavedAt       time.Time `json:"saved_at"`
+}
+
+// String redacts: a Session printed by accident shows no token.
+func (s Session) String() string {
+	return fmt.Sprintf("session{sub=%s iss=%s expiry=%s refresh=%t}", s.Subject, s.Issuer,
+		s.Expiry.UTC().Format(time.RFC3339), s.RefreshToken != "")
+}
+
+// GoString redacts too (%#v).
+func (s Session) GoString() string { return s.String() }
+
+// Token returns the session as an oauth2.Token with the ID token in Extra("id_token"), the
+// form interceptors.Dial expects.
+func (s Session) Token() *oauth2.Token {
+	t := &oauth2.Token{AccessToken: s.AccessToken, TokenType: s.TokenType, RefreshToken: s.RefreshToken, Expiry: s.Expiry}
+	return t.WithExtra(map[string]any{"id_token": s.IDToken})
+}
+
+// Options configure New.
+type Options struct {
+	// Path is the cache file. Default: DefaultPath().
+	Path string
+}
+
+// Cache is the session file. Its methods are safe for concurrent use by one process; across
+// processes, Update serializes through an advisory lock file next to the cache (Unix).
+type Cache struct {
+	path string
+}
+
+// DefaultPath returns os.UserConfigDir()/oidcflow/tokens.json ($XDG_CONFIG_HOME or
+// ~/.config on Linux).
+func DefaultPath() (string, error) {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("tokencache: no config folder (%v); set OIDCFLOW_TOKEN_CACHE", err)
+	}
+	return filepath.Join(dir, "oidcflow", FileName), nil
+}
+
+// New returns the cache at opts.Path (default DefaultPath()). Nothing is read or created.
+func New(opts Options) (*Cache, error) {
+	p := opts.Path
+	if p == "" {
+		var err error
+		if p, err = DefaultPath(); err != nil {
+			return nil, err
+		}
+	}
+	return &Cache{path: p}, nil
+}
+
+// Path returns the cache file's path.
+func (c *Cache) Path() string { return c.path }
+
+// Load reads the session; ErrNotLoggedIn when there is none. A file readable by others is
+// refused (and left alone) so that a leaked copy is noticed.
+func (c *Cache) Load() (Session, error) {
+	var s Session
+	fi, err := os.Stat(c.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, ErrNotLoggedIn
+	}
+	if err != nil {
+		return s, fmt.Errorf("tokencache: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return s, fmt.Errorf("tokencache: %s is readable by others (mode %v); run `chmod 600 %s` or `starter logout` and log in again",
+			c.path, fi.Mode().Perm(), c.path)
+	}
+	b, err := os.ReadFile(c.path)
+	if err != nil {
+		return s, fmt.Errorf("tokencache: %w", err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		// The JSON error text may quote bytes of the file; keep only its position.
+		return Session{}, fmt.Errorf("tokencache: %s is not valid JSON; run `starter login` to replace it", c.path)
+	}
+	if s.AccessToken == "" && s.RefreshToken == "" {
+		return Session{}, ErrNotLoggedIn
+	}
+	return s, nil
+}
+
+// Save writes s atomically: a temporary file (mode 0600) in the same folder (created 0700),
+// synced, then renamed over the cache.
+func (c *Cache) Save(s Session) error {
+	dir := filepath.Dir(c.path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("tokencache: %w", err)
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("tokencache: encode: %w", err)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(c.path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("tokencache: %w", err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(0o600); err != nil {
+		return fmt.Errorf("tokencache: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		return fmt.Errorf("tokencache: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("tokencache: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("tokencache: %w", err)
+	}
+	if err := os.Rename(tmp, c.path); err != nil {
+		return fmt.Errorf("tokencache: %w", err)
+	}
+	ok = true
+	return nil
+}
+
+// Delete removes the cache (and its lock file). Deleting a missing cache is not an error.
+func (c *Cache) Delete() error {
+	if err := os.Remove(c.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("tokencache: %w", err)
+	}
+	_ = os.Remove(c.path + ".lock")
+	return nil
+}
+
+// locked runs fn while holding the cache's inter-process lock.
+func (c *Cache) locked(fn func() error) error {
+	if err := os.MkdirAll(filepath.Dir(c.path), 0o700); err != nil {
+		return fmt.Errorf("tokencache: %w", err)
+	}
+	unlock, err := lockFile(c.path + ".lock")
+	if err != nil {
+		return fmt.Errorf("tokencache: lock: %w", err)
+	}
+	defer unlock()
+	return fn()
+}
