@@ -1,0 +1,111 @@
+// Command worker runs one member of an oidcflow worker pool: it verifies the identity that
+// arrives with each workflow, keeps sessions fresh in Vault, and runs the access workflows.
+// Run several on one task queue to form a pool. Configuration comes from environment
+// variables (see the README's table); the HTTP listener serves /metrics, /healthz and
+// /readyz. SIGTERM or SIGINT drains in-flight activities for up to
+// OIDCFLOW_SHUTDOWN_TIMEOUT, then exits.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/oidcflow/oidcflow/internal/app"
+	"github.com/oidcflow/oidcflow/internal/config"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	env, err := config.FromEnvironment()
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(env)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(logger)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	var ready atomic.Bool
+	w, err := app.NewWorker(ctx, app.WorkerOptions{Env: env, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+
+	addr := env.String("OIDCFLOW_HTTP_ADDR")
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on OIDCFLOW_HTTP_ADDR=%s: %w (another worker on this port? set a free one)", addr, err)
+	}
+	srv := &http.Server{Handler: routes(w, &ready), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	logger.Info("worker starting", "task_queue", env.String("OIDCFLOW_TASK_QUEUE"),
+		"temporal", env.String("TEMPORAL_ADDRESS"), "namespace", env.String("TEMPORAL_NAMESPACE"),
+		"http", ln.Addr().String())
+	ready.Store(true)
+	err = w.Run(ctx) // returns after SIGTERM/SIGINT, once in-flight activities drained
+	ready.Store(false)
+	logger.Info("worker stopped")
+	return err
+}
+
+// routes serves metrics and health. /healthz: the process is alive. /readyz: polling, and
+// Temporal answers.
+func routes(w *app.Worker, ready *atomic.Bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", w.Metrics)
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(rw, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if !ready.Load() {
+			http.Error(rw, "not ready: starting or draining", http.StatusServiceUnavailable)
+			return
+		}
+		if _, err := w.Client.CheckHealth(ctx, nil); err != nil {
+			http.Error(rw, "not ready: Temporal does not answer", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(rw, "ready")
+	})
+	return mux
+}
+
+func newLogger(env *config.Env) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(env.String("OIDCFLOW_LOG_LEVEL"))); err != nil {
+		return nil, fmt.Errorf("OIDCFLOW_LOG_LEVEL: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch f := env.String("OIDCFLOW_LOG_FORMAT"); f {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	default:
+		return nil, errors.New("OIDCFLOW_LOG_FORMAT must be json or text")
+	}
+}
