@@ -29,13 +29,14 @@ func parseHeader(raw string, maxSize int) (jwtHeader, error) {
 	if len(raw) == 0 {
 		return h, malformed("empty token; send the ID or access token from the login")
 	}
-	if len(raw) > maxSize {
+	if len(raw) > maxSize { // check:size-header
 		return h, malformed("token is %d bytes, more than the %d-byte cap (VerifierOptions.MaxTokenSize); check that a token, not some other value, is sent", len(raw), maxSize)
 	}
-	switch n := strings.Count(raw, "."); {
-	case n == 4:
+	n := strings.Count(raw, ".")
+	if n == 4 { // check:jwe
 		return h, malformed("token has 5 parts: an encrypted JWT (JWE) is not supported; configure the IdP to issue signed tokens")
-	case n != 2:
+	}
+	if n != 2 { // check:parts
 		return h, malformed("token has %d parts, a signed JWT (JWS compact form) has 3", n+1)
 	}
 	head, _, _ := strings.Cut(raw, ".")

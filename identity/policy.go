@@ -72,7 +72,7 @@ func (r roleRule) Check(id *Identity) error {
 	if id == nil {
 		return nilIdentity(r)
 	}
-	if !id.HasRole(r.role) {
+	if !id.HasRole(r.role) { // check:policy-role
 		return deny(id, r.need())
 	}
 	return nil
@@ -108,7 +108,7 @@ func (r permRule) Check(id *Identity) error {
 	if id == nil {
 		return nilIdentity(r)
 	}
-	if !id.HasPermission(r.perm) {
+	if !id.HasPermission(r.perm) { // check:policy-perm
 		return deny(id, r.need())
 	}
 	return nil
@@ -133,7 +133,7 @@ func (r deptRule) Check(id *Identity) error {
 	if id == nil {
 		return nilIdentity(r)
 	}
-	if r.dept == "" || id.Department != r.dept {
+	if r.dept == "" || id.Department != r.dept { // check:policy-dept
 		return deny(id, r.need())
 	}
 	return nil
@@ -216,7 +216,7 @@ func (r notRule) Check(id *Identity) error {
 	if r.p == nil {
 		return deny(id, r.need())
 	}
-	if r.p.Check(id) == nil {
+	if r.p.Check(id) == nil { // check:policy-not
 		return deny(id, r.need())
 	}
 	return nil

@@ -208,12 +208,11 @@ func NewVerifier(ctx context.Context, opts VerifierOptions) (*Verifier, error) {
 	for _, a := range opts.TrustedAudiences {
 		v.trusted[a] = true
 	}
-	v.accessTypes = opts.AccessTokenTypes
+	for _, t := range opts.AccessTokenTypes {
+		v.accessTypes = append(v.accessTypes, mediaType(t))
+	}
 	if len(v.accessTypes) == 0 {
 		v.accessTypes = []string{"at+jwt"}
-	}
-	for i, t := range v.accessTypes {
-		v.accessTypes[i] = mediaType(t)
 	}
 	if opts.Claims != nil {
 		v.claims = *opts.Claims
