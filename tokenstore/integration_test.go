@@ -1,0 +1,363 @@
+package tokenstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+	"golang.org/x/oauth2"
+
+	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/internal/testharness"
+	"github.com/oidcflow/oidcflow/tokenstore"
+	"github.com/oidcflow/oidcflow/tokenstore/vaultauth"
+)
+
+// vaultClient returns a Vault client of the stack logged in as the worker (AppRole), or with
+// the root token when root is true (test administration only).
+func vaultClient(t *testing.T, s *testharness.Stack, root bool) *vault.Client {
+	t.Helper()
+	cfg := vault.DefaultConfig()
+	cfg.Address = s.Env("VAULT_ADDR")
+	c, err := vault.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ClearToken()
+	if root {
+		c.SetToken(s.Env("VAULT_TOKEN"))
+		return c
+	}
+	a, err := vaultauth.New(vaultauth.Options{Client: c, RoleID: s.Env("OIDCFLOW_VAULT_ROLE_ID"), SecretID: s.Env("OIDCFLOW_VAULT_SECRET_ID")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Login(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func newStore(t *testing.T, s *testharness.Stack, c *vault.Client) *tokenstore.Store {
+	t.Helper()
+	st, err := tokenstore.NewStore(tokenstore.StoreOptions{Client: c, Mount: s.Env("OIDCFLOW_VAULT_KV_MOUNT")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestIntegrationStoreCheckAndSet(t *testing.T) {
+	s := testharness.Load(t)
+	ctx := context.Background()
+	st := newStore(t, s, vaultClient(t, s, false))
+	sess, err := st.Create(ctx, tokenstore.Session{Subject: "bob", Issuer: "iss", ClientID: "c",
+		AccessToken: "at", RefreshToken: "rt", Expiry: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Destroy(context.Background(), sess.ID) })
+	if _, err := st.Create(ctx, sess); !errors.Is(err, tokenstore.ErrConflict) {
+		t.Fatalf("second create: %v", err)
+	}
+	a, err := st.Get(ctx, sess.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := st.Get(ctx, sess.ID)
+	if _, err := st.Update(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Update(ctx, b); !errors.Is(err, tokenstore.ErrConflict) {
+		t.Fatalf("stale update against real Vault: %v", err)
+	}
+	if err := st.Destroy(ctx, sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get(ctx, sess.ID); !errors.Is(err, tokenstore.ErrNotFound) {
+		t.Fatalf("after destroy: %v", err)
+	}
+	if err := st.Destroy(ctx, sess.ID); err != nil {
+		t.Fatalf("second destroy: %v", err)
+	}
+}
+
+type realSession struct {
+	store    *tokenstore.Store
+	verifier *identity.Verifier
+	client   *testharness.Client
+	session  tokenstore.Session
+	login    *oauth2.Token
+}
+
+// loginSession logs bob in through a fresh client with ttl access tokens and stores the
+// session.
+func loginSession(t *testing.T, s *testharness.Stack, ttl time.Duration) realSession {
+	t.Helper()
+	ctx := context.Background()
+	cl := s.NewClient(t, testharness.ClientOptions{AccessTokenTTL: ttl})
+	tok := cl.Login(t, "bob")
+	v, err := identity.NewVerifier(ctx, identity.VerifierOptions{Issuer: s.Env("OIDCFLOW_ISSUER"), ClientID: cl.ID, CacheTTL: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	orig, err := v.VerifyIDToken(ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newStore(t, s, vaultClient(t, s, false))
+	sess, err := st.Create(ctx, tokenstore.NewSession(orig, cl.ID, tok, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Destroy(context.Background(), sess.ID) })
+	return realSession{store: st, verifier: v, client: cl, session: sess, login: tok}
+}
+
+func (rs realSession) refresher(t *testing.T, s *testharness.Stack, logs *strings.Builder, mu *sync.Mutex, owner string) *tokenstore.Refresher {
+	t.Helper()
+	var log *slog.Logger
+	if logs != nil {
+		log = slog.New(slog.NewJSONHandler(lockedWriter{logs, mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	r, err := tokenstore.NewRefresher(tokenstore.RefresherOptions{
+		Store: rs.store, OAuth2: *rs.client.Config, Issuer: s.Env("OIDCFLOW_ISSUER"), Checker: rs.verifier,
+		Logger: log, Owner: owner, PollInterval: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+type lockedWriter struct {
+	b  *strings.Builder
+	mu *sync.Mutex
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+// A real Hydra refresh: 4-second access tokens, refreshed when less than half is left; the
+// rotated refresh token is stored, the old one is dead, the new access token is active.
+func TestIntegrationRefreshWithHydra(t *testing.T) {
+	s := testharness.Load(t)
+	ctx := context.Background()
+	rs := loginSession(t, s, 4*time.Second)
+	var logs strings.Builder
+	var mu sync.Mutex
+	r := rs.refresher(t, s, &logs, &mu, "w1")
+
+	got, err := r.Fresh(ctx, rs.session.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.AccessToken != rs.login.AccessToken {
+		t.Fatal("refreshed a fresh token")
+	}
+	time.Sleep(time.Until(r.RefreshDue(got)) + 100*time.Millisecond)
+	got, err = r.Fresh(ctx, rs.session.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.AccessToken == rs.login.AccessToken || got.RefreshToken == rs.login.RefreshToken || got.Refreshes != 1 {
+		t.Fatalf("not refreshed: %v", got)
+	}
+	stored, err := rs.store.Get(ctx, rs.session.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.RefreshToken != got.RefreshToken {
+		t.Fatal("rotated refresh token not stored")
+	}
+	if in := s.Introspect(t, got.AccessToken); !in.Active || in.Subject != rs.session.Subject {
+		t.Fatalf("new access token: %+v", in)
+	}
+	if in := s.Introspect(t, rs.login.RefreshToken); in.Active {
+		t.Fatal("old refresh token still active")
+	}
+	for _, secret := range []string{rs.login.AccessToken, rs.login.RefreshToken, got.AccessToken, got.RefreshToken, got.IDToken} {
+		if strings.Contains(logs.String(), secret) {
+			t.Fatal("token in logs")
+		}
+	}
+}
+
+// Two refreshers (two worker processes) with ten callers each hit one stale session: Hydra
+// sees one refresh, every caller gets the same new token, and the family stays alive (no
+// reuse detection).
+func TestIntegrationConcurrentRefreshOneRotation(t *testing.T) {
+	s := testharness.Load(t)
+	ctx := context.Background()
+	rs := loginSession(t, s, 3*time.Second)
+	r1 := rs.refresher(t, s, nil, nil, "w1")
+	r2 := rs.refresher(t, s, nil, nil, "w2")
+	time.Sleep(time.Until(r1.RefreshDue(rs.session)) + 100*time.Millisecond)
+
+	var wg sync.WaitGroup
+	tokens := make([]string, 20)
+	errs := make([]error, 20)
+	for i := range 20 {
+		r := r1
+		if i%2 == 1 {
+			r = r2
+		}
+		wg.Go(func() {
+			got, err := r.Fresh(ctx, rs.session.ID)
+			tokens[i], errs[i] = got.AccessToken, err
+		})
+	}
+	wg.Wait()
+	for i := range 20 {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if tokens[i] != tokens[0] {
+			t.Fatal("callers got different tokens: more than one refresh")
+		}
+	}
+	stored, err := rs.store.Get(ctx, rs.session.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.Refreshes != 1 {
+		t.Fatalf("%d refreshes", stored.Refreshes)
+	}
+	// The family is alive: the next rotation works.
+	time.Sleep(time.Until(r1.RefreshDue(stored)) + 100*time.Millisecond)
+	if _, err := r2.Fresh(ctx, rs.session.ID); err != nil {
+		t.Fatalf("next rotation: %v", err)
+	}
+}
+
+// Revoke: Hydra's introspection says the refresh and access tokens are inactive, and the
+// secret is gone from Vault.
+func TestIntegrationRevoke(t *testing.T) {
+	s := testharness.Load(t)
+	ctx := context.Background()
+	rs := loginSession(t, s, time.Minute)
+	r := rs.refresher(t, s, nil, nil, "w1")
+	if in := s.Introspect(t, rs.login.RefreshToken); !in.Active {
+		t.Fatal("refresh token inactive before revocation")
+	}
+	if err := r.Revoke(ctx, rs.session.ID); err != nil {
+		t.Fatal(err)
+	}
+	if in := s.Introspect(t, rs.login.RefreshToken); in.Active {
+		t.Fatal("refresh token still active")
+	}
+	if in := s.Introspect(t, rs.login.AccessToken); in.Active {
+		t.Fatal("access token still active")
+	}
+	if _, err := rs.store.Get(ctx, rs.session.ID); !errors.Is(err, tokenstore.ErrNotFound) {
+		t.Fatalf("secret: %v", err)
+	}
+	if err := r.Revoke(ctx, rs.session.ID); err != nil {
+		t.Fatalf("second revoke: %v", err)
+	}
+	if _, err := r.Fresh(ctx, rs.session.ID); !errors.Is(err, identity.ErrReauthRequired) {
+		t.Fatalf("fresh after revoke: %v", err)
+	}
+}
+
+// A refresh token revoked at the IdP makes Fresh report ReauthRequired (invalid_grant).
+func TestIntegrationInvalidGrant(t *testing.T) {
+	s := testharness.Load(t)
+	ctx := context.Background()
+	rs := loginSession(t, s, 2*time.Second)
+	r := rs.refresher(t, s, nil, nil, "w1")
+	// Use the refresh token outside the store: Hydra rotates it, the stored one is dead.
+	rs.client.Refresh(t, rs.login)
+	time.Sleep(time.Until(r.RefreshDue(rs.session)) + 100*time.Millisecond)
+	_, err := r.Fresh(ctx, rs.session.ID)
+	if !errors.Is(err, identity.ErrReauthRequired) {
+		t.Fatalf("err %v", err)
+	}
+	if strings.Contains(err.Error(), rs.login.RefreshToken) {
+		t.Fatal("token in error")
+	}
+}
+
+// Acceptance 6 of issue 5: with a 10-second Vault token TTL (and a 25-second max TTL, so the
+// token must also be re-acquired), a worker keeps reading and writing its sessions for 60 s.
+func TestIntegrationVaultTokenRenewal(t *testing.T) {
+	s := testharness.Load(t)
+	if testing.Short() {
+		t.Skip("60 s test")
+	}
+	ctx := context.Background()
+	root := vaultClient(t, s, true)
+	role := fmt.Sprintf("auth/approle/role/oidcflow-test-%d", time.Now().UnixNano())
+	if _, err := root.Logical().Write(role, map[string]any{
+		"token_policies": []string{"oidcflow-worker"}, "token_ttl": "10s", "token_max_ttl": "25s",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = root.Logical().Delete(role) })
+	rid, err := root.Logical().Read(role + "/role-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, err := root.Logical().Write(role+"/secret-id", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := vault.DefaultConfig()
+	cfg.Address = s.Env("VAULT_ADDR")
+	c, err := vault.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ClearToken()
+	var logs strings.Builder
+	var mu sync.Mutex
+	a, err := vaultauth.New(vaultauth.Options{Client: c, RoleID: fmt.Sprint(rid.Data["role_id"]), SecretID: fmt.Sprint(sid.Data["secret_id"]),
+		Logger: slog.New(slog.NewJSONHandler(lockedWriter{&logs, &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := a.Login(rctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = a.Run(rctx) }()
+
+	st := newStore(t, s, c)
+	sess, err := st.Create(ctx, tokenstore.Session{Subject: "bob", Issuer: "iss", ClientID: "c", AccessToken: "at", Expiry: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Destroy(context.Background(), sess.ID) })
+	tokens := map[string]bool{}
+	end := time.Now().Add(62 * time.Second)
+	for time.Now().Before(end) {
+		got, err := st.Get(ctx, sess.ID)
+		if err != nil {
+			t.Fatalf("after %d logins: %v", a.Logins(), err)
+		}
+		if _, err := st.Update(ctx, got); err != nil {
+			t.Fatalf("after %d logins: %v", a.Logins(), err)
+		}
+		tokens[c.Token()] = true
+		time.Sleep(time.Second)
+	}
+	if a.Logins() < 3 {
+		t.Fatalf("%d logins in 60 s with a 25 s max TTL", a.Logins())
+	}
+	for tok := range tokens {
+		if strings.Contains(logs.String(), tok) {
+			t.Fatal("vault token in logs")
+		}
+	}
+}
