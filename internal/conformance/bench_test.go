@@ -1,0 +1,98 @@
+package conformance_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/internal/app"
+	"github.com/oidcflow/oidcflow/internal/app/apptest"
+	"github.com/oidcflow/oidcflow/internal/testharness"
+)
+
+// step is a small activity: with identity it reads the fresh one, without it does nothing.
+func step(ctx context.Context, n int) (int, error) {
+	if id, err := identity.FromActivity(ctx); err == nil && id.Subject == "" {
+		return 0, fmt.Errorf("empty subject")
+	}
+	return n + 1, nil
+}
+
+// threeSteps runs three activities in a row.
+func threeSteps(ctx workflow.Context) (int, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute})
+	n := 0
+	for range 3 {
+		if err := workflow.ExecuteActivity(ctx, step, n).Get(ctx, &n); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+func registerBench(r worker.Registry) {
+	r.RegisterWorkflowWithOptions(threeSteps, workflow.RegisterOptions{Name: "ThreeSteps"})
+	r.RegisterActivity(step)
+}
+
+// BenchmarkInterceptorOverhead runs the same three-activity workflow through a plain worker
+// and client and through oidcflow's (real envelope, verification, Vault sessions), batch by
+// batch in the same run, and reports both throughputs and their ratio.
+func BenchmarkInterceptorOverhead(b *testing.B) {
+	st := testharness.Load(b)
+	ctx := context.Background()
+	const batch = 10
+
+	plainQueue, flowQueue := apptest.TaskQueue("bench-plain"), apptest.TaskQueue("bench-oidcflow")
+	plain, err := client.DialContext(ctx, client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer plain.Close()
+	pw := worker.New(plain, plainQueue, worker.Options{})
+	registerBench(pw)
+	if err := pw.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer pw.Stop()
+	apptest.StartWorker(b, app.WorkerOptions{Env: apptest.Env(b, st, "OIDCFLOW_TASK_QUEUE", flowQueue), Register: registerBench})
+	bob, _ := apptest.Client(b, st, "bob")
+
+	runBatch := func(c client.Client, queue string) time.Duration {
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range batch {
+			wg.Go(func() {
+				run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: queue}, "ThreeSteps")
+				if err == nil {
+					err = run.Get(ctx, nil)
+				}
+				if err != nil {
+					b.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	runBatch(plain, plainQueue) // warm up both paths
+	runBatch(bob, flowQueue)
+
+	var tPlain, tFlow time.Duration
+	b.ResetTimer()
+	for range b.N {
+		tPlain += runBatch(plain, plainQueue)
+		tFlow += runBatch(bob, flowQueue)
+	}
+	runs := float64(b.N * batch)
+	b.ReportMetric(runs/tPlain.Seconds(), "plain-runs/s")
+	b.ReportMetric(runs/tFlow.Seconds(), "oidcflow-runs/s")
+	b.ReportMetric(tPlain.Seconds()/tFlow.Seconds(), "throughput-ratio")
+}
