@@ -3,7 +3,6 @@ package activities
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -128,5 +127,5 @@ func sessionError(err error) error {
 		return temporal.NewApplicationErrorWithOptions(err.Error(), TypeRateLimited,
 			temporal.ApplicationErrorOptions{NextRetryDelay: rl.RetryAfter})
 	}
-	return fmt.Errorf("%w", err)
+	return err
 }
