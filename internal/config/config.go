@@ -59,6 +59,18 @@ var Vars = []Var{
 	{"OIDCFLOW_SHUTDOWN_TIMEOUT", "30s", "how long SIGTERM waits for in-flight activities to drain", false},
 	{"OIDCFLOW_LOG_FORMAT", "json", "`json` or `text`", false},
 	{"OIDCFLOW_LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`", false},
+
+	// Read by the dev stack launcher and the tests only.
+	{"OIDCFLOW_UI_CLIENT_ID", "temporal-ui", "dev stack: confidential client for the Web UI / codec side", false},
+	{"OIDCFLOW_UI_CLIENT_SECRET", "", "dev stack: its secret", true},
+	{"OIDCFLOW_IDP_ADMIN_URL", "http://127.0.0.1:4445", "dev stack: Hydra's admin API (tests set token lifetimes, introspect)", false},
+	{"OIDCFLOW_ACCESS_TOKEN_TTL", "1h", "dev stack (`make up`): Hydra's access token lifetime; seconds work", false},
+	{"OIDCFLOW_ID_TOKEN_TTL", "1h", "dev stack (`make up`): Hydra's ID token lifetime", false},
+	{"OIDCFLOW_REFRESH_TOKEN_TTL", "720h", "dev stack (`make up`): Hydra's refresh token lifetime", false},
+	{"OIDCFLOW_REFRESH_ROTATION_GRACE", "0s", "dev stack (`make up`): Hydra's refresh token rotation grace period (at most 5m)", false},
+	{"OIDCFLOW_POSTGRES_BIN", "", "dev stack: folder of the PostgreSQL server binaries (default: the newest under /usr/lib/postgresql)", false},
+	{"OIDCFLOW_IDP_HOOK_KEY", "", "dev stack: key Hydra's token hook presents to the login/consent app (set by the launcher)", true},
+	{"OIDCFLOW_REQUIRE_STACK", "", "tests: `1` makes integration tests fail instead of skip without a dev stack (`make test` sets it)", false},
 }
 
 // Env reads variables: the process environment first, then the env file, then Vars'
