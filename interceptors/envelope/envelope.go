@@ -210,6 +210,9 @@ func (r *Keyring) LogValue() slog.Value {
 // ErrInvalidBinding (b itself is invalid) and ErrOpen (wrong binding, wrong key or tampered:
 // these are indistinguishable by design). All wrap identity.ErrUnauthenticated.
 func (r *Keyring) Open(b Binding, sealed []byte) (Contents, error) {
+	if r == nil || r.keys == nil {
+		return Contents{}, fmt.Errorf("%w (no keyring: build one with NewKeyring)", ErrInvalidKey)
+	}
 	h, err := parseHeader(sealed)
 	if err != nil {
 		return Contents{}, err

@@ -496,3 +496,11 @@ func TestApplicationError(t *testing.T) {
 		}
 	}
 }
+
+func TestNilKeyring(t *testing.T) {
+	var r *Keyring
+	_, err := r.Open(testBinding(), []byte("x"))
+	assertIs(t, err, ErrInvalidKey)
+	_, err = (&Keyring{}).Open(testBinding(), []byte("x"))
+	assertIs(t, err, ErrInvalidKey)
+}
