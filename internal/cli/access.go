@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
+	"golang.org/x/oauth2"
 
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/interceptors"
@@ -45,22 +46,13 @@ func (e *temporalError) Error() string {
 }
 func (e *temporalError) Unwrap() error { return e.err }
 
-// dialTemporal connects to Temporal. With needToken the client seals the caller's identity
-// onto starts and updates (interceptors.Dial): the session is loaded (and refreshed) first,
-// so that a missing or expired login is reported as such. Without it (queries, lists) the
-// client carries no identity.
-func dialTemporal(ctx context.Context, r *runner, needToken bool) (temporalClient, error) {
-	opts := client.Options{
-		HostPort:  r.env.String("TEMPORAL_ADDRESS"),
-		Namespace: r.env.String("TEMPORAL_NAMESPACE"),
-		Logger:    sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(r.stderr, &slog.HandlerOptions{Level: slog.LevelError}))),
-	}
+// connect returns a Temporal client. With needToken the client seals the caller's identity
+// onto starts and updates: the session is loaded (and refreshed) first, so that a missing or
+// expired login is reported as such rather than as a failed call. Without it (queries,
+// lists) the client carries no identity.
+func (r *runner) connect(ctx context.Context, needToken bool) (temporalClient, error) {
 	if !needToken {
-		c, err := client.DialContext(ctx, opts)
-		if err != nil {
-			return nil, &temporalError{opts.HostPort, err}
-		}
-		return c, nil
+		return r.dial(ctx, r, nil)
 	}
 	ts, _, err := r.tokenSource(ctx)
 	if err != nil {
@@ -68,6 +60,24 @@ func dialTemporal(ctx context.Context, r *runner, needToken bool) (temporalClien
 	}
 	if _, err := ts.Token(); err != nil {
 		return nil, err
+	}
+	return r.dial(ctx, r, ts)
+}
+
+// dialTemporal connects to Temporal: through interceptors.Dial when ts is set, else with a
+// plain client.
+func dialTemporal(ctx context.Context, r *runner, ts oauth2.TokenSource) (temporalClient, error) {
+	opts := client.Options{
+		HostPort:  r.env.String("TEMPORAL_ADDRESS"),
+		Namespace: r.env.String("TEMPORAL_NAMESPACE"),
+		Logger:    sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(r.stderr, &slog.HandlerOptions{Level: slog.LevelError}))),
+	}
+	if ts == nil {
+		c, err := client.DialContext(ctx, opts)
+		if err != nil {
+			return nil, &temporalError{opts.HostPort, err}
+		}
+		return c, nil
 	}
 	pub, err := r.env.Required("OIDCFLOW_ENVELOPE_PUBLIC_KEY")
 	if err != nil {
@@ -124,7 +134,7 @@ func (r *runner) requestAccess(ctx context.Context, args []string) error {
 	if *id == "" {
 		*id = "access-" + *resource + "-" + randomString()[:12]
 	}
-	c, err := r.dial(ctx, r, true)
+	c, err := r.connect(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -281,7 +291,7 @@ func (r *runner) printRequest(out RequestJSON, headline string) error {
 
 // update sends one of the decision updates and prints the resulting status.
 func (r *runner) update(ctx context.Context, workflowID, name string, arg any, headline string) error {
-	c, err := r.dial(ctx, r, true)
+	c, err := r.connect(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -310,7 +320,7 @@ func (r *runner) workflowError(workflowID, op string, err error) error {
 	var app *temporal.ApplicationError
 	if errors.As(err, &app) && app.Type() == "" {
 		// Validator refusals (wrong state, missing comment) arrive without a type.
-		return fmt.Errorf("%s refused: %s", op, app.Error())
+		return fmt.Errorf("%s refused: %s", op, app.Message())
 	}
 	return err
 }
@@ -359,7 +369,7 @@ func (r *runner) status(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := r.dial(ctx, r, false)
+	c, err := r.connect(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -443,7 +453,7 @@ func (r *runner) list(ctx context.Context, args []string) error {
 	if *limit <= 0 || *limit > 1000 {
 		return usageErrorf("--limit must be between 1 and 1000")
 	}
-	c, err := r.dial(ctx, r, false)
+	c, err := r.connect(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -548,7 +558,7 @@ func validState(s workflows.State) bool {
 func isForbidden(err error) (string, bool) {
 	var app *temporal.ApplicationError
 	if errors.As(err, &app) && app.Type() == identity.TypeForbidden {
-		return strings.TrimPrefix(app.Error(), "identity: "), true
+		return strings.TrimPrefix(app.Message(), "identity: "), true
 	}
 	return "", false
 }

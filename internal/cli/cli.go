@@ -22,6 +22,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/oidcflow/oidcflow/internal/config"
 	"github.com/oidcflow/oidcflow/internal/tokencache"
 )
@@ -97,7 +99,7 @@ type runner struct {
 	httpClient  *http.Client
 	now         func() time.Time
 	openBrowser func(url string) error
-	dial        func(ctx context.Context, r *runner, needToken bool) (temporalClient, error)
+	dial        func(ctx context.Context, r *runner, ts oauth2.TokenSource) (temporalClient, error)
 	// ready, when set, receives the authorization URL once the login listener is up (tests).
 	ready func(authURL string)
 	// pollEvery is the --wait poll interval. Default 1s.

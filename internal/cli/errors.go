@@ -44,14 +44,14 @@ func (r *runner) classify(err error) (code, msg string, exit int) {
 	if errors.As(err, &app) {
 		switch app.Type() {
 		case identity.TypeTokenExpired, identity.TypeReauthRequired:
-			return CodeSessionExpired, "your session expired (" + strings.TrimPrefix(app.Error(), "identity: ") + "); run `starter login`", ExitError
+			return CodeSessionExpired, "your session expired (" + bare(app.Message()) + "); run `starter login`", ExitError
 		case identity.TypeUnauthenticated, identity.TypeInvalidToken:
-			return CodeSessionExpired, "the worker did not accept your identity (" + strings.TrimPrefix(app.Error(), "identity: ") + "); run `starter login`", ExitError
+			return CodeSessionExpired, "the worker did not accept your identity (" + bare(app.Message()) + "); run `starter login`", ExitError
 		}
 	}
 	switch {
 	case errors.As(err, &tokenExp):
-		return CodeSessionExpired, "your session expired (" + strings.TrimPrefix(tokenExp.Error(), "identity: ") + ")", ExitError
+		return CodeSessionExpired, "your session expired (" + bare(tokenExp.Error()) + "); run `starter login`", ExitError
 	case errors.As(err, &tmp):
 		return CodeTemporal, tmp.Error(), ExitError
 	case errors.As(err, &nf):
@@ -67,4 +67,14 @@ func (r *runner) issuer() string {
 		return "OIDCFLOW_ISSUER"
 	}
 	return r.env.String("OIDCFLOW_ISSUER")
+}
+
+// bare strips the package prefix and a trailing "run `starter login`" hint from an identity
+// message, so that the hint is not repeated.
+func bare(msg string) string {
+	msg = strings.TrimPrefix(msg, "identity: ")
+	if i := strings.Index(msg, "; run `starter login`"); i >= 0 {
+		msg = msg[:i]
+	}
+	return msg
 }
