@@ -47,9 +47,9 @@
 // # Sizes
 //
 // An envelope is the plaintext plus 13 bytes, the key id, the enc and the 16-byte tag: with a
-// 7-character key id, 1156 bytes of overhead for X-Wing and 68 for X25519. A 1 KiB ID token,
-// a 1 KiB access token and a 64-byte refresh token seal to 3350 bytes (X-Wing) or 2262 bytes
-// (X25519), well below MaxSize.
+// 7-character key id, 1156 bytes of overhead for X-Wing and 68 for X25519. Under a 5-character
+// key id, a 1 KiB ID token, a 1 KiB access token and a 64-byte refresh token seal to 3350
+// bytes (X-Wing) or 2262 bytes (X25519), well below MaxSize.
 //
 // # Keys
 //
@@ -66,8 +66,8 @@
 //
 // # Errors
 //
-// Every error wraps identity.ErrUnauthenticated, so identity.ApplicationError turns it into a
-// non-retryable Temporal error. A wrong key with a known key id, a wrong binding and tampering
+// Every error of Open and of the key parsers wraps identity.ErrUnauthenticated, so
+// identity.ApplicationError turns it into a non-retryable Temporal error. A wrong key with a known key id, a wrong binding and tampering
 // are all reported as [ErrOpen]: an AEAD failure does not say which input was wrong, by design.
 // No error carries token material or key bytes.
 package envelope
