@@ -67,7 +67,7 @@
 // # Errors
 //
 // Every error of Open and of the key parsers wraps identity.ErrUnauthenticated, so
-// identity.ApplicationError turns it into a non-retryable Temporal error. A wrong key with a known key id, a wrong binding and tampering
-// are all reported as [ErrOpen]: an AEAD failure does not say which input was wrong, by design.
-// No error carries token material or key bytes.
+// identity.ApplicationError turns it into a non-retryable Temporal error. A wrong key with a
+// known key id, a wrong binding and tampering are all reported as [ErrOpen]: an AEAD failure
+// does not say which input was wrong, by design. No error carries token material or key bytes.
 package envelope
