@@ -106,7 +106,8 @@ func (c *clientOutbound) SignalWorkflow(ctx context.Context, in *interceptor.Cli
 }
 
 func (c *clientOutbound) UpdateWorkflow(ctx context.Context, in *interceptor.ClientUpdateWorkflowInput) (client.WorkflowUpdateHandle, error) {
-	if err := c.root.seal(ctx, in.WorkflowID, "update:"+in.UpdateName, false); err != nil {
+	// Only a re-consent hands the worker a new refresh token.
+	if err := c.root.seal(ctx, in.WorkflowID, "update:"+in.UpdateName, in.UpdateName == ReconsentUpdate); err != nil {
 		return nil, err
 	}
 	return c.Next.UpdateWorkflow(ctx, in)

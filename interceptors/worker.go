@@ -78,7 +78,9 @@ func (w *workerInterceptor) InterceptWorkflow(ctx workflow.Context, next interce
 	return &workflowInbound{
 		WorkflowInboundInterceptorBase: interceptor.WorkflowInboundInterceptorBase{Next: next},
 		root:                           w,
-		state:                          &runState{senders: map[string][]*identity.Identity{}, seen: map[string]bool{}},
+		state: &runState{
+			senders: map[string][]*identity.Identity{}, seen: map[string]bool{}, adopted: map[string]bool{},
+		},
 	}
 }
 
@@ -89,11 +91,14 @@ func (w *workerInterceptor) InterceptActivity(ctx context.Context, next intercep
 // runState is the interceptor's per-run state. It changes only in workflow code, in the
 // same order on replay.
 type runState struct {
-	owner   bool // this run ends the session when it closes
-	seq     int  // counter for signal reference ids
-	pending []pendingSignal
-	senders map[string][]*identity.Identity // verified senders of delivered signals, FIFO
-	seen    map[string]bool                 // signal reference ids already accepted
+	starter    *identity.Identity // the run's identity; re-consent replaces its session
+	reconsents int                // re-consent updates accepted so far
+	adopted    map[string]bool    // sessions of updates that became the run's session
+	owner      bool               // this run ends the session when it closes
+	seq        int                // counter for signal reference ids
+	pending    []pendingSignal
+	senders    map[string][]*identity.Identity // verified senders of delivered signals, FIFO
+	seen       map[string]bool                 // signal reference ids already accepted
 }
 
 type pendingSignal struct {
@@ -145,16 +150,60 @@ func (w *workflowInbound) ExecuteWorkflow(ctx workflow.Context, in *interceptor.
 		return w.Next.ExecuteWorkflow(ctx, in)
 	}
 	ctx = identity.WithWorkflow(ctx, id)
+	w.state.starter = id
 	if err := workflow.UpsertMemo(ctx, map[string]any{"oidcflow.started_by": startedBy(id)}); err != nil {
+		return nil, err
+	}
+	if err := workflow.SetUpdateHandler(ctx, ReconsentUpdate, w.reconsent); err != nil {
 		return nil, err
 	}
 
 	result, err := w.Next.ExecuteWorkflow(ctx, in)
 	var can *workflow.ContinueAsNewError
 	if w.state.owner && !errors.As(err, &can) {
-		w.root.la.end(ctx, w.root.opts.VerifyTimeout, id.SessionID)
+		w.root.la.end(ctx, w.root.opts.VerifyTimeout, w.state.starter.SessionID)
 	}
 	return result, err
+}
+
+// ReconsentUpdate is the update that renews the consent of a run whose session can no longer
+// be refreshed (identity.TypeReauthRequired): the starter sends it with a fresh login, and
+// the run continues on the new session. Only the starter (same issuer and subject) may.
+const ReconsentUpdate = "oidcflow.reconsent"
+
+// reconsent adopts the caller's new session as the run's, ends the old one, and wakes
+// AwaitReconsent.
+func (w *workflowInbound) reconsent(ctx workflow.Context) error {
+	caller, err := identity.FromWorkflow(ctx)
+	if err != nil {
+		return err
+	}
+	starter := w.state.starter
+	if caller.Issuer != starter.Issuer || caller.Subject != starter.Subject {
+		return identity.ApplicationError(&identity.DeniedError{Subject: caller.Subject,
+			Reason: "only " + starter.Subject + ", who started this run, can renew its consent"})
+	}
+	old := starter.SessionID
+	*starter = *caller // every holder of the run's identity now sees the new session and claims
+	w.state.adopted[caller.SessionID] = true
+	if w.state.owner {
+		w.root.la.end(ctx, w.root.opts.VerifyTimeout, old)
+	}
+	w.state.owner = true
+	w.state.reconsents++
+	return nil
+}
+
+// AwaitReconsent blocks until the run's starter renews consent through ReconsentUpdate.
+// Workflows call it when an activity failed with identity.TypeReauthRequired: the run parks
+// instead of failing, and resumes on the new session.
+func AwaitReconsent(ctx workflow.Context) error {
+	st, _ := ctx.Value(stateKey{}).(*runState)
+	if st == nil {
+		return ErrNoIdentity
+	}
+	n := st.reconsents
+	return workflow.Await(ctx, func() bool { return st.reconsents > n })
 }
 
 // startIdentity verifies what the run was started with: an envelope from a client, or a
@@ -210,8 +259,11 @@ func (w *workflowInbound) ExecuteUpdate(ctx workflow.Context, in *interceptor.Up
 	if err != nil {
 		return nil, identity.ApplicationError(err)
 	}
-	defer w.root.la.end(ctx, w.root.opts.VerifyTimeout, caller.SessionID)
-	return w.Next.ExecuteUpdate(identity.WithWorkflow(ctx, caller), in)
+	result, err := w.Next.ExecuteUpdate(identity.WithWorkflow(ctx, caller), in)
+	if !w.state.adopted[caller.SessionID] {
+		w.root.la.end(ctx, w.root.opts.VerifyTimeout, caller.SessionID)
+	}
+	return result, err
 }
 
 // HandleSignal queues a signal that carries an identity; deliverSignals verifies and
