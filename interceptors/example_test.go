@@ -1,0 +1,51 @@
+package interceptors_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"golang.org/x/oauth2"
+
+	"github.com/oidcflow/oidcflow/interceptors"
+	"github.com/oidcflow/oidcflow/workflows"
+)
+
+// ExampleDial starts an AccessRequest on behalf of a logged-in person. The token source is
+// the person's OIDC session: any oauth2.TokenSource whose tokens carry the ID token in
+// Extra("id_token") (request the openid scope). The client seals it to the worker pool's
+// public key on every start and update; nothing readable reaches Temporal history.
+func ExampleDial() {
+	ctx := context.Background()
+
+	// tok comes from your login flow (authorization code + PKCE); the oauth2 package
+	// refreshes it through the IdP when it expires.
+	var tok *oauth2.Token
+	cfg := &oauth2.Config{
+		ClientID: "starter",
+		Endpoint: oauth2.Endpoint{AuthURL: "http://127.0.0.1:4444/oauth2/auth", TokenURL: "http://127.0.0.1:4444/oauth2/token"},
+		Scopes:   []string{"openid", "offline_access", "profile", "email"},
+	}
+
+	c, err := interceptors.Dial(ctx, interceptors.DialOptions{
+		Client:      client.Options{HostPort: "127.0.0.1:7233", Namespace: "oidcflow"},
+		TokenSource: cfg.TokenSource(ctx, tok),
+		PublicKey:   os.Getenv("OIDCFLOW_ENVELOPE_PUBLIC_KEY"),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: workflows.TaskQueue},
+		workflows.AccessRequestWorkflow, workflows.AccessRequestInput{
+			Resource: "demo", Role: workflows.AccessRead, Duration: 2 * time.Hour, Reason: "debug ticket 42",
+		})
+	if err != nil {
+		log.Fatal(err) // e.g. "interceptors: get the caller's token (run `starter login`)"
+	}
+	fmt.Println("requested access:", run.GetID())
+}
