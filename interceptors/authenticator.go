@@ -15,12 +15,15 @@ type TokenVerifier interface {
 
 // SessionStore keeps a person's tokens between steps; the Vault-backed token store is one.
 type SessionStore interface {
-	// Deposit stores the tokens of a verified identity as a new session and returns its id.
-	Deposit(ctx context.Context, id *identity.Identity, c envelope.Contents) (sessionID string, err error)
+	// Deposit stores the tokens of a verified identity for holder (a workflow, or an update
+	// of one) and returns the session id. Deposits of the same refresh token share one
+	// session, so that one refresh serves every run started from one login.
+	Deposit(ctx context.Context, id *identity.Identity, c envelope.Contents, holder string) (sessionID string, err error)
 	// CurrentIDToken returns the session's ID token, refreshing the session when it is due.
 	CurrentIDToken(ctx context.Context, sessionID string) (string, error)
-	// End revokes the session's refresh token at the IdP and destroys the session.
-	End(ctx context.Context, sessionID string) error
+	// End releases holder's hold on the session; the last one out revokes the refresh token
+	// at the IdP and destroys the session.
+	End(ctx context.Context, sessionID, holder string) error
 }
 
 // AuthenticatorOptions configure NewAuthenticator. All fields are required.
@@ -41,7 +44,7 @@ func NewAuthenticator(opts AuthenticatorOptions) (Authenticator, error) {
 
 type authenticator struct{ AuthenticatorOptions }
 
-func (a *authenticator) Open(ctx context.Context, b envelope.Binding, sealed []byte, deposit bool) (*identity.Identity, error) {
+func (a *authenticator) Open(ctx context.Context, b envelope.Binding, sealed []byte, holder string) (*identity.Identity, error) {
 	contents, err := a.Keyring.Open(b, sealed)
 	if err != nil {
 		return nil, err
@@ -50,8 +53,8 @@ func (a *authenticator) Open(ctx context.Context, b envelope.Binding, sealed []b
 	if err != nil {
 		return nil, err
 	}
-	if deposit {
-		if id.SessionID, err = a.Sessions.Deposit(ctx, id, contents); err != nil {
+	if holder != "" {
+		if id.SessionID, err = a.Sessions.Deposit(ctx, id, contents, holder); err != nil {
 			return nil, err
 		}
 	}
@@ -82,6 +85,6 @@ func (a *authenticator) verify(ctx context.Context, raw string) (*identity.Ident
 	return &c, nil
 }
 
-func (a *authenticator) End(ctx context.Context, sessionID string) error {
-	return a.Sessions.End(ctx, sessionID)
+func (a *authenticator) End(ctx context.Context, sessionID, holder string) error {
+	return a.Sessions.End(ctx, sessionID, holder)
 }

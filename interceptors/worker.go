@@ -21,13 +21,15 @@ import (
 // its methods run inside (local) activities, never in workflow code. NewAuthenticator builds
 // the production one; tests may pass a fake.
 type Authenticator interface {
-	// Open opens a sealed envelope for binding b and verifies the ID token in it. With deposit
-	// set it stores the tokens as a new session, and the identity names it in SessionID.
-	Open(ctx context.Context, b envelope.Binding, sealed []byte, deposit bool) (*identity.Identity, error)
+	// Open opens a sealed envelope for binding b and verifies the ID token in it. With a
+	// holder (the workflow id, or an update of it) it also deposits the tokens in a session
+	// held by holder, and the identity names the session in SessionID.
+	Open(ctx context.Context, b envelope.Binding, sealed []byte, holder string) (*identity.Identity, error)
 	// Resume loads the session's current token (refreshed when due) and verifies it.
 	Resume(ctx context.Context, sessionID string) (*identity.Identity, error)
-	// End revokes the session's refresh token and destroys the session. It is idempotent.
-	End(ctx context.Context, sessionID string) error
+	// End releases holder's hold on the session; when no holder is left the refresh token
+	// is revoked and the session destroyed. It is idempotent.
+	End(ctx context.Context, sessionID, holder string) error
 }
 
 // WorkerOptions configure NewWorkerInterceptor.
@@ -161,7 +163,7 @@ func (w *workflowInbound) ExecuteWorkflow(ctx workflow.Context, in *interceptor.
 	result, err := w.Next.ExecuteWorkflow(ctx, in)
 	var can *workflow.ContinueAsNewError
 	if w.state.owner && !errors.As(err, &can) {
-		w.root.la.end(ctx, w.root.opts.VerifyTimeout, w.state.starter.SessionID)
+		w.root.la.end(ctx, w.root.opts.VerifyTimeout, w.state.starter.SessionID, info.WorkflowExecution.ID)
 	}
 	return result, err
 }
@@ -187,7 +189,7 @@ func (w *workflowInbound) reconsent(ctx workflow.Context) error {
 	*starter = *caller // every holder of the run's identity now sees the new session and claims
 	w.state.adopted[caller.SessionID] = true
 	if w.state.owner {
-		w.root.la.end(ctx, w.root.opts.VerifyTimeout, old)
+		w.root.la.end(ctx, w.root.opts.VerifyTimeout, old, workflow.GetInfo(ctx).WorkflowExecution.ID)
 	}
 	w.state.owner = true
 	w.state.reconsents++
@@ -218,7 +220,7 @@ func (w *workflowInbound) startIdentity(ctx workflow.Context, info *workflow.Inf
 	if hasEnvelope {
 		b := envelope.Binding{Namespace: info.Namespace, WorkflowID: info.WorkflowExecution.ID, Operation: "start"}
 		w.state.owner = true
-		return w.root.la.open(ctx, w.root.opts.VerifyTimeout, b, sealed, true)
+		return w.root.la.open(ctx, w.root.opts.VerifyTimeout, b, sealed, info.WorkflowExecution.ID)
 	}
 	var ref reference
 	hasRef, err := getHeader(header, sessionHeader, &ref)
@@ -255,13 +257,18 @@ func (w *workflowInbound) ExecuteUpdate(ctx workflow.Context, in *interceptor.Up
 		return nil, identity.ApplicationError(ErrNoIdentity)
 	}
 	b := envelope.Binding{Namespace: info.Namespace, WorkflowID: info.WorkflowExecution.ID, Operation: "update:" + in.Name}
-	caller, err := w.root.la.open(ctx, w.root.opts.VerifyTimeout, b, sealed, true)
+	// The caller's session lives for the handler; a re-consent's becomes the run's.
+	holder := info.WorkflowExecution.ID + "/update/" + workflow.GetCurrentUpdateInfo(ctx).ID
+	if in.Name == ReconsentUpdate {
+		holder = info.WorkflowExecution.ID
+	}
+	caller, err := w.root.la.open(ctx, w.root.opts.VerifyTimeout, b, sealed, holder)
 	if err != nil {
 		return nil, identity.ApplicationError(err)
 	}
 	result, err := w.Next.ExecuteUpdate(identity.WithWorkflow(ctx, caller), in)
 	if !w.state.adopted[caller.SessionID] {
-		w.root.la.end(ctx, w.root.opts.VerifyTimeout, caller.SessionID)
+		w.root.la.end(ctx, w.root.opts.VerifyTimeout, caller.SessionID, holder)
 	}
 	return result, err
 }
@@ -312,10 +319,10 @@ func (w *workflowInbound) signalSender(ctx workflow.Context, p pendingSignal) *i
 	switch {
 	case p.sealed != nil:
 		b := envelope.Binding{Namespace: info.Namespace, WorkflowID: info.WorkflowExecution.ID, Operation: "signal:" + p.in.SignalName}
-		id, err = w.root.la.open(ctx, timeout, b, p.sealed, false)
+		id, err = w.root.la.open(ctx, timeout, b, p.sealed, "")
 		if err != nil { // signal-with-start carries the start envelope
 			b.Operation = "start"
-			id, err = w.root.la.open(ctx, timeout, b, p.sealed, false)
+			id, err = w.root.la.open(ctx, timeout, b, p.sealed, "")
 		}
 	case p.ref != nil && w.state.seen[p.ref.From]:
 		err = ErrBadReference
@@ -483,7 +490,13 @@ type internalKey struct{}
 type openInput struct {
 	Binding envelope.Binding
 	Sealed  []byte
-	Deposit bool
+	Holder  string // "": verify only
+}
+
+// endInput is the input of the OidcflowEnd local activity.
+type endInput struct {
+	Session string
+	Holder  string
 }
 
 // resumeInput is the input of the OidcflowResume local activity: a reference and the binding
@@ -496,7 +509,7 @@ type resumeInput struct {
 }
 
 func (l *localActivities) OidcflowOpen(ctx context.Context, in openInput) (*identity.Identity, error) {
-	id, err := l.auth.Open(ctx, in.Binding, in.Sealed, in.Deposit)
+	id, err := l.auth.Open(ctx, in.Binding, in.Sealed, in.Holder)
 	if err != nil {
 		return nil, identity.ApplicationError(err)
 	}
@@ -527,8 +540,8 @@ func (l *localActivities) resumeSession(ctx context.Context, ref reference) (*id
 	return id, nil
 }
 
-func (l *localActivities) OidcflowEnd(ctx context.Context, sessionID string) error {
-	return l.auth.End(ctx, sessionID)
+func (l *localActivities) OidcflowEnd(ctx context.Context, in endInput) error {
+	return l.auth.End(ctx, in.Session, in.Holder)
 }
 
 func laContext(ctx workflow.Context, timeout time.Duration) workflow.Context {
@@ -542,10 +555,10 @@ func laContext(ctx workflow.Context, timeout time.Duration) workflow.Context {
 	})
 }
 
-func (l *localActivities) open(ctx workflow.Context, timeout time.Duration, b envelope.Binding, sealed []byte, deposit bool) (*identity.Identity, error) {
+func (l *localActivities) open(ctx workflow.Context, timeout time.Duration, b envelope.Binding, sealed []byte, holder string) (*identity.Identity, error) {
 	var id *identity.Identity
 	err := workflow.ExecuteLocalActivity(laContext(ctx, timeout), l.OidcflowOpen,
-		openInput{Binding: b, Sealed: sealed, Deposit: deposit}).Get(ctx, &id)
+		openInput{Binding: b, Sealed: sealed, Holder: holder}).Get(ctx, &id)
 	return id, err
 }
 
@@ -558,13 +571,14 @@ func (l *localActivities) resume(ctx workflow.Context, timeout time.Duration, re
 
 // end closes a session even when the run was cancelled; a failure is logged, not returned:
 // the session then expires in the token store.
-func (l *localActivities) end(ctx workflow.Context, timeout time.Duration, sessionID string) {
+func (l *localActivities) end(ctx workflow.Context, timeout time.Duration, sessionID, holder string) {
 	if sessionID == "" {
 		return
 	}
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
-	if err := workflow.ExecuteLocalActivity(laContext(dctx, timeout), l.OidcflowEnd, sessionID).Get(dctx, nil); err != nil {
+	if err := workflow.ExecuteLocalActivity(laContext(dctx, timeout), l.OidcflowEnd,
+		endInput{Session: sessionID, Holder: holder}).Get(dctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("session not ended; it expires in the token store", "error", err.Error())
 	}
 }

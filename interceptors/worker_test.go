@@ -43,7 +43,7 @@ func seal(t *testing.T, id identity.Identity, b envelope.Binding) []byte {
 	return raw
 }
 
-func (f *fakeAuth) Open(_ context.Context, b envelope.Binding, sealed []byte, deposit bool) (*identity.Identity, error) {
+func (f *fakeAuth) Open(_ context.Context, b envelope.Binding, sealed []byte, holder string) (*identity.Identity, error) {
 	var s fakeSealed
 	if err := json.Unmarshal(sealed, &s); err != nil {
 		return nil, envelope.ErrMalformed
@@ -52,7 +52,7 @@ func (f *fakeAuth) Open(_ context.Context, b envelope.Binding, sealed []byte, de
 		return nil, envelope.ErrOpen
 	}
 	id := s.ID
-	if deposit {
+	if holder != "" {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		id.SessionID = "s-" + id.Subject + "-" + b.Operation
@@ -73,7 +73,7 @@ func (f *fakeAuth) Resume(_ context.Context, sid string) (*identity.Identity, er
 	return &c, nil
 }
 
-func (f *fakeAuth) End(_ context.Context, sid string) error {
+func (f *fakeAuth) End(_ context.Context, sid, _ string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ended = append(f.ended, sid)

@@ -47,8 +47,8 @@ func (c *countingAuth) count(err error) {
 	}
 }
 
-func (c *countingAuth) Open(ctx context.Context, b envelope.Binding, sealed []byte, deposit bool) (*identity.Identity, error) {
-	id, err := c.next.Open(ctx, b, sealed, deposit)
+func (c *countingAuth) Open(ctx context.Context, b envelope.Binding, sealed []byte, holder string) (*identity.Identity, error) {
+	id, err := c.next.Open(ctx, b, sealed, holder)
 	c.count(err)
 	return id, err
 }
@@ -59,8 +59,8 @@ func (c *countingAuth) Resume(ctx context.Context, sessionID string) (*identity.
 	return id, err
 }
 
-func (c *countingAuth) End(ctx context.Context, sessionID string) error {
-	return c.next.End(ctx, sessionID)
+func (c *countingAuth) End(ctx context.Context, sessionID, holder string) error {
+	return c.next.End(ctx, sessionID, holder)
 }
 
 // refreshCounter counts refreshes around the session store's Fresh calls.

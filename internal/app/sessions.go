@@ -2,8 +2,13 @@ package app
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
@@ -14,14 +19,33 @@ import (
 )
 
 // sessions adapts the Vault token store to interceptors.SessionStore.
+//
+// A refresh token is one chain of rotations: if two sessions held the same one, the first
+// refresh would invalidate the other's copy, and its next refresh would trip the IdP's reuse
+// detection. So every deposit of one refresh token lands in one session, whose id is a MAC
+// of that token under a pool secret, and the runs that share it are listed as its holders
+// (a KV v2 secret next to it, written with check-and-set). The last holder to leave revokes.
 type sessions struct {
 	store     *tokenstore.Store
 	refresher *tokenstore.Refresher
 	counts    *refreshCounter
+	kv        *vault.KVv2
+	prefix    string // where holder lists live in the mount
+	idKey     []byte // MAC key for session ids
 }
 
-func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, c envelope.Contents) (string, error) {
-	sess, err := s.store.Create(ctx, tokenstore.Session{
+func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, c envelope.Contents, holder string) (string, error) {
+	sid := tokenstore.NewSessionID()
+	if c.RefreshToken != "" {
+		m := hmac.New(sha256.New, s.idKey)
+		m.Write([]byte(c.RefreshToken))
+		sid = base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	}
+	if err := s.hold(ctx, sid, holder, true); err != nil {
+		return "", err
+	}
+	_, err := s.store.Create(ctx, tokenstore.Session{
+		ID:           sid,
 		Subject:      id.Subject,
 		Issuer:       id.Issuer,
 		Audience:     id.Audience,
@@ -32,10 +56,22 @@ func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, c envelop
 		TokenType:    "Bearer",
 		Expiry:       c.Expiry,
 	})
+	if errors.Is(err, tokenstore.ErrConflict) {
+		// Another run deposited this refresh token first: share its session, which may
+		// already hold rotated tokens. It must be the same person's.
+		existing, err := s.store.Get(ctx, sid)
+		if err != nil {
+			return "", err
+		}
+		if existing.Subject != id.Subject || existing.Issuer != id.Issuer {
+			return "", fmt.Errorf("app: refresh token already deposited for another subject: %w", identity.ErrUnauthenticated)
+		}
+		return sid, nil
+	}
 	if err != nil {
 		return "", err
 	}
-	return sess.ID, nil
+	return sid, nil
 }
 
 func (s *sessions) CurrentIDToken(ctx context.Context, sessionID string) (string, error) {
@@ -48,48 +84,77 @@ func (s *sessions) CurrentIDToken(ctx context.Context, sessionID string) (string
 	return sess.IDToken, nil
 }
 
-func (s *sessions) End(ctx context.Context, sessionID string) error {
-	return s.refresher.Revoke(ctx, sessionID)
+func (s *sessions) End(ctx context.Context, sessionID, holder string) error {
+	if err := s.hold(ctx, sessionID, holder, false); err != nil {
+		return err
+	}
+	left, err := s.holders(ctx, sessionID)
+	if err != nil || len(left.list) > 0 {
+		return err
+	}
+	if err := s.refresher.Revoke(ctx, sessionID); err != nil {
+		return err
+	}
+	return s.kv.DeleteMetadata(ctx, s.prefix+"/"+sessionID)
 }
 
-// LoadKeyring reads the pool's envelope keys from Vault KV v2 at mount/path: field
-// "current" holds the private text form of the current key pair, "previous" a list of
-// older ones still accepted. It also returns the propagation secrets derived from them
-// (current first), so that every worker of the pool agrees on them without another secret.
-func LoadKeyring(ctx context.Context, c *vault.Client, mount, path string) (*envelope.Keyring, [][]byte, error) {
-	sec, err := c.KVv2(mount).Get(ctx, path)
+type holderList struct {
+	list    []string
+	version int
+}
+
+func (s *sessions) holders(ctx context.Context, sid string) (holderList, error) {
+	sec, err := s.kv.Get(ctx, s.prefix+"/"+sid)
+	if errors.Is(err, vault.ErrSecretNotFound) {
+		return holderList{}, nil
+	}
 	if err != nil {
-		if errors.Is(err, vault.ErrSecretNotFound) {
-			return nil, nil, fmt.Errorf("app: no envelope keys at %s/%s; run `make up` (dev) or seed them: %w", mount, path, err)
-		}
-		return nil, nil, fmt.Errorf("app: read envelope keys at %s/%s: %w", mount, path, err)
+		return holderList{}, fmt.Errorf("app: read holders of session %s: %w", sid, err)
 	}
-	texts := []string{}
-	if cur, ok := sec.Data["current"].(string); ok && cur != "" {
-		texts = append(texts, cur)
-	}
-	if prev, ok := sec.Data["previous"].([]any); ok {
-		for _, p := range prev {
-			if s, ok := p.(string); ok && s != "" {
-				texts = append(texts, s)
+	var h holderList
+	if raw, ok := sec.Data["holders"].([]any); ok {
+		for _, r := range raw {
+			if v, ok := r.(string); ok {
+				h.list = append(h.list, v)
 			}
 		}
 	}
-	if len(texts) == 0 {
-		return nil, nil, fmt.Errorf("app: envelope keys at %s/%s have no current key", mount, path)
+	if sec.VersionMetadata != nil {
+		h.version = sec.VersionMetadata.Version
 	}
-	pairs := make([]*envelope.KeyPair, len(texts))
-	secrets := make([][]byte, len(texts))
-	for i, t := range texts {
-		pairs[i] = new(envelope.KeyPair)
-		if err := pairs[i].UnmarshalText([]byte(t)); err != nil {
-			return nil, nil, fmt.Errorf("app: envelope key %d at %s/%s: %w", i, mount, path, err)
+	return h, nil
+}
+
+// hold adds (or removes) holder in the session's holder list, with check-and-set retries.
+func (s *sessions) hold(ctx context.Context, sid, holder string, add bool) error {
+	for range 10 {
+		h, err := s.holders(ctx, sid)
+		if err != nil {
+			return err
 		}
-		secrets[i] = []byte(t)
+		has := slices.Contains(h.list, holder)
+		switch {
+		case add && has, !add && !has:
+			return nil
+		case add:
+			h.list = append(h.list, holder)
+		default:
+			h.list = slices.DeleteFunc(h.list, func(v string) bool { return v == holder })
+		}
+		_, err = s.kv.Put(ctx, s.prefix+"/"+sid, map[string]any{"holders": h.list}, vault.WithCheckAndSet(h.version))
+		if err == nil {
+			return nil
+		}
+		if !isCASError(err) {
+			return fmt.Errorf("app: write holders of session %s: %w", sid, err)
+		}
 	}
-	ring, err := envelope.NewKeyring(pairs[0], pairs[1:]...)
-	if err != nil {
-		return nil, nil, err
-	}
-	return ring, secrets, nil
+	return fmt.Errorf("app: holders of session %s keep changing; retry: %w", sid, tokenstore.ErrConflict)
+}
+
+func isCASError(err error) bool {
+	var re *vault.ResponseError
+	return errors.As(err, &re) && slices.ContainsFunc(re.Errors, func(m string) bool {
+		return strings.Contains(m, "check-and-set")
+	})
 }

@@ -6,6 +6,8 @@ package app
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"time"
@@ -117,8 +119,17 @@ func NewWorker(ctx context.Context, opts WorkerOptions) (w *Worker, err error) {
 		refreshes: opts.Metrics.Counter(MetricRefreshes, nil),
 		failures:  opts.Metrics.Counter(MetricRefreshFailures, nil),
 	}
+	idKey, err := hkdf.Key(sha256.New, secrets[0], nil, "oidcflow session id v1", 32)
+	if err != nil {
+		return nil, err
+	}
 	auth, err := interceptors.NewAuthenticator(interceptors.AuthenticatorOptions{
-		Keyring: ring, Verifier: w.Verifier, Sessions: &sessions{store: store, refresher: w.Refresher, counts: counts},
+		Keyring:  ring,
+		Verifier: w.Verifier,
+		Sessions: &sessions{
+			store: store, refresher: w.Refresher, counts: counts,
+			kv: w.Vault.KVv2(mount), prefix: "sessions/holders", idKey: idKey,
+		},
 	})
 	if err != nil {
 		return nil, err

@@ -19,7 +19,7 @@ type offline struct{ t *testing.T }
 
 var errOffline = errors.New("offline: replay tried to reach Vault or the IdP")
 
-func (o offline) Open(context.Context, envelope.Binding, []byte, bool) (*identity.Identity, error) {
+func (o offline) Open(context.Context, envelope.Binding, []byte, string) (*identity.Identity, error) {
 	o.t.Error(errOffline)
 	return nil, errOffline
 }
@@ -29,7 +29,7 @@ func (o offline) Resume(context.Context, string) (*identity.Identity, error) {
 	return nil, errOffline
 }
 
-func (o offline) End(context.Context, string) error {
+func (o offline) End(context.Context, string, string) error {
 	o.t.Error(errOffline)
 	return errOffline
 }
