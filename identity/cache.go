@@ -32,7 +32,10 @@ func (c *tokenCache) get(key [sha256.Size]byte, now time.Time) (*Identity, bool)
 	c.mu.RLock()
 	e, ok := c.m[key]
 	c.mu.RUnlock()
-	if !ok || !now.Before(e.until) { // check:cache-expiry
+	if !ok {
+		return nil, false
+	}
+	if !now.Before(e.until) { // check:cache-expiry
 		return nil, false
 	}
 	return e.id.clone(), true

@@ -67,7 +67,7 @@ func headerString(m map[string]json.RawMessage, name string) (string, error) {
 		return "", nil
 	}
 	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
+	if err := json.Unmarshal(v, &s); err != nil { // check:header-string
 		return "", malformed("header %s is not a string", name)
 	}
 	return s, nil
@@ -98,7 +98,7 @@ func decodeClaims(payload []byte) (claimSet, error) {
 	if err := dec.Decode(&m); err != nil || m == nil {
 		return nil, malformed("claims are not a JSON object")
 	}
-	if dec.More() {
+	if dec.More() { // check:trailing
 		return nil, malformed("claims are followed by trailing data")
 	}
 	return m, nil
@@ -155,7 +155,7 @@ func (c claimSet) time(name string) (t time.Time, present bool, err error) {
 		return time.Time{}, true, malformed("claim %s is not a number", name)
 	}
 	f, err := n.Float64()
-	if err != nil || math.IsNaN(f) || f < 0 || f > maxUnixTime {
+	if err != nil || math.IsNaN(f) || f < 0 || f > maxUnixTime { // check:numeric-date
 		return time.Time{}, true, malformed("claim %s is not a valid NumericDate", name)
 	}
 	sec, frac := math.Modf(f)

@@ -457,7 +457,7 @@ func (v *Verifier) checkClaims(kind byte, c claimSet, requireIat bool) (*Identit
 // checkEvents refuses logout and other security event tokens (OIDC Back-Channel Logout 1.0
 // section 2.4, RFC 8417) and Keycloak's typed tokens other than ID tokens.
 func (v *Verifier) checkEvents(c claimSet) error {
-	if ev, ok := c["events"]; ok {
+	if ev, ok := c["events"]; ok { // check:events
 		if m, ok := ev.(map[string]any); ok {
 			if _, ok := m[backchannelLogoutEvent]; ok { // check:logout
 				return invalid("this is a logout token, not an ID or access token")
@@ -465,7 +465,7 @@ func (v *Verifier) checkEvents(c claimSet) error {
 		}
 		return invalid("this is a security event token (it has events), not an ID or access token")
 	}
-	if t, _, _ := c.str("typ"); t != "" && !strings.EqualFold(t, "ID") && !strings.EqualFold(t, "Bearer") {
+	if t, _, _ := c.str("typ"); t != "" && !strings.EqualFold(t, "ID") && !strings.EqualFold(t, "Bearer") { // check:claim-typ
 		return invalid("token claims type %s (a refresh token?); send the ID or access token", quote(t))
 	}
 	return nil

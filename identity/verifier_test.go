@@ -23,7 +23,8 @@ func TestVerifyIDToken(t *testing.T) {
 		header func(h map[string]any)
 		claims func(p *idp, c map[string]any)
 		opts   func(o *VerifierOptions)
-		want   error // nil: accepted; errExpired: *TokenExpiredError
+		want   error  // nil: accepted; errExpired: *TokenExpiredError
+		msg    string // when set, the error message must contain it
 	}
 	leeway := DefaultLeeway
 	rel := func(name string, d time.Duration) func(p *idp, c map[string]any) {
@@ -79,11 +80,15 @@ func TestVerifyIDToken(t *testing.T) {
 		{name: "logout token events", claims: func(p *idp, c map[string]any) {
 			c["events"] = map[string]any{backchannelLogoutEvent: map[string]any{}}
 			c["sid"] = "s1"
-		}, want: ErrInvalidToken},
+		}, want: ErrInvalidToken, msg: "logout token"},
+		{name: "other security event token", claims: func(p *idp, c map[string]any) {
+			c["events"] = map[string]any{"https://schemas.openid.net/secevent/risc/event-type/sessions-revoked": map[string]any{}}
+		}, want: ErrInvalidToken, msg: "security event"},
 		{name: "keycloak access token (typ Bearer)", claims: func(p *idp, c map[string]any) { c["typ"] = "Bearer" }, want: ErrInvalidToken},
 		{name: "keycloak refresh token (typ Refresh)", claims: func(p *idp, c map[string]any) { c["typ"] = "Refresh" }, want: ErrInvalidToken},
 		{name: "keycloak id token (typ ID)", claims: func(p *idp, c map[string]any) { c["typ"] = "ID" }},
 		{name: "crit header", header: func(h map[string]any) { h["crit"] = []string{"exp"}; h["exp"] = 1 }, want: ErrInvalidToken},
+		{name: "crit b64 (understood by go-jose)", header: func(h map[string]any) { h["crit"] = []string{"b64"}; h["b64"] = true }, want: ErrInvalidToken, msg: "crit"},
 		{name: "kid absent, one key", header: func(h map[string]any) { delete(h, "kid") }},
 		{name: "alg header mismatching the key", header: func(h map[string]any) {
 			if h["alg"] == "ES256" {
@@ -116,6 +121,9 @@ func TestVerifyIDToken(t *testing.T) {
 					return
 				}
 				checkErr(t, raw, err, c.want)
+				if c.msg != "" && !strings.Contains(err.Error(), c.msg) {
+					t.Fatalf("error %q does not say %q", err, c.msg)
+				}
 				if err == nil && (id.Subject != "bob" || id.Issuer != p.issuer || id.ClientID != testClientID) {
 					t.Fatalf("identity %+v", id)
 				}
@@ -162,11 +170,16 @@ func TestVerifyIDTokenForgeries(t *testing.T) {
 	esParts := strings.Split(esToken, ".")
 	crossKey := b64(mustJSON(t, map[string]any{"alg": "ES256", "kid": "k1"})) + "." + esParts[1] + "." + esParts[2]
 
+	// PS256 signature by the RS256 key: go-jose would verify it, the JWK's alg says no.
+	psKey := &testKey{alg: "PS256", kid: "k1", priv: rsaKey.priv}
+	psUnderRS := psKey.sign(t, nil, p.claims())
+
 	for _, c := range []struct {
 		name, raw string
 		want      error
 	}{
 		{"valid", valid, nil},
+		{"PS256 signature under a key published for RS256", psUnderRS, ErrInvalidToken},
 		{"alg none", none, ErrInvalidToken},
 		{"alg none with signature", noneWithSig, ErrInvalidToken},
 		{"alg None", noneCase, ErrInvalidToken},
@@ -251,15 +264,16 @@ func TestVerifyMalformed(t *testing.T) {
 		raw     string
 		maxSize int
 		want    error // default ErrMalformedToken
+		msg     string
 	}{
 		{name: "empty", raw: ""},
 		{name: "two parts", raw: parts[0] + "." + parts[1]},
 		{name: "one part", raw: parts[0]},
-		{name: "four parts", raw: valid + ".x"},
-		{name: "five parts (JWE)", raw: valid + ".x.y"},
+		{name: "four parts", raw: valid + ".x", msg: "4 parts"},
+		{name: "five parts (JWE)", raw: valid + ".x.y", msg: "encrypted JWT (JWE)"},
 		{name: "six parts", raw: valid + ".x.y.z"},
 		{name: "100k dots, default cap", raw: dots},
-		{name: "100k dots, raised cap", raw: dots, maxSize: 1 << 21},
+		{name: "100k dots, raised cap", raw: dots, maxSize: 1 << 21, msg: "100001 parts"},
 		{name: "100k dots after a valid token, raised cap", raw: valid + dots, maxSize: 1 << 21},
 		{name: "1 MiB", raw: strings.Repeat("a", 1<<20)},
 		{name: "1 MiB of a valid-looking token, raised cap", raw: h + "." + strings.Repeat("a", 1<<20) + "." + parts[2], maxSize: 2 << 20, want: ErrInvalidToken},
@@ -289,6 +303,9 @@ func TestVerifyMalformed(t *testing.T) {
 				t.Fatalf("want %v, got %v", want, err)
 			}
 			leaksToken(t, c.raw, err.Error())
+			if !strings.Contains(err.Error(), c.msg) {
+				t.Errorf("error %q does not say %q", err, c.msg)
+			}
 			if n := p.fetches.Load(); n != 0 && want == ErrMalformedToken && !strings.HasSuffix(c.name, ", signed") {
 				t.Errorf("%d JWKS fetches for a malformed token", n)
 			}
@@ -301,5 +318,37 @@ func TestVerifyMalformed(t *testing.T) {
 		if err == nil {
 			t.Errorf("NewVerifier accepted algorithm %q", alg)
 		}
+	}
+}
+
+// TestParseHeader checks the pre-signature parser on its own, including its size cap.
+func TestParseHeader(t *testing.T) {
+	hdr := b64([]byte(`{"alg":"ES256","kid":"k","typ":"JWT"}`))
+	if h, err := parseHeader(hdr+".e30.c2ln", 100); err != nil || h.Alg != "ES256" || h.Kid != "k" || h.Typ != "JWT" || h.Crit {
+		t.Fatalf("got %+v, %v", h, err)
+	}
+	if _, err := parseHeader(hdr+".e30.c2ln", 10); !errors.Is(err, ErrMalformedToken) {
+		t.Fatalf("over the cap: %v", err)
+	}
+	dup := b64([]byte(`{"alg":"ES256","ALG":"none","Alg":"HS256"}`))
+	if h, err := parseHeader(dup+".e30.c2ln", 100); err != nil || h.Alg != "ES256" {
+		t.Fatalf("case variants of alg: got %+v, %v", h, err)
+	}
+}
+
+// TestDecodeClaims checks the claims decoder on its own (go-oidc refuses trailing data
+// before it, so the Verifier tests cannot see this check).
+func TestDecodeClaims(t *testing.T) {
+	for _, in := range []string{`{} {}`, `{}x`, `null`, `[]`, `"s"`, ``} {
+		if _, err := decodeClaims([]byte(in)); !errors.Is(err, ErrMalformedToken) {
+			t.Errorf("decodeClaims(%q) = %v, want ErrMalformedToken", in, err)
+		}
+	}
+	c, err := decodeClaims([]byte(`{"exp": 1700000000.5, "aud": ["a"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exp, ok, err := c.time("exp"); !ok || err != nil || exp.UnixMilli() != 1700000000500 {
+		t.Fatalf("exp = %v %v %v", exp, ok, err)
 	}
 }
