@@ -314,11 +314,15 @@ func (w *accessRequest) hold(ctx workflow.Context, until time.Time) (canceled bo
 	}
 }
 
-// keepAlive is the hook where a granted request keeps the requester's session alive during
-// long holds (refresh through the token store before expiry, DESIGN section 4). It does
-// nothing yet: the token-keeping helper plugs in here. The revoke at the end needs a session
-// the activity interceptor can verify.
-func (w *accessRequest) keepAlive(workflow.Context) {}
+// keepAlive refreshes the requester's session during long holds (DESIGN section 4), so the
+// revoke at the end runs with a session the activity interceptor can verify. It does not
+// park on a refused refresh: the hold must end on time; the revoke then needs an admin, and
+// the role's VALID UNTIL ends the access meanwhile.
+func (w *accessRequest) keepAlive(ctx workflow.Context) {
+	if _, err := refreshSession(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("requester's session could not be refreshed during the hold", "error", err.Error())
+	}
+}
 
 // revoke runs RevokeAccess on a disconnected context, so it also runs after cancellation.
 func (w *accessRequest) revoke(ctx workflow.Context) error {

@@ -51,22 +51,33 @@ type WorkerOptions struct {
 	Metrics *metrics.Registry
 }
 
-// Worker is one member of a worker pool.
-type Worker struct {
-	Client    client.Client
-	Worker    worker.Worker
-	Vault     *vault.Client
-	Verifier  *identity.Verifier
-	Refresher *tokenstore.Refresher
-	Logger    *slog.Logger
-	Metrics   *metrics.Registry
+// Parts are the identity machinery of a worker, without Temporal: what NewWorker puts into
+// a worker, and what time-skipping tests put into a test environment.
+type Parts struct {
+	Vault        *vault.Client
+	Verifier     *identity.Verifier
+	Store        *tokenstore.Store
+	Refresher    *tokenstore.Refresher
+	Interceptors []interceptor.WorkerInterceptor // identity first, then denial counting
+	Sessions     *activities.SessionActivities
+	Logger       *slog.Logger
+	Metrics      *metrics.Registry
 
 	vaultAuth *vaultauth.Authenticator
-	closers   []func()
 }
 
-// NewWorker connects to Vault, Temporal and PostgreSQL and builds a worker; Run starts it.
-func NewWorker(ctx context.Context, opts WorkerOptions) (w *Worker, err error) {
+// Worker is one member of a worker pool.
+type Worker struct {
+	*Parts
+	Client client.Client
+	Worker worker.Worker
+
+	closers []func()
+}
+
+// NewParts logs in to Vault, loads the pool's keys and builds the verifier, the session
+// store and refresher, and the worker interceptors.
+func NewParts(ctx context.Context, opts WorkerOptions) (*Parts, error) {
 	env := opts.Env
 	logger := opts.Logger
 	if logger == nil {
@@ -75,13 +86,8 @@ func NewWorker(ctx context.Context, opts WorkerOptions) (w *Worker, err error) {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.New()
 	}
-	w = &Worker{Logger: logger, Metrics: opts.Metrics}
-	defer func() {
-		if err != nil {
-			w.Close()
-		}
-	}()
-
+	w := &Parts{Logger: logger, Metrics: opts.Metrics}
+	var err error
 	if w.Vault, w.vaultAuth, err = VaultClient(ctx, env, logger); err != nil {
 		return nil, err
 	}
@@ -93,8 +99,7 @@ func NewWorker(ctx context.Context, opts WorkerOptions) (w *Worker, err error) {
 	if w.Verifier, err = NewVerifier(ctx, env); err != nil {
 		return nil, err
 	}
-	store, err := tokenstore.NewStore(tokenstore.StoreOptions{Client: w.Vault, Mount: mount})
-	if err != nil {
+	if w.Store, err = tokenstore.NewStore(tokenstore.StoreOptions{Client: w.Vault, Mount: mount}); err != nil {
 		return nil, err
 	}
 	skew, err := env.Duration("OIDCFLOW_REFRESH_SKEW")
@@ -102,7 +107,7 @@ func NewWorker(ctx context.Context, opts WorkerOptions) (w *Worker, err error) {
 		return nil, err
 	}
 	ro := tokenstore.RefresherOptions{
-		Store:   store,
+		Store:   w.Store,
 		OAuth2:  oauth2.Config{ClientID: env.String("OIDCFLOW_CLIENT_ID")},
 		Issuer:  env.String("OIDCFLOW_ISSUER"),
 		Checker: w.Verifier,
@@ -127,7 +132,7 @@ func NewWorker(ctx context.Context, opts WorkerOptions) (w *Worker, err error) {
 		Keyring:  ring,
 		Verifier: w.Verifier,
 		Sessions: &sessions{
-			store: store, refresher: w.Refresher, counts: counts,
+			store: w.Store, refresher: w.Refresher, counts: counts,
 			kv: w.Vault.KVv2(mount), prefix: "sessions/holders", idKey: idKey,
 		},
 	})
@@ -142,12 +147,29 @@ func NewWorker(ctx context.Context, opts WorkerOptions) (w *Worker, err error) {
 	if err != nil {
 		return nil, err
 	}
+	deny := &denials{activities: opts.Metrics.Counter(MetricDenials, map[string]string{"surface": "activity"})}
+	w.Interceptors = []interceptor.WorkerInterceptor{wi, deny}
+	w.Sessions = &activities.SessionActivities{Refresher: w.Refresher, Logger: logger}
+	return w, nil
+}
 
-	if w.Client, err = DialTemporal(ctx, env, logger, opts.Metrics); err != nil {
+// NewWorker connects to Vault, Temporal and PostgreSQL and builds a worker; Run starts it.
+func NewWorker(ctx context.Context, opts WorkerOptions) (w *Worker, err error) {
+	parts, err := NewParts(ctx, opts)
+	if err != nil {
 		return nil, err
 	}
-	deny := &denials{activities: opts.Metrics.Counter(MetricDenials, map[string]string{"surface": "activity"})}
-	wo := worker.Options{Interceptors: []interceptor.WorkerInterceptor{wi, deny}}
+	env, logger := opts.Env, parts.Logger
+	w = &Worker{Parts: parts}
+	defer func() {
+		if err != nil {
+			w.Close()
+		}
+	}()
+	if w.Client, err = DialTemporal(ctx, env, logger, parts.Metrics); err != nil {
+		return nil, err
+	}
+	wo := worker.Options{Interceptors: parts.Interceptors}
 	if n, err := env.Int("OIDCFLOW_MAX_CONCURRENT_ACTIVITIES"); err != nil {
 		return nil, err
 	} else if n > 0 {
@@ -178,6 +200,7 @@ func (w *Worker) register(ctx context.Context, env *config.Env, extra func(worke
 		workflows.AccessRequestWorkflow:   workflows.AccessRequest,
 		workflows.InvoiceApprovalWorkflow: workflows.InvoiceApproval,
 		workflows.AdminTaskWorkflow:       workflows.AdminTask,
+		workflows.KeepAliveWorkflow:       workflows.KeepAlive,
 	} {
 		w.Worker.RegisterWorkflowWithOptions(fn, workflow.RegisterOptions{Name: name})
 	}
@@ -192,6 +215,7 @@ func (w *Worker) register(ctx context.Context, env *config.Env, extra func(worke
 		w.Logger.Warn("OIDCFLOW_POSTGRES_URL is not set; database grants are not available on this worker")
 	}
 	w.Worker.RegisterActivity(&activities.NotifyActivities{WebhookURL: env.String("OIDCFLOW_WEBHOOK_URL"), Logger: w.Logger})
+	w.Worker.RegisterActivity(w.Sessions)
 	if extra != nil {
 		extra(w.Worker)
 	}
