@@ -74,7 +74,7 @@ func (c *clientInterceptor) seal(ctx context.Context, workflowID, op string, wit
 	if err != nil {
 		return err
 	}
-	return setHeader(interceptor.Header(ctx), envelopeHeader, sealed)
+	return setHeader(interceptor.Header(ctx), EnvelopeHeader, sealed)
 }
 
 type clientOutbound struct {

@@ -7,10 +7,15 @@ import (
 	"go.temporal.io/sdk/converter"
 )
 
-// Header keys. Their values are never secrets: a sealed envelope, or a session reference.
+// Header keys, as seen in history. Their values are never secrets: a sealed envelope, or a
+// session reference with a MAC.
 const (
-	envelopeHeader = "oidcflow-envelope"
-	sessionHeader  = "oidcflow-session"
+	// EnvelopeHeader carries a sealed envelope ([]byte, JSON payload) on starts, signals,
+	// signal-with-starts and updates.
+	EnvelopeHeader = "oidcflow-envelope"
+	// SessionHeader carries a session reference on activities, child workflows,
+	// continue-as-new and external signals.
+	SessionHeader = "oidcflow-session"
 )
 
 // maxHeaderSize caps what is decoded from a header before anything else looks at it.

@@ -213,7 +213,7 @@ func AwaitReconsent(ctx workflow.Context) error {
 func (w *workflowInbound) startIdentity(ctx workflow.Context, info *workflow.Info) (*identity.Identity, error) {
 	header := interceptor.WorkflowHeader(ctx)
 	var sealed []byte
-	hasEnvelope, err := getHeader(header, envelopeHeader, &sealed)
+	hasEnvelope, err := getHeader(header, EnvelopeHeader, &sealed)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +223,7 @@ func (w *workflowInbound) startIdentity(ctx workflow.Context, info *workflow.Inf
 		return w.root.la.open(ctx, w.root.opts.VerifyTimeout, b, sealed, info.WorkflowExecution.ID)
 	}
 	var ref reference
-	hasRef, err := getHeader(header, sessionHeader, &ref)
+	hasRef, err := getHeader(header, SessionHeader, &ref)
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +247,7 @@ func (w *workflowInbound) startIdentity(ctx workflow.Context, info *workflow.Inf
 func (w *workflowInbound) ExecuteUpdate(ctx workflow.Context, in *interceptor.UpdateInput) (any, error) {
 	info := workflow.GetInfo(ctx)
 	var sealed []byte
-	ok, err := getHeader(interceptor.WorkflowHeader(ctx), envelopeHeader, &sealed)
+	ok, err := getHeader(interceptor.WorkflowHeader(ctx), EnvelopeHeader, &sealed)
 	switch {
 	case err != nil:
 		return nil, identity.ApplicationError(err)
@@ -278,12 +278,12 @@ func (w *workflowInbound) ExecuteUpdate(ctx workflow.Context, in *interceptor.Up
 func (w *workflowInbound) HandleSignal(ctx workflow.Context, in *interceptor.HandleSignalInput) error {
 	header := interceptor.WorkflowHeader(ctx)
 	p := pendingSignal{ctx: ctx, in: in}
-	hasEnvelope, err := getHeader(header, envelopeHeader, &p.sealed)
+	hasEnvelope, err := getHeader(header, EnvelopeHeader, &p.sealed)
 	if err != nil {
 		hasEnvelope, p.sealed = false, nil // delivered without a sender
 	}
 	var ref reference
-	if ok, err := getHeader(header, sessionHeader, &ref); ok && err == nil {
+	if ok, err := getHeader(header, SessionHeader, &ref); ok && err == nil {
 		p.ref = &ref
 	}
 	if !hasEnvelope && p.ref == nil && len(w.state.pending) == 0 {
@@ -358,7 +358,7 @@ func (w *workflowOutbound) attach(ctx workflow.Context, r reference) {
 	}
 	r.Session, r.Subject = id.SessionID, id.Subject
 	w.root.keys.sign(&r)
-	if err := setHeader(interceptor.WorkflowHeader(ctx), sessionHeader, r); err != nil {
+	if err := setHeader(interceptor.WorkflowHeader(ctx), SessionHeader, r); err != nil {
 		w.Next.GetLogger(ctx).Warn("session reference not attached", "error", err.Error())
 	}
 }
@@ -446,7 +446,7 @@ func (a *activityInbound) Init(outbound interceptor.ActivityOutboundInterceptor)
 
 func (a *activityInbound) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
 	var ref reference
-	ok, err := getHeader(interceptor.Header(ctx), sessionHeader, &ref)
+	ok, err := getHeader(interceptor.Header(ctx), SessionHeader, &ref)
 	if err != nil {
 		return nil, identity.ApplicationError(err)
 	}

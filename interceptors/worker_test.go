@@ -101,7 +101,7 @@ func startHeader(t *testing.T, env *testsuite.TestWorkflowEnvironment, id identi
 	if err != nil {
 		t.Fatal(err)
 	}
-	env.SetHeader(&commonpb.Header{Fields: map[string]*commonpb.Payload{envelopeHeader: p}})
+	env.SetHeader(&commonpb.Header{Fields: map[string]*commonpb.Payload{EnvelopeHeader: p}})
 }
 
 func whoAmI(ctx context.Context) (string, error) {
@@ -163,11 +163,11 @@ func TestWorkerRefusesMissingOrForeignEnvelope(t *testing.T) {
 		},
 		"oversized header": func(t *testing.T, env *testsuite.TestWorkflowEnvironment) {
 			p, _ := headerConverter.ToPayload(make([]byte, maxHeaderSize+1))
-			env.SetHeader(&commonpb.Header{Fields: map[string]*commonpb.Payload{envelopeHeader: p}})
+			env.SetHeader(&commonpb.Header{Fields: map[string]*commonpb.Payload{EnvelopeHeader: p}})
 		},
 		"forged reference": func(t *testing.T, env *testsuite.TestWorkflowEnvironment) {
 			p, _ := headerConverter.ToPayload(reference{Version: 1, Session: "s-bob-start", Subject: "bob", Op: opChild})
-			env.SetHeader(&commonpb.Header{Fields: map[string]*commonpb.Payload{sessionHeader: p}})
+			env.SetHeader(&commonpb.Header{Fields: map[string]*commonpb.Payload{SessionHeader: p}})
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
