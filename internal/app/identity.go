@@ -26,12 +26,45 @@ func NewVerifier(ctx context.Context, env *config.Env) (*identity.Verifier, erro
 	if err != nil {
 		return nil, err
 	}
+	claims, err := ClaimMapping(env.String("OIDCFLOW_CLAIMS"), env.String("OIDCFLOW_CLAIMS_NAMESPACE"), env.String("OIDCFLOW_CLIENT_ID"))
+	if err != nil {
+		return nil, err
+	}
 	return identity.NewVerifier(ctx, identity.VerifierOptions{
 		Issuer:    issuer,
 		ClientID:  env.String("OIDCFLOW_CLIENT_ID"),
 		Leeway:    leeway,
+		Claims:    &claims,
 		Hierarchy: h,
 	})
+}
+
+// ClaimMapping returns the claim mapping preset named by OIDCFLOW_CLAIMS. namespace is
+// Auth0's claim namespace, or the Keycloak client whose roles count (default: clientID).
+func ClaimMapping(preset, namespace, clientID string) (identity.ClaimMapping, error) {
+	switch preset {
+	case "generic", "":
+		return identity.GenericClaims(), nil
+	case "hydra":
+		return identity.HydraClaims(), nil
+	case "keycloak":
+		if namespace == "" {
+			namespace = clientID
+		}
+		return identity.KeycloakClaims(namespace), nil
+	case "okta":
+		return identity.OktaClaims(), nil
+	case "entra":
+		return identity.EntraIDClaims(), nil
+	case "auth0":
+		if namespace == "" {
+			return identity.ClaimMapping{}, fmt.Errorf("app: OIDCFLOW_CLAIMS=auth0 needs OIDCFLOW_CLAIMS_NAMESPACE (e.g. https://example.com/)")
+		}
+		return identity.Auth0Claims(namespace), nil
+	case "google":
+		return identity.GoogleClaims(), nil
+	}
+	return identity.ClaimMapping{}, fmt.Errorf("app: OIDCFLOW_CLAIMS=%q; use generic, hydra, keycloak, okta, entra, auth0 or google", preset)
 }
 
 // Hierarchy parses nested-role configuration: inline JSON, or @path of a JSON file, shaped

@@ -50,6 +50,8 @@ var Vars = []Var{
 	{"OIDCFLOW_VAULT_TRANSIT_KEY", "oidcflow", "Vault Transit key name", false},
 	{"OIDCFLOW_REFRESH_SKEW", "30s", "refresh a session's access token when it expires within this", false},
 	{"OIDCFLOW_LEEWAY", "60s", "clock leeway for exp/nbf/iat", false},
+	{"OIDCFLOW_CLAIMS", "generic", "claim mapping preset: `generic`, `hydra`, `keycloak`, `okta`, `entra`, `auth0`, `google`", false},
+	{"OIDCFLOW_CLAIMS_NAMESPACE", "", "Auth0: the namespace of custom claims; Keycloak: the client whose roles count (default OIDCFLOW_CLIENT_ID)", false},
 	{"OIDCFLOW_ROLE_HIERARCHY", "", "nested roles: inline JSON or @file, `{\"role_implies\": {...}, \"group_implies\": {...}}`", false},
 	{"OIDCFLOW_POSTGRES_URL", "", "PostgreSQL admin URL for just-in-time database grants", true},
 	{"OIDCFLOW_WEBHOOK_URL", "", "Slack-compatible webhook for notifications (empty: none)", false},
