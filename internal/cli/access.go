@@ -158,8 +158,10 @@ func (r *runner) requestAccess(ctx context.Context, args []string) error {
 	if *wait {
 		wctx, cancel := context.WithTimeout(ctx, *waitTimeout)
 		defer cancel()
-		if err := r.printRequest(out, "Access requested."); err != nil {
-			return err
+		if !r.json { // --json prints the final state only
+			if err := r.printRequest(out, "Access requested; waiting for a decision..."); err != nil {
+				return err
+			}
 		}
 		st, err := r.waitDecided(wctx, c, run)
 		if err != nil {

@@ -408,15 +408,7 @@ func TestRequestAccessWait(t *testing.T) {
 		}
 	}()
 	res := f.mustRun("request-access", "--resource", "demo", "--reason", "x", "--id", "access-w", "--wait", "--json")
-	dec := json.NewDecoder(strings.NewReader(res.stdout))
-	var first, last RequestJSON
-	if err := dec.Decode(&first); err != nil {
-		t.Fatal(err)
-	}
-	if err := dec.Decode(&last); err != nil {
-		t.Fatal(err)
-	}
-	if last.State != workflows.StateGranted {
+	if last := decode[RequestJSON](t, res.stdout); last.State != workflows.StateGranted {
 		t.Errorf("waited for %s, want granted", last.State)
 	}
 

@@ -116,14 +116,19 @@ func (r *runner) tokenSource(ctx context.Context) (*tokencache.TokenSource, *ide
 	if err != nil {
 		return nil, nil, err
 	}
+	if s.Issuer != "" && s.Issuer != r.env.String("OIDCFLOW_ISSUER") {
+		return nil, nil, &tokencache.SessionExpiredError{Reason: fmt.Sprintf("the session is from %s, but OIDCFLOW_ISSUER is %s",
+			s.Issuer, r.env.String("OIDCFLOW_ISSUER"))}
+	}
+	// Discovery and the verifier's key set need the IdP: without it, nothing could be
+	// refreshed or verified, so say so at once.
 	_, md, err := r.discover(ctx)
 	if err != nil {
-		// Without the IdP we can still use tokens that are fresh; refresh would fail anyway.
-		md = metadata{TokenEndpoint: strings.TrimRight(s.Issuer, "/") + "/oauth2/token"}
+		return nil, nil, err
 	}
-	v, verr := r.verifier(ctx)
-	if verr != nil {
-		return nil, nil, verr
+	v, err := r.verifier(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
 	ts, err := tokencache.NewTokenSource(ctx, tokencache.SourceOptions{
 		Cache: c, Config: r.oauthConfig(md), Verifier: v, HTTPClient: r.httpClient, Now: r.now,
