@@ -91,6 +91,15 @@ func ApplicationError(err error) error {
 // ApplicationError leaves it unchanged so Temporal retries, and nothing was accepted.
 var ErrProviderUnavailable = errors.New("identity: identity provider unavailable")
 
+// ErrInvalidConfig: VerifierOptions or a policy text that cannot work. NewVerifier and
+// ParsePolicy return it; fix the configuration, retrying does not help.
+var ErrInvalidConfig = errors.New("identity: invalid configuration")
+
+// configError reports a configuration mistake, wrapping ErrInvalidConfig.
+func configError(format string, args ...any) error {
+	return fmt.Errorf("identity: %s: %w", fmt.Sprintf(format, args...), ErrInvalidConfig)
+}
+
 // tokenError is the error every verification failure returns: one message (never the token)
 // that matches both its kind (ErrMalformedToken or ErrInvalidToken) and ErrUnauthenticated.
 type tokenError struct {

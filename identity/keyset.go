@@ -7,7 +7,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -62,12 +61,12 @@ func newStaticKeySet(keys map[string]crypto.PublicKey, algs []jose.SignatureAlgo
 		switch k.(type) {
 		case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
 		default:
-			return nil, fmt.Errorf("identity: static key %q has unsupported type %T; use an RSA, ECDSA or Ed25519 public key", kid, k)
+			return nil, configError("static key %q has unsupported type %T; use an RSA, ECDSA or Ed25519 public key", kid, k)
 		}
 		ks.keys = append(ks.keys, jose.JSONWebKey{Key: k, KeyID: kid})
 	}
 	if len(ks.keys) == 0 {
-		return nil, errors.New("identity: no static keys; set VerifierOptions.StaticKeys, JWKSURL or leave both empty for discovery")
+		return nil, configError("no static keys; set VerifierOptions.StaticKeys, JWKSURL or leave both empty for discovery")
 	}
 	return ks, nil
 }

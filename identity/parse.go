@@ -21,7 +21,7 @@ const (
 // but "(", ")" and ",". String(ParsePolicy(s)) gives s back in canonical spacing.
 func ParsePolicy(s string) (Policy, error) {
 	if len(s) > maxPolicyText {
-		return nil, fmt.Errorf("identity: policy text is %d bytes, more than %d", len(s), maxPolicyText)
+		return nil, configError("policy text is %d bytes, more than %d", len(s), maxPolicyText)
 	}
 	p := &policyParser{s: s}
 	pol, err := p.policy(0)
@@ -40,7 +40,7 @@ type policyParser struct {
 }
 
 func (p *policyParser) errorf(format string, args ...any) error {
-	return fmt.Errorf("identity: policy %q at offset %d: %s", p.s, p.i, fmt.Sprintf(format, args...))
+	return configError("policy %s at offset %d: %s", quote(p.s), p.i, fmt.Sprintf(format, args...))
 }
 
 func (p *policyParser) skipSpace() {

@@ -1,6 +1,8 @@
 package identity
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"testing"
 )
@@ -56,4 +58,13 @@ func FuzzParsePolicy(f *testing.F) {
 			t.Fatalf("round trip %q -> %q", fmt.Sprint(p), fmt.Sprint(again))
 		}
 	})
+}
+
+func TestConfigErrors(t *testing.T) {
+	if _, err := ParsePolicy("nope(x)"); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("ParsePolicy: %v", err)
+	}
+	if _, err := NewVerifier(context.Background(), VerifierOptions{Issuer: "https://idp", ClientID: "c", Algorithms: []string{"HS256"}}); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("NewVerifier: %v", err)
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -158,10 +157,10 @@ type providerMetadata struct {
 // returns a Verifier. Signing keys are fetched on first use, not here.
 func NewVerifier(ctx context.Context, opts VerifierOptions) (*Verifier, error) {
 	if opts.Issuer == "" {
-		return nil, errors.New("identity: VerifierOptions.Issuer is required (e.g. OIDCFLOW_ISSUER)")
+		return nil, configError("VerifierOptions.Issuer is required (e.g. OIDCFLOW_ISSUER)")
 	}
 	if opts.ClientID == "" {
-		return nil, errors.New("identity: VerifierOptions.ClientID is required (e.g. OIDCFLOW_CLIENT_ID)")
+		return nil, configError("VerifierOptions.ClientID is required (e.g. OIDCFLOW_CLIENT_ID)")
 	}
 	v := &Verifier{
 		opts:     opts,
@@ -202,7 +201,7 @@ func NewVerifier(ctx context.Context, opts VerifierOptions) (*Verifier, error) {
 	}
 	for _, a := range v.algs {
 		if !permittedAlgorithms[a] {
-			return nil, fmt.Errorf("identity: algorithm %q is not allowed; use asymmetric ones (RS256, PS256, ES256, EdDSA, ...): none and HMAC are never accepted", a)
+			return nil, configError("algorithm %q is not allowed; use asymmetric ones (RS256, PS256, ES256, EdDSA, ...): none and HMAC are never accepted", a)
 		}
 	}
 	for _, a := range opts.TrustedAudiences {
@@ -256,15 +255,15 @@ func NewVerifier(ctx context.Context, opts VerifierOptions) (*Verifier, error) {
 			}
 		}
 		if jwksURL == "" {
-			return nil, errors.New("identity: the issuer's discovery document has no jwks_uri; set VerifierOptions.JWKSURL")
+			return nil, configError("the issuer's discovery document has no jwks_uri; set VerifierOptions.JWKSURL")
 		}
 		v.keys = &keySet{url: jwksURL, client: v.client, now: v.now, cooldown: cooldown, maxBody: maxBody, algs: joseAlgs}
 	}
 	if opts.IntrospectionClientID != "" && v.introURL == "" {
-		return nil, errors.New("identity: introspection is configured but the issuer advertises no introspection_endpoint; set VerifierOptions.IntrospectionURL")
+		return nil, configError("introspection is configured but the issuer advertises no introspection_endpoint; set VerifierOptions.IntrospectionURL")
 	}
 	if opts.UserInfo && v.userinfoURL == "" {
-		return nil, errors.New("identity: UserInfo is set but the issuer advertises no userinfo_endpoint; set VerifierOptions.UserInfoURL")
+		return nil, configError("UserInfo is set but the issuer advertises no userinfo_endpoint; set VerifierOptions.UserInfoURL")
 	}
 	// go-oidc checks the signature (through our key set, with the alg allow-list) and
 	// decodes the claims; every claim check is ours, so that none is skipped or loosened
