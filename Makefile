@@ -4,6 +4,7 @@ GO           ?= go
 DEVSTACK     := bin/devstack
 TEST_TIMEOUT ?= 45m
 TEST_FLAGS   ?=
+TEST_PKGS    ?= ./...
 DEMO         ?= ./internal/demo
 
 .PHONY: tools postgres devstack up down status test demo
@@ -42,8 +43,8 @@ status: devstack
 test: tools postgres devstack
 	@$(DEVSTACK) up || { $(DEVSTACK) down; exit 1; }
 	@status=0; \
-	echo "test: OIDCFLOW_REQUIRE_STACK=1 $(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./..."; \
-	OIDCFLOW_REQUIRE_STACK=1 $(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./... || status=$$?; \
+	echo "test: OIDCFLOW_REQUIRE_STACK=1 $(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(TEST_PKGS)"; \
+	OIDCFLOW_REQUIRE_STACK=1 $(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(TEST_PKGS) || status=$$?; \
 	$(DEVSTACK) down; \
 	exit $$status
 

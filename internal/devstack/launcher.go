@@ -231,12 +231,20 @@ func (l *Launcher) Up(ctx context.Context) error {
 // call started the process.
 func (l *Launcher) upOne(ctx context.Context, s *service) (newly bool, err error) {
 	t0 := time.Now()
+	var logFrom int64
+	if st, err := os.Stat(l.logPath(s)); err == nil {
+		logFrom = st.Size()
+	}
 	fail := func(err error) error {
 		var se *ServerError
 		if errors.As(err, &se) {
 			return err
 		}
-		return &ServerError{Server: s.name, Ports: s.ports, Log: l.rel(l.logPath(s)), Err: err}
+		se = &ServerError{Server: s.name, Ports: s.ports, Log: l.rel(l.logPath(s)), Err: err}
+		if !errors.Is(err, ErrPortInUse) {
+			se.logPath, se.logFrom = l.logPath(s), logFrom
+		}
+		return se
 	}
 	var proc *process
 	pid := l.running(s)

@@ -22,6 +22,9 @@ type ServerError struct {
 	Ports  []int
 	Log    string
 	Err    error
+	// logFrom is the log's size before this start; only lines after it are quoted.
+	logFrom int64
+	logPath string
 }
 
 func (e *ServerError) Error() string {
@@ -31,7 +34,7 @@ func (e *ServerError) Error() string {
 	}
 	msg := fmt.Sprintf("devstack: %s failed to start (port %s, log %s): %v",
 		e.Server, strings.Join(ports, "/"), e.Log, e.Err)
-	if last := lastLine(e.Log); last != "" {
+	if last := lastLine(e.logPath, e.logFrom); e.logPath != "" && last != "" {
 		msg += "\n  last log line: " + last
 	}
 	return msg
@@ -169,6 +172,7 @@ func stop(pid int, binary string, sig syscall.Signal, grace time.Duration) error
 	deadline := time.Now().Add(grace)
 	for time.Now().Before(deadline) {
 		if !alive(pid, binary) && len(groupMembers(pid)) == 0 {
+			waitReaped(pid, 3*time.Second)
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -183,15 +187,30 @@ func stop(pid int, binary string, sig syscall.Signal, grace time.Duration) error
 	return fmt.Errorf("process %d did not stop", pid)
 }
 
-// lastLine returns the last non-empty line of a file, trimmed to 300 bytes.
-func lastLine(path string) string {
+// waitReaped waits up to d for the ended process to leave the process table (its parent,
+// usually init once the launcher has exited, reaps it), so that ps shows nothing after
+// down.
+func waitReaped(pid int, d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+			return
+		}
+	}
+}
+
+// lastLine returns the last non-empty line of a file after offset from, trimmed to 300
+// bytes.
+func lastLine(path string, from int64) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > 64<<10 {
-		_, _ = f.Seek(st.Size()-64<<10, 0)
+	if st, err := f.Stat(); err == nil {
+		from = max(from, st.Size()-64<<10)
+	}
+	if from > 0 {
+		_, _ = f.Seek(from, 0)
 	}
 	var last string
 	sc := bufio.NewScanner(f)

@@ -26,7 +26,7 @@ func TestCheckPortsFree(t *testing.T) {
 func TestServerErrorMessage(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "hydra.log")
 	os.WriteFile(log, []byte("starting\nlisten tcp 127.0.0.1:4444: bind: address already in use\n\n"), 0o644)
-	err := error(&ServerError{Server: "hydra", Ports: []int{4444, 4445}, Log: log, Err: ErrPortInUse})
+	err := error(&ServerError{Server: "hydra", Ports: []int{4444, 4445}, Log: log, Err: ErrPortInUse, logPath: log, logFrom: 9})
 	msg := err.Error()
 	for _, want := range []string{"hydra failed to start", "port 4444/4445", "log " + log, "port already in use", "address already in use"} {
 		if !strings.Contains(msg, want) {
