@@ -172,10 +172,10 @@ func (ks *keySet) refresh(ctx context.Context) ([]jose.JSONWebKey, error) {
 	if call == nil {
 		now := ks.now()
 		if ks.attempted && now.Before(ks.lastFetch.Add(ks.cooldown)) { // check:cooldown
-			next := ks.lastFetch.Add(ks.cooldown)
+			last := ks.lastFetch
 			ks.mu.Unlock()
 			return nil, invalid("signing key unknown; the JWKS was fetched at %s and is refetched at most every %s (next at %s); if the IdP just rotated keys, retry after that",
-				ks.lastFetch.UTC().Format(time.RFC3339), ks.cooldown, next.UTC().Format(time.RFC3339))
+				last.UTC().Format(time.RFC3339), ks.cooldown, last.Add(ks.cooldown).UTC().Format(time.RFC3339))
 		}
 		ks.attempted, ks.lastFetch = true, now
 		call = &fetchCall{done: make(chan struct{})}
