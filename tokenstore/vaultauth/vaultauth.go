@@ -56,7 +56,7 @@ type Options struct {
 	// DefaultKubernetesJWTPath.
 	KubernetesJWTPath string
 
-	// MinBackoff and MaxBackoff bound the wait between failed logins. Defaults 1s and 30s.
+	// MinBackoff and MaxBackoff bound the wait between failed logins. Defaults 1s and 10s.
 	MinBackoff, MaxBackoff time.Duration
 	// Logger receives login and renewal records. Default slog.Default().
 	Logger *slog.Logger
@@ -108,7 +108,7 @@ func New(opts Options) (*Authenticator, error) {
 		opts.MinBackoff = time.Second
 	}
 	if opts.MaxBackoff < opts.MinBackoff {
-		opts.MaxBackoff = max(30*time.Second, opts.MinBackoff)
+		opts.MaxBackoff = max(10*time.Second, opts.MinBackoff)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -206,8 +206,9 @@ func clean(err error) error {
 }
 
 // Run keeps the token alive until ctx ends: it renews the current login with a
-// LifetimeWatcher, and when the watcher ends (the token reached its max TTL or cannot be
-// renewed), logs in again, retrying with backoff. It logs in first if Login was not called.
+// LifetimeWatcher, and when the watcher ends (the token reached its max TTL, or a renewal
+// failed), logs in again, retrying with backoff; the client keeps the old token until a login
+// succeeds. It logs in first if Login was not called.
 // A non-renewable token without expiry (a root token) is left alone. Run returns ctx's error.
 func (a *Authenticator) Run(ctx context.Context) error {
 	backoff := a.opts.MinBackoff
@@ -255,7 +256,21 @@ func (a *Authenticator) Run(ctx context.Context) error {
 
 // watch renews sec until the watcher ends; it returns ctx's error when ctx ended.
 func (a *Authenticator) watch(ctx context.Context, sec *vault.Secret) error {
-	w, err := a.opts.Client.NewLifetimeWatcher(&vault.LifetimeWatcherInput{Secret: sec})
+	if !sec.Auth.Renewable {
+		// A token that cannot be renewed (a batch token, say): log in again at two thirds of
+		// its life.
+		ttl := time.Duration(sec.Auth.LeaseDuration) * time.Second
+		a.log.InfoContext(ctx, "vaultauth: token is not renewable; will log in again", "in", ttl*2/3)
+		if err := sleep(ctx, ttl*2/3); err != nil {
+			return err
+		}
+		return nil
+	}
+	// ErrorOnErrors: a failed renewal ends the watcher at once and Run logs in again (with
+	// backoff while Vault is unreachable), instead of retrying the renewal for up to the
+	// token's remaining life, which for short TTLs outlasts the token.
+	w, err := a.opts.Client.NewLifetimeWatcher(&vault.LifetimeWatcherInput{Secret: sec,
+		RenewBehavior: vault.RenewBehaviorErrorOnErrors})
 	if err != nil {
 		return fmt.Errorf("vaultauth: %w", err)
 	}

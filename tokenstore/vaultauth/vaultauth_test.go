@@ -30,6 +30,7 @@ type fakeVault struct {
 	born    map[string]time.Time
 	renewed int
 	bodies  []string
+	down    bool
 }
 
 func newFakeVault(t *testing.T, ttl, maxTTL time.Duration) *fakeVault {
@@ -56,6 +57,11 @@ func (f *fakeVault) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	w.Header().Set("Content-Type", "application/json")
+	if f.down {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"errors":["Vault is sealed"]}`))
+		return
+	}
 	deny := func() {
 		w.WriteHeader(http.StatusForbidden)
 		_, _ = w.Write([]byte(`{"errors":["permission denied"]}`))
@@ -233,4 +239,36 @@ func TestTokenMethod(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// Vault down for longer than the token lives: once it is back, the Authenticator logs in
+// again within its backoff.
+func TestRunRecoversAfterOutage(t *testing.T) {
+	f := newFakeVault(t, 2*time.Second, time.Hour)
+	c := f.client(t)
+	a, err := New(Options{Client: c, RoleID: "role", SecretID: "SECRET-ID-VALUE", MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := a.Login(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = a.Run(ctx) }()
+	time.Sleep(100 * time.Millisecond)
+	f.mu.Lock()
+	f.down = true
+	f.mu.Unlock()
+	time.Sleep(3 * time.Second) // the token expires meanwhile
+	f.mu.Lock()
+	f.down = false
+	f.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for !f.valid(c.Token()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no valid token after the outage (%d logins)", a.Logins())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
