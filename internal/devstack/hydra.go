@@ -146,13 +146,27 @@ func (l *Launcher) hydra() *service {
 	dir := l.path("hydra")
 	cfgPath := filepath.Join(dir, "hydra.yaml")
 	s := &service{name: "hydra", binary: "hydra", ports: []int{PortHydraPublic, PortHydraAdmin}, stopSig: syscall.SIGTERM}
-	s.prepare = func(ctx context.Context) error {
+	config := func() ([]byte, error) {
 		sec, err := l.hydraSecrets()
+		if err != nil {
+			return nil, err
+		}
+		dsn := "sqlite://" + filepath.Join(dir, "hydra.sqlite") + "?_fk=true&_journal_mode=WAL&_busy_timeout=5000"
+		return json.MarshalIndent(HydraConfig(dsn, sec, l.getenv), "", "  ") // YAML is a superset of JSON
+	}
+	s.drift = func() string {
+		want, err := config()
+		have, err2 := os.ReadFile(cfgPath)
+		if err != nil || err2 != nil || !bytes.Equal(want, have) {
+			return "token lifetimes or rotation grace period"
+		}
+		return ""
+	}
+	s.prepare = func(ctx context.Context) error {
+		b, err := config()
 		if err != nil {
 			return err
 		}
-		dsn := "sqlite://" + filepath.Join(dir, "hydra.sqlite") + "?_fk=true&_journal_mode=WAL&_busy_timeout=5000"
-		b, _ := json.MarshalIndent(HydraConfig(dsn, sec, l.getenv), "", "  ") // YAML is a superset of JSON
 		if err := writeSecretFile(cfgPath, b); err != nil {
 			return err
 		}

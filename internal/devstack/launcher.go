@@ -146,6 +146,8 @@ type service struct {
 	ready func(ctx context.Context) error
 	// seed configures the healthy server idempotently and records env values.
 	seed func(ctx context.Context) error
+	// drift, when set, reports settings that differ from those the running server got.
+	drift func() string
 }
 
 func (l *Launcher) services() []*service {
@@ -182,6 +184,13 @@ func (l *Launcher) Up(ctx context.Context) error {
 	if l.allHealthy(ctx, svcs) {
 		if _, err := os.Stat(l.EnvFile()); err == nil {
 			l.printf("stack already up (env %s); nothing to do", l.rel(l.EnvFile()))
+			for _, s := range svcs {
+				if s.drift != nil {
+					if d := s.drift(); d != "" {
+						l.printf("%-8s WARNING: runs with other settings than asked (%s); `devstack down %s` then `up` to apply", s.name, d, s.name)
+					}
+				}
+			}
 			l.printf("Temporal Web UI: %s/namespaces/%s/workflows", TemporalUIURL(), TemporalNamespace)
 			return nil
 		}
@@ -250,6 +259,11 @@ func (l *Launcher) upOne(ctx context.Context, s *service) (newly bool, err error
 	pid := l.running(s)
 	if pid != 0 {
 		l.printf("%-8s already running (pid %d)", s.name, pid)
+		if s.drift != nil {
+			if d := s.drift(); d != "" {
+				l.printf("%-8s WARNING: runs with other settings than asked (%s); `devstack down %s` then `up` to apply", s.name, d, s.name)
+			}
+		}
 	} else {
 		if err := checkPortsFree(s.ports...); err != nil {
 			return false, fail(err)
@@ -319,14 +333,35 @@ func (l *Launcher) allHealthy(ctx context.Context, svcs []*service) bool {
 	return true
 }
 
-// Down stops exactly the processes whose pids Up recorded, and says so.
-func (l *Launcher) Down(ctx context.Context) error {
+// Servers lists the servers' names in start order.
+func (l *Launcher) Servers() []string {
+	var names []string
+	for _, s := range l.services() {
+		names = append(names, s.name)
+	}
+	return names
+}
+
+// Down stops exactly the processes whose pids Up recorded, and says so. With names, it
+// stops only those servers (a later Up starts them again: fault tests restart Vault or
+// Hydra on their on-disk state this way).
+func (l *Launcher) Down(ctx context.Context, names ...string) error {
+	for _, n := range names {
+		if !contains(l.Servers(), n) {
+			return fmt.Errorf("devstack: unknown server %q (servers: %s)", n, strings.Join(l.Servers(), ", "))
+		}
+	}
 	unlock, err := l.lock()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	svcs := l.services()
+	var svcs []*service
+	for _, s := range l.services() {
+		if len(names) == 0 || contains(names, s.name) {
+			svcs = append(svcs, s)
+		}
+	}
 	// Stop in reverse start order: the apps before the stores they use.
 	var errs []error
 	stopped := 0
@@ -352,9 +387,10 @@ func (l *Launcher) Down(ctx context.Context) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	if stopped == 0 {
+	switch {
+	case stopped == 0:
 		l.printf("nothing was running")
-	} else {
+	case len(names) == 0:
 		l.printf("stack down (%d servers stopped)", stopped)
 	}
 	return nil

@@ -1,7 +1,8 @@
 // Command devstack runs the oidcflow development stack on loopback.
 //
 //	devstack up        start what is not running, wait for health, seed, write .stack/env
-//	devstack down      stop exactly what up started (pids in .stack/run)
+//	devstack down [server...]  stop exactly what up started (pids in .stack/run); with
+//	                   names only those (postgres, vault, temporal, idp, hydra)
 //	devstack status    show each server's pid and health
 //	devstack serve-idp run the login/consent app for Hydra (started by up)
 //	devstack compose-init --state DIR   prepare secrets and configs for docker-compose.yml
@@ -38,7 +39,7 @@ func main() {
 	var err error
 	switch os.Args[1] {
 	case "up", "down", "status":
-		err = launcher(ctx, os.Args[1])
+		err = launcher(ctx, os.Args[1], os.Args[2:])
 	case "compose-init", "seed":
 		err = composeStep(ctx, os.Args[1], os.Args[2:])
 	case "serve-idp":
@@ -57,7 +58,7 @@ func usage() {
 	os.Exit(2)
 }
 
-func launcher(ctx context.Context, cmd string) error {
+func launcher(ctx context.Context, cmd string, args []string) error {
 	l, err := devstack.New(devstack.Options{})
 	if err != nil {
 		return err
@@ -66,7 +67,7 @@ func launcher(ctx context.Context, cmd string) error {
 	case "up":
 		return l.Up(ctx)
 	case "down":
-		return l.Down(ctx)
+		return l.Down(ctx, args...)
 	}
 	down := 0
 	for _, st := range l.Status(ctx) {
