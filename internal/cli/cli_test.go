@@ -172,6 +172,10 @@ func TestLoginBrowserCachesVerifiedSession(t *testing.T) {
 	if !strings.Contains(human.stdout, "Logged in as Bob Builder (bob)") {
 		t.Errorf("human login output:\n%s", human.stdout)
 	}
+	// Logging in again revokes the replaced session's refresh token.
+	if len(f.idp.revoked) != 1 || f.idp.revoked[0] != sess.RefreshToken {
+		t.Errorf("revoked %d tokens after a second login, want the first session's refresh token", len(f.idp.revoked))
+	}
 }
 
 func TestLoginIgnoresForgedStateAndChecksNonce(t *testing.T) {

@@ -205,8 +205,15 @@ func (r *runner) login(ctx context.Context, args []string) error {
 		return err
 	}
 	sess := tokencache.NewSession(tok, id, cfg.ClientID, r.now())
+	prev, prevErr := c.Load()
 	if err := c.Save(sess); err != nil {
 		return err
+	}
+	// The session replaced here would otherwise stay valid at the IdP until it expires.
+	if prevErr == nil && prev.RefreshToken != "" && prev.Issuer == issuer && md.RevocationEndpoint != "" {
+		if err := r.revokeAtIdP(ctx, prev.ClientID, prev.RefreshToken, "refresh_token"); err != nil {
+			fmt.Fprintf(r.stderr, "starter: warning: could not revoke the previous session of %s: %v\n", prev.Subject, err)
+		}
 	}
 	out := LoginJSON{Subject: id.Subject, Issuer: id.Issuer, Name: id.Name, Email: id.Email, Expiry: id.Expiry.UTC(),
 		Refresh: sess.RefreshToken != "", Cache: c.Path(), Flow: flowName, Persona: *persona}
@@ -252,6 +259,9 @@ func (r *runner) browserLogin(ctx context.Context, cfg *oauth2.Config, open bool
 	redirect, err := url.Parse(cfg.RedirectURL)
 	if err != nil || redirect.Scheme != "http" || !isLoopback(redirect.Hostname()) {
 		return nil, "", fmt.Errorf("OIDCFLOW_REDIRECT_URL %q must be a loopback http URL such as http://127.0.0.1:8765/callback (RFC 8252 section 7.3)", cfg.RedirectURL)
+	}
+	if redirect.Path == "" {
+		redirect.Path = "/"
 	}
 	ln, err := net.Listen("tcp", redirect.Host)
 	if err != nil {
