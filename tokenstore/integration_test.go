@@ -340,17 +340,35 @@ func TestIntegrationVaultTokenRenewal(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = st.Destroy(context.Background(), sess.ID) })
 	tokens := map[string]bool{}
+	ok := 0
+	var lastOutage time.Time
 	end := time.Now().Add(62 * time.Second)
 	for time.Now().Before(end) {
-		got, err := st.Get(ctx, sess.ID)
-		if err != nil {
-			t.Fatalf("after %d logins: %v", a.Logins(), err)
-		}
-		if _, err := st.Update(ctx, got); err != nil {
-			t.Fatalf("after %d logins: %v", a.Logins(), err)
-		}
-		tokens[c.Token()] = true
 		time.Sleep(time.Second)
+		got, err := st.Get(ctx, sess.ID)
+		if err == nil {
+			_, err = st.Update(ctx, got)
+		}
+		if errors.Is(err, tokenstore.ErrUnavailable) {
+			// Vault itself down (the stack restarted): not a token problem.
+			t.Logf("vault unavailable: %v", err)
+			lastOutage = time.Now()
+			continue
+		}
+		if err != nil && time.Since(lastOutage) < 15*time.Second {
+			// The token may have expired during the outage; the next login replaces it.
+			t.Logf("right after an outage: %v", err)
+			continue
+		}
+		if err != nil {
+			// A 403 here would be an expired worker token.
+			t.Fatalf("after %d logins: %v", a.Logins(), err)
+		}
+		ok++
+		tokens[c.Token()] = true
+	}
+	if ok < 40 {
+		t.Fatalf("only %d successful rounds in 60 s", ok)
 	}
 	if a.Logins() < 3 {
 		t.Fatalf("%d logins in 60 s with a 25 s max TTL", a.Logins())
