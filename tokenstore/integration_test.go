@@ -121,20 +121,54 @@ func loginSession(t *testing.T, s *testharness.Stack, ttl time.Duration) realSes
 	return realSession{store: st, verifier: v, client: cl, session: sess, login: tok}
 }
 
-func (rs realSession) refresher(t *testing.T, s *testharness.Stack, logs *strings.Builder, mu *sync.Mutex, owner string) *tokenstore.Refresher {
+func (rs realSession) refresher(t *testing.T, s *testharness.Stack, logs *strings.Builder, mu *sync.Mutex, owner string, mods ...func(*tokenstore.RefresherOptions)) *tokenstore.Refresher {
 	t.Helper()
 	var log *slog.Logger
 	if logs != nil {
 		log = slog.New(slog.NewJSONHandler(lockedWriter{logs, mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	r, err := tokenstore.NewRefresher(tokenstore.RefresherOptions{
+	opts := tokenstore.RefresherOptions{
 		Store: rs.store, OAuth2: *rs.client.Config, Issuer: s.Env("OIDCFLOW_ISSUER"), Checker: rs.verifier,
 		Logger: log, Owner: owner, PollInterval: 50 * time.Millisecond,
-	})
+	}
+	for _, m := range mods {
+		m(&opts)
+	}
+	r, err := tokenstore.NewRefresher(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// A worker that dies between Hydra's answer and the Vault write (the test hook) loses the
+// rotated refresh token. Without a rotation grace period (the dev stack's default), the next
+// worker, once the dead one's claim expired, gets invalid_grant: ReauthRequired, not a loop.
+func TestIntegrationCrashBeforeWriteWithoutGrace(t *testing.T) {
+	s := testharness.Load(t)
+	ctx := context.Background()
+	rs := loginSession(t, s, 2*time.Second)
+	short := func(o *tokenstore.RefresherOptions) { o.ClaimTTL, o.RefreshTimeout = 2*time.Second, time.Second }
+	crash := errors.New("worker killed")
+	dying := rs.refresher(t, s, nil, nil, "dying", short, func(o *tokenstore.RefresherOptions) {
+		o.AfterIdPAnswer = func(context.Context, string) error { return crash }
+	})
+	time.Sleep(time.Until(dying.RefreshDue(rs.session)) + 100*time.Millisecond)
+	if _, err := dying.Fresh(ctx, rs.session.ID); !errors.Is(err, crash) {
+		t.Fatalf("err %v", err)
+	}
+	next := rs.refresher(t, s, nil, nil, "next", short)
+	_, err := next.Fresh(ctx, rs.session.ID)
+	if !errors.Is(err, identity.ErrReauthRequired) {
+		t.Fatalf("after the crash: %v", err)
+	}
+	stored, err := rs.store.Get(ctx, rs.session.ID)
+	if err != nil {
+		t.Fatalf("session lost: %v", err)
+	}
+	if stored.RefreshToken != rs.login.RefreshToken {
+		t.Fatal("stored refresh token changed")
+	}
 }
 
 type lockedWriter struct {
