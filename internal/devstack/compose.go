@@ -36,7 +36,7 @@ func (l *Launcher) ComposeInit() error {
 		return fmt.Errorf("devstack: %w", err)
 	}
 	dsn := (&url.URL{Scheme: "postgres", User: url.UserPassword(PostgresUser, pg.Password),
-		Host: hostPort(PortPostgres), Path: "/hydra", RawQuery: "sslmode=disable"}).String()
+		Host: hostPort(PortPostgres), Path: "/" + HydraDatabase, RawQuery: "sslmode=disable"}).String()
 	b, _ := json.MarshalIndent(HydraConfig(dsn, sec, l.getenv), "", "  ")
 	if err := writeSecretFile(l.path("hydra", "hydra.yaml"), b); err != nil {
 		return err

@@ -151,8 +151,9 @@ func (l *Launcher) hydra() *service {
 		if err != nil {
 			return nil, err
 		}
-		dsn := "sqlite://" + filepath.Join(dir, "hydra.sqlite") + "?_fk=true&_journal_mode=WAL&_busy_timeout=5000"
-		return json.MarshalIndent(HydraConfig(dsn, sec, l.getenv), "", "  ") // YAML is a superset of JSON
+		// PostgreSQL, not SQLite: with SQLite, concurrent token requests fail with
+		// "database is locked" (seen with a few parallel test packages).
+		return json.MarshalIndent(HydraConfig(l.postgresURL(HydraDatabase), sec, l.getenv), "", "  ") // YAML is a superset of JSON
 	}
 	s.drift = func() string {
 		want, err := config()
@@ -163,6 +164,13 @@ func (l *Launcher) hydra() *service {
 		return ""
 	}
 	s.prepare = func(ctx context.Context) error {
+		// Hydra keeps its data in the stack's PostgreSQL: wait for it, create the database.
+		if err := l.waitReady(ctx, l.postgres(), nil); err != nil {
+			return fmt.Errorf("waiting for postgres: %w", err)
+		}
+		if err := l.createDatabase(ctx, HydraDatabase); err != nil {
+			return err
+		}
 		b, err := config()
 		if err != nil {
 			return err

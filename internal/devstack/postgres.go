@@ -71,6 +71,30 @@ func (l *Launcher) postgresURL(db string) string {
 	return u.String()
 }
 
+// createDatabase creates db unless it exists.
+func (l *Launcher) createDatabase(ctx context.Context, db string) error {
+	conn, err := pgx.Connect(ctx, l.postgresURL("postgres"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", db).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
+		var pgErr interface{ SQLState() string }
+		if errors.As(err, &pgErr) && pgErr.SQLState() == "42P04" { // created concurrently
+			return nil
+		}
+		return fmt.Errorf("create database %s: %w", db, err)
+	}
+	return nil
+}
+
 func (l *Launcher) postgres() *service {
 	data := l.path("postgres", "data")
 	s := &service{name: "postgres", binary: "postgres", ports: []int{PortPostgres}, stopSig: syscall.SIGINT}
@@ -153,19 +177,8 @@ func (l *Launcher) postgres() *service {
 		return conn.Ping(ctx)
 	}
 	s.seed = func(ctx context.Context) error {
-		conn, err := pgx.Connect(ctx, l.postgresURL("postgres"))
-		if err != nil {
+		if err := l.createDatabase(ctx, PostgresDatabase); err != nil {
 			return err
-		}
-		defer conn.Close(ctx)
-		var exists bool
-		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", PostgresDatabase).Scan(&exists); err != nil {
-			return err
-		}
-		if !exists {
-			if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{PostgresDatabase}.Sanitize()); err != nil {
-				return err
-			}
 		}
 		l.setEnv(EnvPostgresURL, l.postgresURL(PostgresDatabase))
 		return nil

@@ -84,7 +84,9 @@ const EnvelopeKeyID = "dev-1"
 // PostgreSQL settings.
 const (
 	PostgresDatabase = "oidcflow"
-	PostgresUser     = "postgres"
+	// HydraDatabase holds Hydra's data (same server).
+	HydraDatabase = "hydra"
+	PostgresUser  = "postgres"
 )
 
 // Env names written to .stack/env.
