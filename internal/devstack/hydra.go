@@ -145,7 +145,7 @@ func join(s []string) string {
 func (l *Launcher) hydra() *service {
 	dir := l.path("hydra")
 	cfgPath := filepath.Join(dir, "hydra.yaml")
-	s := &service{name: "hydra", binary: "hydra", ports: []int{PortHydraPublic, PortHydraAdmin}, stopSig: syscall.SIGTERM}
+	s := &service{name: "hydra", binary: cfgPath, ports: []int{PortHydraPublic, PortHydraAdmin}, stopSig: syscall.SIGTERM}
 	config := func() ([]byte, error) {
 		sec, err := l.hydraSecrets()
 		if err != nil {
@@ -305,7 +305,7 @@ func getJSON(ctx context.Context, url string, out any) error {
 func (l *Launcher) idp() *service {
 	dir := l.path("idp")
 	exe := filepath.Join(dir, "oidcflow-idp")
-	s := &service{name: "idp", binary: "oidcflow-idp", ports: []int{PortIDP}, stopSig: syscall.SIGTERM}
+	s := &service{name: "idp", binary: exe, ports: []int{PortIDP}, stopSig: syscall.SIGTERM}
 	s.prepare = func(ctx context.Context) error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err

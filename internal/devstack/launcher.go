@@ -134,8 +134,11 @@ func (l *Launcher) setEnv(kv ...string) {
 
 // service is one server of the stack.
 type service struct {
-	name    string
-	binary  string // a substring of its command line, to recognise its pid
+	name string
+	// binary is a substring of its command line that names our state folder (a data dir
+	// or config path), so that a reused pid, or the same server run by someone else, is
+	// never taken for ours.
+	binary  string
 	ports   []int
 	stopSig syscall.Signal
 	// prepare writes config and runs one-off steps (migrations, initdb) before start.

@@ -97,7 +97,7 @@ func (l *Launcher) createDatabase(ctx context.Context, db string) error {
 
 func (l *Launcher) postgres() *service {
 	data := l.path("postgres", "data")
-	s := &service{name: "postgres", binary: "postgres", ports: []int{PortPostgres}, stopSig: syscall.SIGINT}
+	s := &service{name: "postgres", binary: data, ports: []int{PortPostgres}, stopSig: syscall.SIGINT}
 	s.prepare = func(ctx context.Context) error {
 		bin, err := PostgresBinDir()
 		if err != nil {

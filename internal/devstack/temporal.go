@@ -17,7 +17,7 @@ import (
 // temporal runs `temporal server start-dev` with a SQLite file, the oidcflow namespace and
 // the search attributes of SearchAttributes.
 func (l *Launcher) temporal() *service {
-	s := &service{name: "temporal", binary: "temporal", ports: []int{PortTemporal, PortTemporalUI}, stopSig: syscall.SIGTERM}
+	s := &service{name: "temporal", binary: l.path("temporal", "temporal.db"), ports: []int{PortTemporal, PortTemporalUI}, stopSig: syscall.SIGTERM}
 	s.prepare = func(context.Context) error { return os.MkdirAll(l.path("temporal"), 0o755) }
 	s.command = func() ([]string, []string, *syscall.Credential, error) {
 		bin, err := l.tool("temporal")

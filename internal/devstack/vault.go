@@ -66,7 +66,7 @@ func (l *Launcher) vaultClient(token string) (*vault.Client, error) {
 func (l *Launcher) vault() *service {
 	dir := l.path("vault")
 	cfgPath := filepath.Join(dir, "config.hcl")
-	s := &service{name: "vault", binary: "vault", ports: []int{PortVault, PortVault + 1}, stopSig: syscall.SIGTERM}
+	s := &service{name: "vault", binary: cfgPath, ports: []int{PortVault, PortVault + 1}, stopSig: syscall.SIGTERM}
 	s.prepare = func(ctx context.Context) error {
 		if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 			return err

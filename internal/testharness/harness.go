@@ -79,7 +79,7 @@ func Open() (*Stack, error) {
 	s := &Stack{path: path, env: env, http: &http.Client{Timeout: 30 * time.Second}}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for _, u := range []string{s.env["OIDCFLOW_ISSUER"] + "/.well-known/openid-configuration", s.env["OIDCFLOW_LOGIN_URL"] + "/healthz"} {
+	for _, u := range []string{strings.TrimRight(s.env["OIDCFLOW_ISSUER"], "/") + "/.well-known/openid-configuration", s.env["OIDCFLOW_LOGIN_URL"] + "/healthz"} {
 		if err := s.get(ctx, u, nil); err != nil {
 			return nil, fmt.Errorf("stack in %s not reachable: %w", path, err)
 		}
