@@ -231,6 +231,8 @@ func (l *Launcher) Up(ctx context.Context) error {
 		}
 		return errs[0]
 	}
+	// The worker expands nested roles from the personas file's hierarchy.
+	l.setEnv("OIDCFLOW_ROLE_HIERARCHY", "@"+filepath.Join(l.root, "internal", "devstack", "idp", "personas.json"))
 	if err := l.writeEnv(); err != nil {
 		return err
 	}

@@ -14,6 +14,8 @@ import (
 	"syscall"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/oidcflow/oidcflow/activities"
 )
 
 // ErrPostgresMissing is returned when no PostgreSQL server binaries are found.
@@ -179,6 +181,10 @@ func (l *Launcher) postgres() *service {
 	s.seed = func(ctx context.Context) error {
 		if err := l.createDatabase(ctx, PostgresDatabase); err != nil {
 			return err
+		}
+		// The demo database of the access workflows, with its read and write group roles.
+		if err := activities.Bootstrap(ctx, l.postgresURL(PostgresDatabase), activities.BootstrapOptions{Database: DemoDatabase}); err != nil {
+			return fmt.Errorf("bootstrap database %s: %w", DemoDatabase, err)
 		}
 		l.setEnv(EnvPostgresURL, l.postgresURL(PostgresDatabase))
 		return nil

@@ -83,6 +83,8 @@ const EnvelopeKeyID = "dev-1"
 
 // PostgreSQL settings.
 const (
+	// DemoDatabase is the database the access workflows grant access to, bootstrapped by up.
+	DemoDatabase     = "demo"
 	PostgresDatabase = "oidcflow"
 	// HydraDatabase holds Hydra's data (same server).
 	HydraDatabase = "hydra"
