@@ -6,6 +6,7 @@ TEST_TIMEOUT ?= 45m
 TEST_FLAGS   ?=
 TEST_PKGS    ?= ./...
 DEMO         ?= ./internal/demo
+DEMO_FLAGS   ?= -duration=30s
 
 .PHONY: tools postgres devstack up down status test demo
 
@@ -50,4 +51,4 @@ test: tools postgres devstack
 
 # demo brings the stack up (it stays up; `make down` stops it) and runs the demo.
 demo: up
-	@$(GO) run $(DEMO)
+	@$(GO) run $(DEMO) $(DEMO_FLAGS)

@@ -10,9 +10,9 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
 	vault "github.com/hashicorp/vault/api"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/client"
@@ -21,7 +21,6 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/identity"
@@ -30,6 +29,7 @@ import (
 	"github.com/oidcflow/oidcflow/internal/metrics"
 	"github.com/oidcflow/oidcflow/tokenstore"
 	"github.com/oidcflow/oidcflow/tokenstore/vaultauth"
+	"github.com/oidcflow/oidcflow/tokenstore/workercreds"
 	"github.com/oidcflow/oidcflow/workflows"
 )
 
@@ -255,25 +255,6 @@ func (w *Worker) Close() {
 	}
 }
 
-// workerTokenSource returns the worker's own bearer tokens (OAuth 2.0 client credentials,
-// RFC 6749 section 4.4), refreshed before they expire.
-func workerTokenSource(ctx context.Context, env *config.Env) (oauth2.TokenSource, error) {
-	issuer, err := env.Required("OIDCFLOW_ISSUER")
-	if err != nil {
-		return nil, err
-	}
-	secret, err := env.Required("OIDCFLOW_WORKER_CLIENT_SECRET")
-	if err != nil {
-		return nil, err
-	}
-	p, err := oidc.NewProvider(ctx, issuer)
-	if err != nil {
-		return nil, fmt.Errorf("app: discover %s: %w", issuer, err)
-	}
-	cc := clientcredentials.Config{ClientID: env.String("OIDCFLOW_WORKER_CLIENT_ID"), ClientSecret: secret, TokenURL: p.Endpoint().TokenURL}
-	return cc.TokenSource(context.Background()), nil
-}
-
 // DialTemporal connects to TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE as the worker (no person's
 // identity rides on the worker's own calls).
 func DialTemporal(ctx context.Context, env *config.Env, logger *slog.Logger, m *metrics.Registry) (client.Client, error) {
@@ -290,17 +271,21 @@ func DialTemporal(ctx context.Context, env *config.Env, logger *slog.Logger, m *
 	switch mode := env.String("OIDCFLOW_TEMPORAL_AUTH"); mode {
 	case "none":
 	case "client-credentials":
-		ts, err := workerTokenSource(ctx, env)
+		secret, err := env.Required("OIDCFLOW_WORKER_CLIENT_SECRET")
 		if err != nil {
 			return nil, err
 		}
-		opts.Credentials = client.NewAPIKeyDynamicCredentials(func(context.Context) (string, error) {
-			tok, err := ts.Token()
-			if err != nil {
-				return "", fmt.Errorf("app: worker token for Temporal: %w", err)
-			}
-			return tok.AccessToken, nil
+		ts, err := workercreds.TokenSource(ctx, workercreds.Options{
+			Issuer: env.String("OIDCFLOW_ISSUER"), ClientID: env.String("OIDCFLOW_WORKER_CLIENT_ID"), ClientSecret: secret,
 		})
+		if err != nil {
+			return nil, err
+		}
+		opts.Credentials = workercreds.TemporalCredentials(ts)
+		// Bearer tokens ask for TLS; a loopback frontend (the dev server) has none.
+		if host, _, _ := net.SplitHostPort(opts.HostPort); host == "localhost" || net.ParseIP(host).IsLoopback() {
+			opts.ConnectionOptions.TLSDisabled = true
+		}
 	default:
 		return nil, fmt.Errorf("app: OIDCFLOW_TEMPORAL_AUTH=%q; use none or client-credentials", mode)
 	}

@@ -1,62 +1,239 @@
-// Command demo is the placeholder demo of `make demo`: on the running dev stack it logs
-// bob in through the real authorization code flow with PKCE (Hydra and the dev
-// login/consent app), verifies his ID token and prints the claims a workflow would see, then
-// the Temporal Web UI address. It does not start a workflow yet; the access-request story
-// replaces it.
+// Command demo is `make demo`: the access-request story on the running dev stack, told with
+// the starter CLI and one in-process worker.
+//
+// bob (engineering) asks for read access to the demo database; erin, who holds no approver
+// role, tries to approve and is refused; carol (engineering, db-approver) approves; the
+// just-in-time PostgreSQL role appears, and disappears when the duration ends. Each person
+// logs in through the real authorization code flow with PKCE against Hydra (the dev login
+// app stands in for the browser), and each command carries its caller's sealed identity.
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/jackc/pgx/v5"
 
+	"github.com/oidcflow/oidcflow/internal/app"
+	"github.com/oidcflow/oidcflow/internal/cli"
+	"github.com/oidcflow/oidcflow/internal/config"
 	"github.com/oidcflow/oidcflow/internal/testharness"
 )
 
 func main() {
-	if err := run(); err != nil {
+	duration := flag.Duration("duration", 30*time.Second, "how long the granted access lasts")
+	flag.Parse()
+	if err := run(*duration); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+type story struct {
+	ctx   context.Context
+	env   *config.Env
+	cache string // folder of the personas' token caches
+}
+
+func run(duration time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), duration+5*time.Minute)
 	defer cancel()
-	s, err := testharness.Open()
+	envFile, err := testharness.EnvFile()
 	if err != nil {
-		return fmt.Errorf("%w (run `make up`)", err)
+		return fmt.Errorf("%w (is the dev stack up? `make up`)", err)
 	}
-	cfg := s.OAuth2Config()
-	fmt.Println("demo: logging in as bob (authorization code + PKCE through Hydra)")
-	tok, err := testharness.PersonaLogin(ctx, cfg, s.Env("OIDCFLOW_LOGIN_URL"), "bob")
-	if err != nil {
-		return err
-	}
-	provider, err := oidc.NewProvider(ctx, s.Env("OIDCFLOW_ISSUER"))
+	os.Setenv("OIDCFLOW_ENV_FILE", envFile)
+	env, err := config.FromEnvironment()
 	if err != nil {
 		return err
 	}
-	raw, _ := tok.Extra("id_token").(string)
-	idt, err := provider.Verifier(&oidc.Config{ClientID: cfg.ClientID}).Verify(ctx, raw)
+	cache, err := os.MkdirTemp("", "oidcflow-demo-")
 	if err != nil {
-		return fmt.Errorf("ID token: %w", err)
-	}
-	var c struct {
-		Name        string   `json:"name"`
-		Email       string   `json:"email"`
-		Department  string   `json:"department"`
-		Roles       []string `json:"roles"`
-		Permissions []string `json:"permissions"`
-	}
-	if err := idt.Claims(&c); err != nil {
 		return err
 	}
-	fmt.Printf("demo: verified %s (sub %s, iss %s): department %s, roles %v, permissions %v; token valid until %s\n",
-		c.Name, idt.Subject, idt.Issuer, c.Department, c.Roles, c.Permissions, tok.Expiry.Format(time.RFC3339))
-	fmt.Printf("demo: Temporal Web UI: %s/namespaces/%s/workflows\n", s.Env("OIDCFLOW_TEMPORAL_UI_URL"), s.Env("TEMPORAL_NAMESPACE"))
+	defer os.RemoveAll(cache)
+	s := &story{ctx: ctx, env: env, cache: cache}
+
+	step("A worker joins the pool (task queue %s): it verifies every identity that arrives", env.String("OIDCFLOW_TASK_QUEUE"))
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	w, err := app.NewWorker(ctx, app.WorkerOptions{Env: env, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	wctx, stopWorker := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	defer func() { stopWorker(); <-done }()
+
+	for _, p := range []string{"bob", "carol", "erin"} {
+		step("%s logs in (authorization code + PKCE against Hydra)", p)
+		if err := s.starter(p, nil, "login", "--persona", p); err != nil {
+			return err
+		}
+	}
+	step("bob checks what the worker will see: `starter whoami`")
+	if err := s.starter("bob", nil, "whoami"); err != nil {
+		return err
+	}
+
+	step("bob asks for %s of read access to the demo database", duration)
+	var req cli.RequestJSON
+	if err := s.starter("bob", &req, "request-access", "--resource", "demo", "--role", "read",
+		"--duration", duration.String(), "--reason", "investigate incident 42"); err != nil {
+		return err
+	}
+	id := req.WorkflowID
+	fmt.Printf("  workflow %s, state %s\n", id, req.State)
+
+	step("erin, who holds no approver role, tries to approve")
+	if err := s.starter("erin", nil, "approve", id); err == nil {
+		return fmt.Errorf("erin's approval was accepted; it must be refused")
+	}
+	step("carol (engineering, db-approver) approves")
+	if err := s.starter("carol", nil, "approve", id, "--comment", "ok for the incident"); err != nil {
+		return err
+	}
+	var st cli.RequestJSON
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+		if err := s.starter("bob", &st, "status", id); err != nil {
+			return err
+		}
+		if st.Status != nil && st.Status.Grant != nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if st.Status == nil || st.Status.Grant == nil {
+		return fmt.Errorf("no grant after carol's approval (state %s)", st.State)
+	}
+	role := st.Status.Grant.RoleName
+	step("PostgreSQL now has bob's just-in-time login role")
+	if err := s.showRole(role); err != nil {
+		return err
+	}
+
+	step("waiting %s for the access to end; the workflow revokes it on a durable timer", duration)
+	for deadline := time.Now().Add(duration + 2*time.Minute); ; time.Sleep(2 * time.Second) {
+		if err := s.starter("bob", &st, "status", id); err != nil {
+			return err
+		}
+		if st.State.Final() || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err := s.showRole(role); err != nil {
+		return err
+	}
+	step("the audit trail: who did what, with which claims")
+	if err := s.starter("bob", nil, "status", id, "--audit"); err != nil {
+		return err
+	}
+	step("done: state %s", st.State)
+	fmt.Printf("\nSee it in the Temporal Web UI (who started, who approved, what state):\n  %s\n", req.UIURL)
+	fmt.Printf("All of bob's requests: %s/namespaces/%s/workflows?query=%s\n",
+		env.String("OIDCFLOW_TEMPORAL_UI_URL"), env.String("TEMPORAL_NAMESPACE"), "Requester%3D%22bob%22")
+	if st.State != "ended" {
+		return fmt.Errorf("the request ended in state %s, want ended", st.State)
+	}
 	return nil
+}
+
+func step(format string, args ...any) {
+	fmt.Printf("\n== "+format+"\n", args...)
+}
+
+// starter runs one starter command as persona; with out set it parses the --json output.
+func (s *story) starter(persona string, out any, args ...string) error {
+	env, err := config.New(func(name string) (string, bool) {
+		if name == "OIDCFLOW_TOKEN_CACHE" {
+			return filepath.Join(s.cache, persona+".json"), true
+		}
+		return os.LookupEnv(name)
+	})
+	if err != nil {
+		return err
+	}
+	var stdout bytes.Buffer
+	w := io.Writer(os.Stdout)
+	if out != nil {
+		args = append(args, "--json")
+		w = &stdout
+	} else {
+		fmt.Printf("  $ starter %s    (as %s)\n", strings.Join(args, " "), persona)
+	}
+	out1, out2 := &indent{w: w}, &indent{w: os.Stdout}
+	code := cli.Main(s.ctx, args, out1, out2, env)
+	out1.Flush()
+	out2.Flush()
+	if code != cli.ExitOK {
+		return fmt.Errorf("starter %s as %s failed (exit %d)", args[0], persona, code)
+	}
+	if out != nil {
+		return json.Unmarshal(stdout.Bytes(), out)
+	}
+	return nil
+}
+
+// showRole prints the login role as PostgreSQL sees it.
+func (s *story) showRole(role string) error {
+	conn, err := pgx.Connect(s.ctx, s.env.String("OIDCFLOW_POSTGRES_URL"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(s.ctx)
+	var until *time.Time
+	err = conn.QueryRow(s.ctx, "SELECT rolvaliduntil FROM pg_roles WHERE rolname = $1", role).Scan(&until)
+	switch {
+	case err == pgx.ErrNoRows:
+		fmt.Printf("  pg_roles: %s is gone\n", role)
+		return nil
+	case err != nil:
+		return err
+	case until != nil:
+		fmt.Printf("  pg_roles: %s exists, valid until %s\n", role, until.UTC().Format(time.RFC3339))
+	default:
+		fmt.Printf("  pg_roles: %s exists\n", role)
+	}
+	return nil
+}
+
+// indent prefixes every line the CLI prints, so the story reads as steps. JSON output is
+// passed through as it is.
+type indent struct {
+	w   io.Writer
+	buf []byte
+}
+
+func (i *indent) Write(p []byte) (int, error) {
+	i.buf = append(i.buf, p...)
+	for {
+		n := bytes.IndexByte(i.buf, '\n')
+		if n < 0 {
+			return len(p), nil
+		}
+		prefix := "  "
+		if _, ok := i.w.(*bytes.Buffer); ok {
+			prefix = ""
+		}
+		if _, err := fmt.Fprintf(i.w, "%s%s\n", prefix, i.buf[:n]); err != nil {
+			return 0, err
+		}
+		i.buf = i.buf[n+1:]
+	}
+}
+
+// Flush writes a last line without a newline.
+func (i *indent) Flush() {
+	if len(i.buf) > 0 {
+		i.Write([]byte("\n"))
+	}
 }
