@@ -45,16 +45,18 @@ func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, c envelop
 		return "", err
 	}
 	_, err := s.store.Create(ctx, tokenstore.Session{
-		ID:           sid,
-		Subject:      id.Subject,
-		Issuer:       id.Issuer,
-		Audience:     id.Audience,
-		ClientID:     id.ClientID,
-		AccessToken:  c.AccessToken,
-		IDToken:      c.IDToken,
-		RefreshToken: c.RefreshToken,
-		TokenType:    "Bearer",
-		Expiry:       c.Expiry,
+		ID:       sid,
+		Subject:  id.Subject,
+		Issuer:   id.Issuer,
+		Audience: id.Audience,
+		ClientID: id.ClientID,
+		// The refresh check (OIDC Core 12.2) compares the refreshed azp with the original.
+		AuthorizedParty: id.ClientID,
+		AccessToken:     c.AccessToken,
+		IDToken:         c.IDToken,
+		RefreshToken:    c.RefreshToken,
+		TokenType:       "Bearer",
+		Expiry:          c.Expiry,
 	})
 	if errors.Is(err, tokenstore.ErrConflict) {
 		// Another run deposited this refresh token first: share its session, which may
