@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/oidcflow/oidcflow/identity"
@@ -66,7 +67,15 @@ type RefreshSessionResult struct {
 // malformed session id; TypeRateLimited (retryable, delayed) for HTTP 429; anything else is
 // a plain retryable error.
 func (a *SessionActivities) RefreshSession(ctx context.Context, in RefreshSessionInput) (RefreshSessionResult, error) {
+	// The worker interceptor resumes the session (refreshing it when due) before the
+	// activity runs, so a refresh of this attempt may predate this call: count from the
+	// attempt's start.
 	start := time.Now()
+	if activity.IsActivity(ctx) {
+		if st := activity.GetInfo(ctx).StartedTime; !st.IsZero() && st.Before(start) {
+			start = st
+		}
+	}
 	s, err := a.Refresher.Fresh(ctx, in.SessionID)
 	if err != nil {
 		a.logger().WarnContext(ctx, "activities: session refresh failed", "session", in.SessionID, "err", err)
