@@ -147,6 +147,12 @@ func (r *runner) requestAccess(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("start the access request: %w", err)
 	}
+	// The start envelope carried the refresh token: from now on the worker pool keeps it.
+	if ts, _, err := r.tokenSource(ctx); err == nil {
+		if err := ts.HandOver(); err != nil {
+			fmt.Fprintf(r.stderr, "starter: warning: could not record the refresh token's hand-over: %v\n", err)
+		}
+	}
 	out := RequestJSON{WorkflowID: run.GetID(), RunID: run.GetRunID(), UIURL: r.uiURL(run.GetID())}
 	st, err := r.firstStatus(ctx, c, run)
 	if err != nil {
@@ -362,6 +368,40 @@ func (r *runner) revoke(ctx context.Context, args []string) error {
 		return err
 	}
 	return r.update(ctx, pos[0], workflows.UpdateRevoke, workflows.RevokeInput{Reason: *reason}, "Revoked.")
+}
+
+// reconsent hands a fresh login to a run of yours whose session the IdP stopped refreshing
+// (it waits in ReauthRequired): log in first, then run it; the run resumes on the new session.
+func (r *runner) reconsent(ctx context.Context, args []string) error {
+	fs := r.flags("reconsent", "<workflow-id>")
+	pos, err := parse(fs, args, 1, "a workflow id")
+	if err != nil {
+		return err
+	}
+	c, err := r.connect(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	id := pos[0]
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: id, UpdateName: interceptors.ReconsentUpdate, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, nil)
+	}
+	if err != nil {
+		return r.workflowError(id, "reconsent", err)
+	}
+	// The envelope carried the new refresh token: the run keeps it from now on.
+	if ts, _, err := r.tokenSource(ctx); err == nil {
+		if err := ts.HandOver(); err != nil {
+			fmt.Fprintf(r.stderr, "starter: warning: could not record the refresh token's hand-over: %v\n", err)
+		}
+	}
+	return r.emit(map[string]any{"workflow_id": id, "reconsented": true}, func(w io.Writer) {
+		fmt.Fprintf(w, "Consent renewed: %s continues on your new session.\n", id)
+	})
 }
 
 func (r *runner) status(ctx context.Context, args []string) error {

@@ -147,6 +147,7 @@ func commands() []command {
 		{"approve", "approve a request", (*runner).approve},
 		{"deny", "deny a request", (*runner).deny},
 		{"revoke", "revoke a request", (*runner).revoke},
+		{"reconsent", "renew the consent of a run parked for re-authentication", (*runner).reconsent},
 		{"status", "show a request", (*runner).status},
 		{"list", "list requests", (*runner).list},
 		{"version", "print the version", (*runner).version},

@@ -210,7 +210,8 @@ func (r *runner) login(ctx context.Context, args []string) error {
 		return err
 	}
 	// The session replaced here would otherwise stay valid at the IdP until it expires.
-	if prevErr == nil && prev.RefreshToken != "" && prev.Issuer == issuer && md.RevocationEndpoint != "" {
+	// A refresh token handed to running workflows is theirs: it is not revoked here.
+	if prevErr == nil && prev.RefreshToken != "" && prev.HandedOver.IsZero() && prev.Issuer == issuer && md.RevocationEndpoint != "" {
 		if err := r.revokeAtIdP(ctx, prev.ClientID, prev.RefreshToken, "refresh_token"); err != nil {
 			fmt.Fprintf(r.stderr, "starter: warning: could not revoke the previous session of %s: %v\n", prev.Subject, err)
 		}
@@ -447,6 +448,11 @@ func (r *runner) logout(ctx context.Context, args []string) error {
 	token, hint := s.RefreshToken, "refresh_token"
 	if token == "" {
 		token, hint = s.AccessToken, "access_token"
+	}
+	if !s.HandedOver.IsZero() {
+		// The grant belongs to running workflows now; revoking any of its tokens could end
+		// their session. They revoke it when the last of them ends.
+		token = ""
 	}
 	if token != "" {
 		revokeErr = r.revokeAtIdP(ctx, s.ClientID, token, hint)

@@ -118,6 +118,11 @@ func (ts *TokenSource) fresh(s Session) bool {
 // refresh runs a refresh grant (RFC 6749 section 6), verifies the new ID token, and saves
 // the rotated session before returning it.
 func (ts *TokenSource) refresh(s Session) (Session, error) {
+	if !s.HandedOver.IsZero() {
+		return Session{}, &SessionExpiredError{Reason: fmt.Sprintf("tokens expired at %s; their refresh token was handed to "+
+			"your running workflows at %s, which keep it fresh", s.Expiry.UTC().Format(time.RFC3339),
+			s.HandedOver.UTC().Format(time.RFC3339))}
+	}
 	if s.RefreshToken == "" {
 		return Session{}, &SessionExpiredError{Reason: fmt.Sprintf("tokens expired at %s and there is no refresh token (the offline_access scope was not granted)",
 			s.Expiry.UTC().Format(time.RFC3339))}
@@ -159,6 +164,25 @@ func (ts *TokenSource) refresh(s Session) (Session, error) {
 		return Session{}, err
 	}
 	return next, nil
+}
+
+// HandOver records that the cached refresh token now belongs to the worker pool (it rode in
+// a start envelope); see Session.HandedOver. It is a no-op without a refresh token.
+func (ts *TokenSource) HandOver() error {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.opts.Cache.locked(func() error {
+		s, err := ts.opts.Cache.Load()
+		if err != nil || s.RefreshToken == "" || !s.HandedOver.IsZero() {
+			return err
+		}
+		s.HandedOver = ts.opts.Now().UTC()
+		if err := ts.opts.Cache.Save(s); err != nil {
+			return err
+		}
+		ts.cur = &s
+		return nil
+	})
 }
 
 // refreshError maps a refresh failure: a 4xx OAuth error (invalid_grant: expired, revoked or

@@ -67,6 +67,11 @@ type Session struct {
 	IDTokenExpiry time.Time `json:"id_token_expiry"` // exp of the ID token
 	Scope         string    `json:"scope,omitempty"`
 	SavedAt       time.Time `json:"saved_at"`
+	// HandedOver is when the refresh token rode to the worker pool in a start envelope. From
+	// then on the pool rotates it, so this cache never refreshes or revokes it: a second
+	// holder of one rotating refresh token would trip the IdP's reuse detection and end the
+	// whole token family, the running workflows' session included.
+	HandedOver time.Time `json:"handed_over,omitempty"`
 }
 
 // String redacts: a Session printed by accident shows no token.

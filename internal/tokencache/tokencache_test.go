@@ -300,3 +300,33 @@ func TestTokenSourceErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestTokenSourceNeverRefreshesAHandedOverToken: once a start envelope carried the refresh
+// token to the worker pool, the cache must not use it (a second holder of a rotating refresh
+// token trips the IdP's reuse detection), and says to log in again.
+func TestTokenSourceNeverRefreshesAHandedOverToken(t *testing.T) {
+	c := newCache(t)
+	srv := newTokenServer(t)
+	_ = c.Save(session(time.Now().Add(time.Hour)))
+	ts := newSource(t, c, srv, time.Now)
+	if err := ts.HandOver(); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := ts.Token(); err != nil || tok.AccessToken == "" {
+		t.Fatalf("a fresh access token stays usable after the hand-over: %v, %v", tok, err)
+	}
+	s, _ := c.Load()
+	if s.HandedOver.IsZero() {
+		t.Fatal("hand-over not saved")
+	}
+	s.Expiry = time.Now().Add(-time.Minute)
+	_ = c.Save(s)
+	ts.cur = nil
+	_, err := ts.Token()
+	if !errors.Is(err, ErrSessionExpired) || !strings.Contains(err.Error(), "handed to your running workflows") {
+		t.Fatalf("refresh after hand-over: %v; want a session-expired error naming the hand-over", err)
+	}
+	if after, _ := c.Load(); after.RefreshToken != s.RefreshToken {
+		t.Error("the handed-over refresh token was used")
+	}
+}
