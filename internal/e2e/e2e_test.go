@@ -1,0 +1,324 @@
+// Package e2e_test checks oidcflow from the outside, on the running dev stack: the Temporal
+// Web UI seen in a real browser, a pool of worker processes that loses a member, and the
+// worker binary's metrics, health endpoints and graceful shutdown.
+package e2e_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/oidcflow/oidcflow/activities"
+	"github.com/oidcflow/oidcflow/internal/config"
+	"github.com/oidcflow/oidcflow/internal/testharness"
+	"github.com/oidcflow/oidcflow/workflows"
+)
+
+// binDir holds the worker binary built once for this test process.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "oidcflow-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var bootstrapOnce sync.Once
+
+// loadStack returns the dev stack with the demo database bootstrapped.
+func loadStack(t *testing.T) *testharness.Stack {
+	t.Helper()
+	st := testharness.Load(t)
+	var err error
+	bootstrapOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		err = activities.Bootstrap(ctx, st.Env("OIDCFLOW_POSTGRES_URL"), activities.BootstrapOptions{Database: "demo"})
+	})
+	if err != nil {
+		t.Fatalf("bootstrap the demo database: %v", err)
+	}
+	return st
+}
+
+// accessInput asks for read access to the demo database, with timers short enough for tests.
+func accessInput(reason string, d time.Duration) workflows.AccessRequestInput {
+	return workflows.AccessRequestInput{
+		Resource: "demo",
+		Role:     workflows.AccessRead,
+		Duration: d,
+		Reason:   reason,
+		Config:   &workflows.AccessConfig{ExpireAfter: 10 * time.Minute, EscalateAfter: 10 * time.Minute},
+	}
+}
+
+// approve sends the approve update as c's persona and waits for its result. The run registers
+// its handlers once its identity is verified; an update sent in the same instant as the start
+// is rejected as unknown (leaving no trace), so it is retried briefly.
+func approve(ctx context.Context, c client.Client, workflowID string) (workflows.AccessStatus, error) {
+	var st workflows.AccessStatus
+	for attempt := 0; ; attempt++ {
+		h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+			WorkflowID: workflowID, UpdateName: workflows.UpdateApprove,
+			Args: []any{workflows.ApproveInput{Comment: "ok"}}, WaitForStage: client.WorkflowUpdateStageCompleted,
+		})
+		if err == nil {
+			err = h.Get(ctx, &st)
+		}
+		if err != nil && strings.Contains(err.Error(), "unknown update") && attempt < 100 && ctx.Err() == nil {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		return st, err
+	}
+}
+
+// artifactPath returns path under the module's artifacts/ folder (ignored by git), creating
+// its parent folders.
+func artifactPath(t *testing.T, name string) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+	p := filepath.Join(dir, "artifacts", "e2e", name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var (
+	buildOnce sync.Once
+	buildErr  error
+)
+
+// workerBinary builds ./worker once per test process.
+func workerBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(binDir, "worker")
+	buildOnce.Do(func() {
+		start := time.Now()
+		out, err := exec.Command("go", "build", "-o", bin, "github.com/oidcflow/oidcflow/worker").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build ./worker: %v\n%s", err, out)
+			return
+		}
+		t.Logf("built the worker binary in %s", time.Since(start).Round(time.Millisecond))
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return bin
+}
+
+// workerProc is one worker binary running as a child process.
+type workerProc struct {
+	t    *testing.T
+	name string
+	cmd  *exec.Cmd
+	addr string // its HTTP listener (metrics, health)
+	logs *syncBuffer
+
+	done    chan struct{} // closed when the process has exited
+	exitErr error         // its Wait error, set before done closes
+	exited  time.Time
+}
+
+// startWorkerProc runs the worker binary on queue with the stack's env file; extra holds
+// more NAME=value settings. The HTTP listener takes a free port, read back from the
+// "worker starting" log line. The process is killed when the test ends, if still running.
+func startWorkerProc(t *testing.T, st *testharness.Stack, name, queue string, extra ...string) *workerProc {
+	t.Helper()
+	envFile, err := filepath.Abs(st.EnvFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(workerBinary(t))
+	// Only the settings given here: the variables config reads are dropped from this
+	// process's environment, which would otherwise win over the env file.
+	known := map[string]bool{}
+	for _, v := range config.Vars {
+		known[v.Name] = true
+	}
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); !known[k] {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "OIDCFLOW_ENV_FILE="+envFile, "OIDCFLOW_TASK_QUEUE="+queue,
+		"OIDCFLOW_HTTP_ADDR=127.0.0.1:0", "OIDCFLOW_LOG_FORMAT=json")
+	cmd.Env = append(cmd.Env, extra...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &workerProc{t: t, name: name, cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout = p.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start worker %s: %v", name, err)
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+		for sc.Scan() {
+			line := sc.Bytes()
+			p.logs.Write(append(line, '\n'))
+			var rec struct {
+				Msg  string `json:"msg"`
+				HTTP string `json:"http"`
+			}
+			if json.Unmarshal(line, &rec) == nil && rec.Msg == "worker starting" && rec.HTTP != "" {
+				select {
+				case addr <- rec.HTTP:
+				default:
+				}
+			}
+		}
+		p.exitErr = cmd.Wait()
+		p.exited = time.Now()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("worker %s log (last 4 KB):\n%s", name, tail(p.logs.String(), 4096))
+		}
+	})
+	select {
+	case p.addr = <-addr:
+	case <-p.done:
+		t.Fatalf("worker %s exited at start (%v):\n%s", name, p.exitErr, tail(p.logs.String(), 4096))
+	case <-time.After(90 * time.Second):
+		t.Fatalf("worker %s did not start within 90s:\n%s", name, tail(p.logs.String(), 4096))
+	}
+	return p
+}
+
+// get fetches path from the worker's HTTP listener.
+func (p *workerProc) get(path string) (int, string, error) {
+	hc := &http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Get("http://" + p.addr + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// waitReady polls /readyz until it answers 200.
+func (p *workerProc) waitReady(timeout time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		code, body, err := p.get("/readyz")
+		if err == nil && code == http.StatusOK {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("worker %s: /readyz = %d %q, %v after %s", p.name, code, body, err, timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (p *workerProc) signal(sig syscall.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("signal worker %s: %v", p.name, err)
+	}
+}
+
+// wait waits up to timeout for the process to exit; ok is false if it is still running.
+func (p *workerProc) wait(timeout time.Duration) (exitErr error, ok bool) {
+	select {
+	case <-p.done:
+		return p.exitErr, true
+	case <-time.After(timeout):
+		return nil, false
+	}
+}
+
+func (p *workerProc) running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// syncBuffer collects a process's output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
+
+// exitCode returns the process's exit code from its Wait error (-1: killed by a signal).
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -2
+	}
+	return 0
+}
