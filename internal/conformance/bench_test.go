@@ -3,11 +3,14 @@ package conformance_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -51,7 +54,10 @@ func BenchmarkInterceptorOverhead(b *testing.B) {
 	const batch = 10
 
 	plainQueue, flowQueue := apptest.TaskQueue("bench-plain"), apptest.TaskQueue("bench-oidcflow")
-	plain, err := client.DialContext(ctx, client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")})
+	quiet := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	plain, err := client.DialContext(ctx, client.Options{
+		HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE"), Logger: quiet,
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
