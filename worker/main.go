@@ -64,8 +64,11 @@ func run() error {
 		"temporal", env.String("TEMPORAL_ADDRESS"), "namespace", env.String("TEMPORAL_NAMESPACE"),
 		"http", ln.Addr().String())
 	ready.Store(true)
+	go func() {
+		<-ctx.Done()
+		ready.Store(false) // draining: load balancers and probes stop counting on this one
+	}()
 	err = w.Run(ctx) // returns after SIGTERM/SIGINT, once in-flight activities drained
-	ready.Store(false)
 	logger.Info("worker stopped")
 	return err
 }
