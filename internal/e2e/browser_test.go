@@ -104,7 +104,9 @@ func TestWebUIShowsRequesterAndApprovers(t *testing.T) {
 
 	// The memo holds the requester's verified claims (no token).
 	clickTab("Memo")
-	if txt, ok := b.waitFor(20*time.Second, func(s string) bool { return containsAll(s, `"requester"`, `"sub": "bob"`, `"department": "engineering"`) }); !ok {
+	if txt, ok := b.waitFor(20*time.Second, func(s string) bool {
+		return containsAll(s, `"requester"`, `"sub": "bob"`, `"department": "engineering"`)
+	}); !ok {
 		save(t, "webui-run-memo.png", b.screenshot(false))
 		t.Errorf("the run's memo does not show the requester's claims; page text:\n%s", tail(txt, 3000))
 	}
