@@ -154,7 +154,10 @@ func TestSweepExpiredAgainstPostgres(t *testing.T) {
 	a := &DatabaseActivities{DB: pool}
 
 	requestID := "sweep-" + time.Now().Format("150405.000000000")
-	until := time.Now().Add(time.Minute)
+	// The role is granted already expired, and the sweeps use instants up to now only: a
+	// sweep drops every managed role expired by its instant, so an instant in the future
+	// would also drop live grants of other runs on the shared database.
+	until := time.Now().Add(-time.Minute)
 	_, err = a.GrantAccess(identity.WithActivity(ctx, bob), GrantAccessInput{RequestID: requestID, Requester: "bob",
 		Database: "demo", Access: AccessWrite, ValidUntil: until})
 	require.NoError(t, err)
@@ -165,7 +168,7 @@ func TestSweepExpiredAgainstPostgres(t *testing.T) {
 	res, err := a.SweepExpired(adminCtx, SweepExpiredInput{Now: until.Add(-time.Second)})
 	require.NoError(t, err)
 	require.NotContains(t, res.Dropped, role, "not expired yet")
-	res, err = a.SweepExpired(adminCtx, SweepExpiredInput{Now: until.Add(time.Second)})
+	res, err = a.SweepExpired(adminCtx, SweepExpiredInput{Now: time.Now()})
 	require.NoError(t, err)
 	require.Contains(t, res.Dropped, role)
 	require.False(t, inspectRole(t, ctx, pool, role, GroupRole("demo", AccessWrite)).exists)
