@@ -74,6 +74,13 @@ func WithWorkflow(ctx workflow.Context, id *Identity) workflow.Context {
 	return workflow.WithValue(ctx, ctxKey{}, id)
 }
 
+// WithoutIdentity returns a copy of ctx that carries no identity, for calls that need none:
+// an activity started with it (a notification, say) gets no session reference, so it does
+// not depend on a session that may end before it runs.
+func WithoutIdentity(ctx workflow.Context) workflow.Context {
+	return workflow.WithValue(ctx, ctxKey{}, (*Identity)(nil))
+}
+
 // FromWorkflow returns the verified identity of whoever drives the current operation: the
 // starter in the workflow function, the caller (an approver, say) in an update or signal
 // handler. It returns ErrUnauthenticated when there is none.

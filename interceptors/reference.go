@@ -5,7 +5,10 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+
+	"github.com/oidcflow/oidcflow/identity"
 )
 
 // reference is what outbound calls carry instead of a token: the session id and subject,
@@ -17,15 +20,19 @@ import (
 //   - child: bound to the parent run, which the server records as the child's parent;
 //   - continue: bound to the previous run, which the server records as the continued run;
 //   - signal:<name>: bound to the target workflow and a unique id that the receiver accepts once.
+//
+// A signal's reference also carries the sender's identity (no secrets), under the MAC: the
+// sender's run, and with it its session, may be gone by the time the signal is read.
 type reference struct {
-	Version int    `json:"v"`
-	Session string `json:"sid"`
-	Subject string `json:"sub"`
-	Op      string `json:"op"`
-	Target  string `json:"to"`   // namespace/workflow id (signals), empty otherwise
-	From    string `json:"from"` // run id of the sender, or a unique id for signals
-	Owner   bool   `json:"own,omitempty"`
-	MAC     []byte `json:"mac"`
+	Version int                `json:"v"`
+	Session string             `json:"sid"`
+	Subject string             `json:"sub"`
+	Op      string             `json:"op"`
+	Target  string             `json:"to"`   // namespace/workflow id (signals), empty otherwise
+	From    string             `json:"from"` // run id of the sender, or a unique id for signals
+	Owner   bool               `json:"own,omitempty"`
+	Sender  *identity.Identity `json:"id,omitempty"` // signals only
+	MAC     []byte             `json:"mac"`
 }
 
 const (
@@ -69,6 +76,11 @@ func (r *reference) message() []byte {
 		b = append(b, 1)
 	} else {
 		b = append(b, 0)
+	}
+	if r.Sender != nil {
+		sender, _ := json.Marshal(r.Sender) // a struct: fields in a fixed order
+		b = binary.BigEndian.AppendUint32(b, uint32(len(sender)))
+		b = append(b, sender...)
 	}
 	return b
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -396,11 +397,18 @@ func (w *workflowOutbound) NewContinueAsNewErrorWithOptions(ctx workflow.Context
 
 func (w *workflowOutbound) signalRef(ctx workflow.Context, workflowID, signalName string) {
 	info := workflow.GetInfo(ctx)
+	id, err := identity.FromWorkflow(ctx)
+	if err != nil {
+		return
+	}
+	sender := *id
+	sender.SessionID = ""
 	w.state.seq++
 	w.attach(ctx, reference{
 		Op:     opSignal + signalName,
 		Target: info.Namespace + "/" + workflowID,
 		From:   fmt.Sprintf("%s/%s/%d", info.WorkflowExecution.ID, info.WorkflowExecution.RunID, w.state.seq),
+		Sender: &sender,
 	})
 }
 
@@ -519,6 +527,12 @@ func (l *localActivities) OidcflowOpen(ctx context.Context, in openInput) (*iden
 func (l *localActivities) OidcflowResume(ctx context.Context, in resumeInput) (*identity.Identity, error) {
 	if err := l.keys.verify(&in.Ref, in.Op, in.Target, in.From); err != nil {
 		return nil, identity.ApplicationError(err)
+	}
+	if strings.HasPrefix(in.Op, opSignal) { // the sender as it was when it signalled
+		if in.Ref.Sender == nil || in.Ref.Sender.Subject != in.Ref.Subject {
+			return nil, identity.ApplicationError(ErrBadReference)
+		}
+		return in.Ref.Sender, nil
 	}
 	return l.resumeSession(ctx, in.Ref)
 }

@@ -221,6 +221,7 @@ func TestReferenceMAC(t *testing.T) {
 		"session":   func(r *reference) { r.Session = "s2" },
 		"subject":   func(r *reference) { r.Subject = "alice" },
 		"owner":     func(r *reference) { r.Owner = true },
+		"sender":    func(r *reference) { r.Sender = &identity.Identity{Subject: "alice"} },
 		"mac":       func(r *reference) { r.MAC[0] ^= 1 },
 		"no mac":    func(r *reference) { r.MAC = nil },
 		"version":   func(r *reference) { r.Version = 2 },
