@@ -81,6 +81,10 @@ type RefresherOptions struct {
 	// before the new tokens are written to Vault. Returning an error abandons the refresh
 	// as a crash at that point would. Fault-injection tests only.
 	AfterIdPAnswer func(ctx context.Context, sessionID string) error
+	// OnRefreshed, when set, is called once for every refresh this Refresher made at the
+	// identity provider and stored (not for another process's refresh it waited for), so
+	// that metrics count what the token endpoint served. Default none.
+	OnRefreshed func(ctx context.Context, sessionID string)
 }
 
 // Refresher hands out sessions whose access token is fresh, refreshing them when needed. It
@@ -101,6 +105,7 @@ type Refresher struct {
 	log         *slog.Logger
 	owner       string
 	afterAnswer func(context.Context, string) error
+	onRefreshed func(context.Context, string)
 	group       singleflight.Group
 }
 
@@ -122,8 +127,8 @@ func NewRefresher(opts RefresherOptions) (*Refresher, error) {
 		store: opts.Store, cfg: opts.OAuth2, checker: opts.Checker,
 		skew: opts.Skew, claimTTL: opts.ClaimTTL, timeout: opts.RefreshTimeout, poll: opts.PollInterval,
 		hc: opts.HTTPClient, now: opts.Clock, log: opts.Logger, owner: opts.Owner,
-		afterAnswer: opts.AfterIdPAnswer,
-		revokeID:    opts.RevokeClientID, revokeSec: opts.RevokeClientSecret,
+		afterAnswer: opts.AfterIdPAnswer, onRefreshed: opts.OnRefreshed,
+		revokeID: opts.RevokeClientID, revokeSec: opts.RevokeClientSecret,
 	}
 	if opts.InsecureSkipIDTokenCheck {
 		r.checker = nil
@@ -350,6 +355,9 @@ func (r *Refresher) refreshClaimed(ctx context.Context, c Session) (Session, err
 	n, err = r.write(ctx, n, c.claimUntil)
 	if err != nil {
 		return Session{}, err
+	}
+	if r.onRefreshed != nil {
+		r.onRefreshed(ctx, n.ID)
 	}
 	r.log.DebugContext(ctx, "tokenstore: session refreshed", "session", n)
 	if n.pendingCheck {

@@ -63,15 +63,14 @@ func (c *countingAuth) End(ctx context.Context, sessionID, holder string) error 
 	return c.next.End(ctx, sessionID, holder)
 }
 
-// refreshCounter counts refreshes around the session store's Fresh calls.
+// refreshCounter counts refreshes: the refresher reports each one it made at the IdP
+// (RefresherOptions.OnRefreshed), so a refresh another worker made and this one waited for
+// is not counted twice; failures are counted around the session store's Fresh calls.
 type refreshCounter struct{ refreshes, failures *metrics.Counter }
 
 func (r *refreshCounter) observe(start, refreshed time.Time, err error) {
-	switch {
-	case err != nil && !errors.Is(err, identity.ErrUnauthenticated):
+	if err != nil && !errors.Is(err, identity.ErrUnauthenticated) {
 		r.failures.Inc()
-	case err == nil && !refreshed.Before(start):
-		r.refreshes.Inc()
 	}
 }
 

@@ -114,15 +114,16 @@ func NewParts(ctx context.Context, opts WorkerOptions) (*Parts, error) {
 		Skew:    skew,
 		Logger:  logger,
 	}
+	counts := &refreshCounter{
+		refreshes: opts.Metrics.Counter(MetricRefreshes, nil),
+		failures:  opts.Metrics.Counter(MetricRefreshFailures, nil),
+	}
+	ro.OnRefreshed = func(context.Context, string) { counts.refreshes.Inc() }
 	if opts.Refresher != nil {
 		opts.Refresher(&ro)
 	}
 	if w.Refresher, err = tokenstore.NewRefresher(ro); err != nil {
 		return nil, err
-	}
-	counts := &refreshCounter{
-		refreshes: opts.Metrics.Counter(MetricRefreshes, nil),
-		failures:  opts.Metrics.Counter(MetricRefreshFailures, nil),
 	}
 	idKey, err := hkdf.Key(sha256.New, secrets[0], nil, "oidcflow session id v1", 32)
 	if err != nil {
