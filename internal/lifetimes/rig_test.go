@@ -42,7 +42,9 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	t.Helper()
 	st := testharness.Load(t)
 	r := &rig{st: st, queue: apptest.TaskQueue("lifetimes")}
-	r.cl = st.NewClient(t, testharness.ClientOptions{AccessTokenTTL: o.ttl})
+	// The ID token lives as long as the access token: the identity a step sees (and its
+	// Expiry) comes from the session's current ID token.
+	r.cl = st.NewClient(t, testharness.ClientOptions{AccessTokenTTL: o.ttl, IDTokenTTL: o.ttl})
 	logs := filepath.Join(filepath.Dir(st.EnvFile()), "logs")
 	var err error
 	if r.idpLog, err = lifetimes.NewLogTail(filepath.Join(logs, "idp.log")); err != nil {
@@ -168,3 +170,5 @@ func sessionGone(ctx context.Context, t *testing.T, w *app.Worker, id string) {
 		t.Errorf("session %s still in Vault after the last run: %v", id, err)
 	}
 }
+
+func staticToken(tok *oauth2.Token) oauth2.TokenSource { return oauth2.StaticTokenSource(tok) }
