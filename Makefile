@@ -39,14 +39,15 @@ down: devstack
 status: devstack
 	@$(DEVSTACK) status
 
-# test brings the stack up, runs every test with the stack required, and always takes the
-# stack down again; its exit code is the tests'.
+# test brings the stack up, runs every test with the stack required, and takes the stack
+# down again if it was not up before; its exit code is the tests'.
 test: tools postgres devstack
-	@$(DEVSTACK) up || { $(DEVSTACK) down; exit 1; }
-	@status=0; \
+	@was_up=; $(DEVSTACK) status >/dev/null 2>&1 && was_up=1; \
+	$(DEVSTACK) up || { [ -n "$$was_up" ] || $(DEVSTACK) down; exit 1; }; \
+	status=0; \
 	echo "test: OIDCFLOW_REQUIRE_STACK=1 $(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(TEST_PKGS)"; \
 	OIDCFLOW_REQUIRE_STACK=1 $(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(TEST_PKGS) || status=$$?; \
-	$(DEVSTACK) down; \
+	[ -n "$$was_up" ] || $(DEVSTACK) down; \
 	exit $$status
 
 # demo brings the stack up (it stays up; `make down` stops it) and runs the demo.
