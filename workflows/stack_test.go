@@ -428,31 +428,15 @@ func decodeAttrs(t *testing.T, sa *commonpb.SearchAttributes) map[string]any {
 	return out
 }
 
-var (
-	workerBinOnce sync.Once
-	workerBin     string
-	workerBinErr  error
-)
-
-// buildWorker builds the worker binary once per test process.
+// buildWorker builds the worker binary into the test's temporary folder.
 func buildWorker(t *testing.T) string {
 	t.Helper()
-	workerBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "oidcflow-worker-")
-		if err != nil {
-			workerBinErr = err
-			return
-		}
-		workerBin = filepath.Join(dir, "worker")
-		out, err := exec.Command("go", "build", "-o", workerBin, "github.com/oidcflow/oidcflow/worker").CombinedOutput()
-		if err != nil {
-			workerBinErr = fmt.Errorf("go build worker: %v: %s", err, out)
-		}
-	})
-	if workerBinErr != nil {
-		t.Fatal(workerBinErr)
+	bin := filepath.Join(t.TempDir(), "worker")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/oidcflow/oidcflow/worker").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build worker: %v: %s", err, out)
 	}
-	return workerBin
+	return bin
 }
 
 // workerProcess is one worker binary run on the stack's env file.
