@@ -24,6 +24,7 @@ import (
 
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/internal/app"
+	"github.com/oidcflow/oidcflow/internal/devstack/idp"
 	"github.com/oidcflow/oidcflow/internal/tokencache"
 )
 
@@ -373,44 +374,8 @@ func DevBrowser(ctx context.Context, authURL, loginURL, persona string) error {
 	if err != nil {
 		return err
 	}
-	hc := &http.Client{Jar: jar, Timeout: 30 * time.Second}
-	resp, err := devDo(ctx, hc, http.MethodGet, authURL, nil)
-	if err != nil {
-		return fmt.Errorf("open the authorization URL: %w", err)
-	}
-	challenge := resp.Request.URL.Query().Get("login_challenge")
-	if challenge == "" {
-		return fmt.Errorf("the authorization URL did not lead to the dev login page (ended at %s)", resp.Request.URL.Redacted())
-	}
-	form := url.Values{"login_challenge": {challenge}, "persona": {persona}}
-	if _, err := devDo(ctx, hc, http.MethodPost, strings.TrimRight(loginURL, "/")+"/login", form); err != nil {
-		return fmt.Errorf("submit the login form: %w", err)
-	}
-	return nil
-}
-
-func devDo(ctx context.Context, hc *http.Client, method, u string, form url.Values) (*http.Response, error) {
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return nil, err
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode >= 400 {
-		return resp, fmt.Errorf("%s %s: %s", method, resp.Request.URL.Redacted(), resp.Status)
-	}
-	return resp, nil
+	_, err = idp.PickPersona(ctx, &http.Client{Jar: jar, Timeout: 30 * time.Second}, authURL, loginURL, persona)
+	return err
 }
 
 // LogoutJSON is the --json output of `starter logout`.

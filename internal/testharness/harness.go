@@ -8,7 +8,6 @@
 package testharness
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -27,6 +26,9 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/oidcflow/oidcflow/internal/config"
+	"github.com/oidcflow/oidcflow/internal/devstack/idp"
 )
 
 // RequireStackEnv, when "1", turns a missing stack into a test failure instead of a skip.
@@ -72,7 +74,7 @@ func Open() (*Stack, error) {
 	if s, ok := loaded[path]; ok {
 		return s, nil
 	}
-	env, err := ReadEnvFile(path)
+	env, err := config.ReadEnvFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -110,28 +112,6 @@ func EnvFile() (string, error) {
 	}
 }
 
-// ReadEnvFile parses KEY=value lines; blank lines and lines starting with # are skipped.
-func ReadEnvFile(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("testharness: %w", err)
-	}
-	defer f.Close()
-	env := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return nil, fmt.Errorf("testharness: %s: malformed line %q", path, k)
-		}
-		env[strings.TrimSpace(k)] = v
-	}
-	return env, sc.Err()
-}
 
 // Env returns the env file's value of name ("" when absent).
 func (s *Stack) Env(name string) string { return s.env[name] }
@@ -236,18 +216,9 @@ func PersonaLogin(ctx context.Context, cfg *oauth2.Config, loginURL, persona str
 	state, nonce, verifier := random(), random(), oauth2.GenerateVerifier()
 	authURL := cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("nonce", nonce))
 
-	resp, err := do(ctx, hc, http.MethodGet, authURL, nil)
+	resp, err := idp.PickPersona(ctx, hc, authURL, loginURL, persona)
 	if err != nil {
-		return nil, fmt.Errorf("testharness: authorize: %w", err)
-	}
-	challenge := resp.Request.URL.Query().Get("login_challenge")
-	if challenge == "" {
-		return nil, fmt.Errorf("testharness: authorize did not reach the login page (ended at %s, %s)", resp.Request.URL.Redacted(), resp.Status)
-	}
-	form := url.Values{"login_challenge": {challenge}, "persona": {persona}}
-	resp, err = do(ctx, hc, http.MethodPost, strings.TrimRight(loginURL, "/")+"/login", form)
-	if err != nil {
-		return nil, fmt.Errorf("testharness: login form: %w", err)
+		return nil, fmt.Errorf("testharness: %w", err)
 	}
 	if final == nil {
 		return nil, fmt.Errorf("testharness: login did not come back to the redirect URL (ended at %s, %s)", resp.Request.URL.Redacted(), resp.Status)
@@ -270,29 +241,6 @@ func PersonaLogin(ctx context.Context, cfg *oauth2.Config, loginURL, persona str
 	return tok, nil
 }
 
-func do(ctx context.Context, hc *http.Client, method, u string, form url.Values) (*http.Response, error) {
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return nil, err
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode >= 400 {
-		return resp, fmt.Errorf("%s %s: %s", method, resp.Request.URL.Redacted(), resp.Status)
-	}
-	return resp, nil
-}
 
 func random() string {
 	b := make([]byte, 16)
