@@ -325,12 +325,17 @@ func (w *workflowInbound) signalSender(ctx workflow.Context, p pendingSignal) *i
 			b.Operation = "start"
 			id, err = w.root.la.open(ctx, timeout, b, p.sealed, "")
 		}
-	case p.ref != nil && w.state.seen[p.ref.From]:
-		err = ErrBadReference
 	case p.ref != nil:
-		w.state.seen[p.ref.From] = true
 		target := info.Namespace + "/" + info.WorkflowExecution.ID
 		id, err = w.root.la.resume(ctx, timeout, *p.ref, opSignal+p.in.SignalName, target, p.ref.From)
+		// A reference is accepted once; only a verified one marks its id as used, so a
+		// forged copy cannot spend the id of a signal still to come.
+		if err == nil && w.state.seen[p.ref.From] {
+			err = ErrBadReference
+		}
+		if err == nil {
+			w.state.seen[p.ref.From] = true
+		}
 	}
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("signal identity refused; delivered without a sender",
