@@ -189,7 +189,7 @@ func (w *workflowInbound) reconsent(ctx workflow.Context) error {
 	old := starter.SessionID
 	*starter = *caller // every holder of the run's identity now sees the new session and claims
 	w.state.adopted[caller.SessionID] = true
-	if w.state.owner {
+	if w.state.owner && old != caller.SessionID {
 		w.root.la.end(ctx, w.root.opts.VerifyTimeout, old, workflow.GetInfo(ctx).WorkflowExecution.ID)
 	}
 	w.state.owner = true
