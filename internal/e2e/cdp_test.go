@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -12,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,13 +58,14 @@ func startBrowser(t *testing.T) *browser {
 		t.Skipf("browser test needs Chromium at %s: install the Debian package (apt-get install -y chromium)", chromiumPath)
 	}
 	profile := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, chromiumPath,
+	cmd := exec.Command(chromiumPath,
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--disable-dev-shm-usage", "--remote-allow-origins=http://127.0.0.1",
 		"--user-data-dir="+profile, "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
 		"about:blank")
+	// Its own process group, so that no renderer or helper outlives the test.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -73,9 +74,17 @@ func startBrowser(t *testing.T) *browser {
 		t.Fatalf("start %s: %v", chromiumPath, err)
 	}
 	done := make(chan struct{})
+	var b *browser
 	t.Cleanup(func() {
-		cancel() // kills the process we started
-		<-done
+		if b != nil {
+			_ = b.try("", "Browser.close", nil, nil) // it stops its helpers itself
+		}
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the group of the browser started here
+			<-done
+		}
 	})
 	found := make(chan string, 1)
 	go func() {
@@ -108,9 +117,8 @@ func startBrowser(t *testing.T) *browser {
 	if err != nil {
 		t.Fatalf("connect to chromium's DevTools: %v", err)
 	}
-	b := &browser{t: t, ws: ws, pending: map[int]chan cdpMessage{}}
+	b = &browser{t: t, ws: ws, pending: map[int]chan cdpMessage{}}
 	go b.read()
-	t.Cleanup(func() { ws.Close() })
 
 	var target struct {
 		TargetID string `json:"targetId"`
