@@ -85,6 +85,9 @@ func TestSharedSessionTwoWorkers(t *testing.T) {
 	if idp == 0 || idp != answers || idp != sess.Refreshes {
 		t.Errorf("IdP refresh grants %d, worker answers %d, session refreshes %d; want one per rotation, all equal", idp, answers, sess.Refreshes)
 	}
+	if got := r.metric(app.MetricRefreshes); int(got) != idp {
+		t.Errorf("%s summed over the workers = %d; want the IdP's %d", app.MetricRefreshes, got, idp)
+	}
 	if n := r.metric(app.MetricRefreshFailures); n != 0 {
 		t.Errorf("%d refresh failures", n)
 	}
