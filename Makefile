@@ -8,7 +8,7 @@ TEST_PKGS    ?= ./...
 DEMO         ?= ./internal/demo
 DEMO_FLAGS   ?= -duration=30s
 
-.PHONY: tools postgres devstack up down status test demo
+.PHONY: tools postgres browser devstack up down status test demo
 
 # tools builds the pinned dev servers once per machine (cache folder) and links bin/.
 tools:
@@ -23,6 +23,18 @@ postgres:
 	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql || \
 	  { $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; }; \
+	fi
+
+# browser installs Chromium from the Debian packages when it is missing (the Web UI test in
+# internal/e2e drives it headless).
+browser:
+	@if [ -x /usr/bin/chromium ]; then \
+	  :; \
+	else \
+	  echo "browser: installing the Debian package chromium"; \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium || \
+	  { $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }; \
 	fi
 
 # devstack builds the launcher (also the login/consent app, `devstack serve-idp`).
@@ -41,7 +53,7 @@ status: devstack
 
 # test brings the stack up, runs every test with the stack required, and takes the stack
 # down again if it was not up before; its exit code is the tests'.
-test: tools postgres devstack
+test: tools postgres browser devstack
 	@was_up=; $(DEVSTACK) status >/dev/null 2>&1 && was_up=1; \
 	$(DEVSTACK) up || { [ -n "$$was_up" ] || $(DEVSTACK) down; exit 1; }; \
 	status=0; \
