@@ -3,21 +3,19 @@ package conformance_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -25,12 +23,12 @@ import (
 	"go.temporal.io/sdk/workflow"
 	"golang.org/x/oauth2"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/internal/app"
 	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/conformance"
+	"github.com/oidcflow/oidcflow/internal/leakcheck"
 	"github.com/oidcflow/oidcflow/internal/testharness"
 )
 
@@ -222,37 +220,15 @@ func TestConformance(t *testing.T) {
 // history returns every event of one run (the latest when runID is empty).
 func history(ctx context.Context, t *testing.T, c client.Client, workflowID, runID string) *historypb.History {
 	t.Helper()
-	h := &historypb.History{}
-	it := c.GetWorkflowHistory(ctx, workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		e, err := it.Next()
-		if err != nil {
-			t.Fatalf("history of %s: %v", workflowID, err)
-		}
-		h.Events = append(h.Events, e)
+	h, err := leakcheck.History(ctx, c, workflowID, runID)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return h
 }
 
-// jwt matches a compact JWS: base64url JSON header and payload, dot separated. (Base64 of
-// ordinary JSON payloads also starts with eyJ, but has no dots.)
-var jwt = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.`)
-
-var dataField = regexp.MustCompile(`"data":\s*"([A-Za-z0-9+/=]*)"`)
-
-// decodePayloads replaces each base64 "data" field of a protojson history with its bytes.
-func decodePayloads(j string) string {
-	return dataField.ReplaceAllStringFunc(j, func(m string) string {
-		b, err := base64.StdEncoding.DecodeString(dataField.FindStringSubmatch(m)[1])
-		if err != nil {
-			return m
-		}
-		return `"data": ` + strconv.Quote(string(b))
-	})
-}
-
-// checkNoLeak fails when history (as JSON and as raw protobuf), logs or errors hold a JWT
-// or any 20-character window of a token that was used.
+// checkNoLeak fails when history (raw protobuf, and JSON with payloads decoded), logs or
+// errors hold a JWT or any 20-character window of a token that was used.
 func checkNoLeak(t *testing.T, tokens []*oauth2.Token, histories map[string]*historypb.History, logs string, errs []error) {
 	t.Helper()
 	var secrets []string
@@ -264,41 +240,16 @@ func checkNoLeak(t *testing.T, tokens []*oauth2.Token, histories map[string]*his
 	}
 	texts := map[string]string{"worker logs": logs}
 	for i, err := range errs {
-		texts["error "+string(rune('0'+i))] = err.Error()
+		texts[fmt.Sprintf("error %d", i)] = err.Error()
 	}
 	for id, h := range histories {
-		j, err := protojson.Marshal(h)
+		ht, err := leakcheck.HistoryTexts(id, h)
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw, err := proto.Marshal(h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Payload data is base64 in protojson; decoded, it reads as the UI shows it (and a
-		// token inside would appear verbatim). Left encoded, public claims such as the issuer
-		// URL could line up with a token's payload segment by chance.
-		texts["history "+id+" (json, payloads decoded)"] = decodePayloads(string(j))
-		texts["history "+id+" (proto)"] = string(raw)
+		maps.Copy(texts, ht)
 	}
-	windows := map[string]bool{}
-	for _, s := range secrets {
-		for i := 0; i+20 <= len(s); i++ {
-			windows[s[i:i+20]] = true
-		}
-	}
-	if len(windows) == 0 {
-		t.Fatal("no tokens to look for")
-	}
-	for where, text := range texts {
-		if jwt.MatchString(text) {
-			t.Errorf("%s holds a JWT (eyJ...)", where)
-		}
-		for i := 0; i+20 <= len(text); i++ {
-			if windows[text[i:i+20]] {
-				t.Errorf("%s holds part of a token at byte %d", where, i)
-				break
-			}
-		}
+	for _, f := range leakcheck.Scan(secrets, texts) {
+		t.Error(f)
 	}
 }

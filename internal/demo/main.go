@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,7 +27,9 @@ import (
 	"github.com/oidcflow/oidcflow/internal/app"
 	"github.com/oidcflow/oidcflow/internal/cli"
 	"github.com/oidcflow/oidcflow/internal/config"
+	"github.com/oidcflow/oidcflow/internal/leakcheck"
 	"github.com/oidcflow/oidcflow/internal/testharness"
+	"github.com/oidcflow/oidcflow/internal/tokencache"
 )
 
 func main() {
@@ -64,7 +67,8 @@ func run(duration time.Duration) error {
 	s := &story{ctx: ctx, env: env, cache: cache}
 
 	step("A worker joins the pool (task queue %s): it verifies every identity that arrives", env.String("OIDCFLOW_TASK_QUEUE"))
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var logs syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	w, err := app.NewWorker(ctx, app.WorkerOptions{Env: env, Logger: logger})
 	if err != nil {
 		return err
@@ -137,6 +141,10 @@ func run(duration time.Duration) error {
 	if err := s.starter("bob", nil, "status", id, "--audit"); err != nil {
 		return err
 	}
+	step("no token in the run's history or the worker's logs")
+	if err := s.checkNoLeak(w, id, logs.String()); err != nil {
+		return err
+	}
 	step("done: state %s", st.State)
 	fmt.Printf("\nSee it in the Temporal Web UI (who started, who approved, what state):\n  %s\n", req.UIURL)
 	fmt.Printf("All of bob's requests: %s/namespaces/%s/workflows?query=%s\n",
@@ -181,6 +189,55 @@ func (s *story) starter(persona string, out any, args ...string) error {
 		return json.Unmarshal(stdout.Bytes(), out)
 	}
 	return nil
+}
+
+// checkNoLeak scans the run's history and the worker's logs for the personas' tokens (from
+// their token caches): no JWT, no 20-character fragment of any.
+func (s *story) checkNoLeak(w *app.Worker, workflowID, logs string) error {
+	var tokens []string
+	for _, p := range []string{"bob", "carol", "erin"} {
+		c, err := tokencache.New(tokencache.Options{Path: filepath.Join(s.cache, p+".json")})
+		if err != nil {
+			return err
+		}
+		sess, err := c.Load()
+		if err != nil {
+			return err
+		}
+		tokens = append(tokens, sess.AccessToken, sess.RefreshToken, sess.IDToken)
+	}
+	h, err := leakcheck.History(s.ctx, w.Client, workflowID, "")
+	if err != nil {
+		return err
+	}
+	texts, err := leakcheck.HistoryTexts(workflowID, h)
+	if err != nil {
+		return err
+	}
+	texts["worker logs"] = logs
+	if found := leakcheck.Scan(tokens, texts); len(found) > 0 {
+		return fmt.Errorf("credentials leaked: %v", found)
+	}
+	fmt.Printf("  scanned %d history events and %d bytes of worker logs for 9 tokens: clean\n", len(h.Events), len(logs))
+	return nil
+}
+
+// syncBuffer collects log output from the worker's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // showRole prints the login role as PostgreSQL sees it.
