@@ -59,6 +59,8 @@ test: tools postgres browser devstack
 	status=0; \
 	echo "test: OIDCFLOW_REQUIRE_STACK=1 $(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(TEST_PKGS)"; \
 	OIDCFLOW_REQUIRE_STACK=1 $(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(TEST_PKGS) || status=$$?; \
+	echo "test: fault tests (they pause and restart Vault and Hydra, so they run alone)"; \
+	OIDCFLOW_REQUIRE_STACK=1 OIDCFLOW_FAULTS=1 $(GO) test -timeout 15m -count=1 -run Fault ./internal/lifetimes || status=$$?; \
 	[ -n "$$was_up" ] || $(DEVSTACK) down; \
 	exit $$status
 
