@@ -112,7 +112,6 @@ func EnvFile() (string, error) {
 	}
 }
 
-
 // Env returns the env file's value of name ("" when absent).
 func (s *Stack) Env(name string) string { return s.env[name] }
 
@@ -240,7 +239,6 @@ func PersonaLogin(ctx context.Context, cfg *oauth2.Config, loginURL, persona str
 	}
 	return tok, nil
 }
-
 
 func random() string {
 	b := make([]byte, 16)
