@@ -5,7 +5,6 @@ package workflows_test
 // killed with SIGKILL), and the real PostgreSQL grants.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -15,7 +14,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,6 +31,7 @@ import (
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/internal/app"
 	"github.com/oidcflow/oidcflow/internal/app/apptest"
+	"github.com/oidcflow/oidcflow/internal/leakcheck"
 	"github.com/oidcflow/oidcflow/internal/testharness"
 	"github.com/oidcflow/oidcflow/workflows"
 )
@@ -443,13 +442,13 @@ func buildWorker(t *testing.T) string {
 type workerProcess struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *leakcheck.Buffer
 	done chan struct{}
 }
 
 func startWorkerProcess(t *testing.T, st *testharness.Stack, bin, queue, name string) *workerProcess {
 	t.Helper()
-	p := &workerProcess{name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &workerProcess{name: name, out: &leakcheck.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin)
 	p.cmd.Env = append(os.Environ(),
 		"OIDCFLOW_ENV_FILE="+st.EnvFile(),
@@ -486,23 +485,6 @@ func (p *workerProcess) kill(t *testing.T) {
 		t.Errorf("kill worker %s: %v", p.name, err)
 	}
 	<-p.done
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // roleLock holds the advisory lock GrantAccess and RevokeAccess take for a role

@@ -1,7 +1,6 @@
 package conformance_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,24 +30,6 @@ import (
 	"github.com/oidcflow/oidcflow/internal/testharness"
 )
 
-// syncBuffer collects the worker's log output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Register adds the conformance workflows and activities to a worker.
 func Register(r worker.Registry) {
 	registerWorkflows(r)
@@ -67,7 +47,7 @@ func registerWorkflows(r worker.WorkflowRegistry) {
 func TestConformance(t *testing.T) {
 	st := testharness.Load(t)
 	queue := apptest.TaskQueue("conformance")
-	logs := &syncBuffer{}
+	logs := &leakcheck.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	apptest.StartWorker(t, app.WorkerOptions{
 		Env:      apptest.Env(t, st, "OIDCFLOW_TASK_QUEUE", queue),

@@ -19,7 +19,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -67,7 +66,7 @@ func run(duration time.Duration) error {
 	s := &story{ctx: ctx, env: env, cache: cache}
 
 	step("A worker joins the pool (task queue %s): it verifies every identity that arrives", env.String("OIDCFLOW_TASK_QUEUE"))
-	var logs syncBuffer
+	var logs leakcheck.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	w, err := app.NewWorker(ctx, app.WorkerOptions{Env: env, Logger: logger})
 	if err != nil {
@@ -220,24 +219,6 @@ func (s *story) checkNoLeak(w *app.Worker, workflowID, logs string) error {
 	}
 	fmt.Printf("  scanned %d history events and %d bytes of worker logs for 9 tokens: clean\n", len(h.Events), len(logs))
 	return nil
-}
-
-// syncBuffer collects log output from the worker's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // showRole prints the login role as PostgreSQL sees it.

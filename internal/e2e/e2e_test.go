@@ -5,7 +5,6 @@ package e2e_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/internal/config"
+	"github.com/oidcflow/oidcflow/internal/leakcheck"
 	"github.com/oidcflow/oidcflow/internal/testharness"
 	"github.com/oidcflow/oidcflow/workflows"
 )
@@ -150,7 +150,7 @@ type workerProc struct {
 	name string
 	cmd  *exec.Cmd
 	addr string // its HTTP listener (metrics, health)
-	logs *syncBuffer
+	logs *leakcheck.Buffer
 
 	done    chan struct{} // closed when the process has exited
 	exitErr error         // its Wait error, set before done closes
@@ -185,7 +185,7 @@ func startWorkerProc(t *testing.T, st *testharness.Stack, name, queue string, ex
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &workerProc{t: t, name: name, cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
+	p := &workerProc{t: t, name: name, cmd: cmd, logs: &leakcheck.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout = p.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start worker %s: %v", name, err)
@@ -285,24 +285,6 @@ func (p *workerProc) running() bool {
 	default:
 		return true
 	}
-}
-
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func tail(s string, n int) string {

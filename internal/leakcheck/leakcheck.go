@@ -4,11 +4,13 @@
 package leakcheck
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
 	"regexp"
 	"strconv"
+	"sync"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
@@ -105,4 +107,24 @@ func decodePayloads(j string) string {
 		}
 		return `"data": ` + strconv.Quote(string(b))
 	})
+}
+
+// Buffer collects output written from several goroutines (a worker's logs, a process's
+// stderr) for Scan. The zero value is ready to use.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
