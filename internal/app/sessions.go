@@ -34,17 +34,28 @@ type sessions struct {
 	idKey     []byte // MAC key for session ids
 }
 
-func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, c envelope.Contents, holder string) (string, error) {
+func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, c envelope.Contents, holder string) (sessionID string, err error) {
 	sid := tokenstore.NewSessionID()
 	if c.RefreshToken != "" {
 		m := hmac.New(sha256.New, s.idKey)
 		m.Write([]byte(c.RefreshToken))
 		sid = base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 	}
-	if err := s.hold(ctx, sid, holder, true); err != nil {
+	added, err := s.hold(ctx, sid, holder, true)
+	if err != nil {
 		return "", err
 	}
-	_, err := s.store.Create(ctx, tokenstore.Session{
+	defer func() {
+		// A failed deposit leaves no hold behind: the run fails without ending the session,
+		// so a stale holder would keep the session (maybe another person's) from ever being
+		// revoked.
+		if err != nil && added {
+			if _, herr := s.hold(ctx, sid, holder, false); herr != nil {
+				err = errors.Join(err, herr)
+			}
+		}
+	}()
+	_, err = s.store.Create(ctx, tokenstore.Session{
 		ID:       sid,
 		Subject:  id.Subject,
 		Issuer:   id.Issuer,
@@ -87,7 +98,7 @@ func (s *sessions) CurrentIDToken(ctx context.Context, sessionID string) (string
 }
 
 func (s *sessions) End(ctx context.Context, sessionID, holder string) error {
-	if err := s.hold(ctx, sessionID, holder, false); err != nil {
+	if _, err := s.hold(ctx, sessionID, holder, false); err != nil {
 		return err
 	}
 	left, err := s.holders(ctx, sessionID)
@@ -128,16 +139,17 @@ func (s *sessions) holders(ctx context.Context, sid string) (holderList, error) 
 }
 
 // hold adds (or removes) holder in the session's holder list, with check-and-set retries.
-func (s *sessions) hold(ctx context.Context, sid, holder string, add bool) error {
+// changed is false when the list already was as asked.
+func (s *sessions) hold(ctx context.Context, sid, holder string, add bool) (changed bool, err error) {
 	for range 10 {
 		h, err := s.holders(ctx, sid)
 		if err != nil {
-			return err
+			return false, err
 		}
 		has := slices.Contains(h.list, holder)
 		switch {
 		case add && has, !add && !has:
-			return nil
+			return false, nil
 		case add:
 			h.list = append(h.list, holder)
 		default:
@@ -145,13 +157,13 @@ func (s *sessions) hold(ctx context.Context, sid, holder string, add bool) error
 		}
 		_, err = s.kv.Put(ctx, s.prefix+"/"+sid, map[string]any{"holders": h.list}, vault.WithCheckAndSet(h.version))
 		if err == nil {
-			return nil
+			return true, nil
 		}
 		if !isCASError(err) {
-			return fmt.Errorf("app: write holders of session %s: %w", sid, err)
+			return false, fmt.Errorf("app: write holders of session %s: %w", sid, err)
 		}
 	}
-	return fmt.Errorf("app: holders of session %s keep changing; retry: %w", sid, tokenstore.ErrConflict)
+	return false, fmt.Errorf("app: holders of session %s keep changing; retry: %w", sid, tokenstore.ErrConflict)
 }
 
 func isCASError(err error) bool {

@@ -1,0 +1,58 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"testing"
+
+	vault "github.com/hashicorp/vault/api"
+
+	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/interceptors/envelope"
+	"github.com/oidcflow/oidcflow/internal/testharness"
+	"github.com/oidcflow/oidcflow/tokenstore"
+)
+
+// TestDepositRefusedLeavesNoHolder: a deposit of a refresh token already held by another
+// subject is refused, and its holder is not left on that session's holder list (a stale
+// holder would keep the session from ever being revoked).
+func TestDepositRefusedLeavesNoHolder(t *testing.T) {
+	st := testharness.Load(t)
+	ctx := context.Background()
+	cfg := vault.DefaultConfig()
+	cfg.Address = st.Env("VAULT_ADDR")
+	c, err := vault.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetToken(st.Env("VAULT_TOKEN"))
+	mount := st.Env("OIDCFLOW_VAULT_KV_MOUNT")
+	store, err := tokenstore.NewStore(tokenstore.StoreOptions{Client: c, Mount: mount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sessions{store: store, kv: c.KVv2(mount), prefix: "sessions/holders", idKey: []byte(rand.Text())}
+	contents := envelope.Contents{IDToken: "id", AccessToken: "at", RefreshToken: "rt-" + rand.Text()}
+
+	alice := &identity.Identity{Subject: "alice", Issuer: "https://issuer.example"}
+	sid, err := s.Deposit(ctx, alice, contents, "run-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = store.Destroy(ctx, sid)
+		_ = s.kv.DeleteMetadata(ctx, s.prefix+"/"+sid)
+	})
+	mallory := &identity.Identity{Subject: "mallory", Issuer: alice.Issuer}
+	if _, err := s.Deposit(ctx, mallory, contents, "run-m"); !errors.Is(err, identity.ErrUnauthenticated) {
+		t.Fatalf("deposit for another subject: err = %v, want ErrUnauthenticated", err)
+	}
+	h, err := s.holders(ctx, sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.list) != 1 || h.list[0] != "run-a" {
+		t.Errorf("holders = %q, want [run-a]", h.list)
+	}
+}
