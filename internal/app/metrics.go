@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"errors"
-	"time"
 
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
@@ -68,7 +67,9 @@ func (c *countingAuth) End(ctx context.Context, sessionID, holder string) error 
 // is not counted twice; failures are counted around the session store's Fresh calls.
 type refreshCounter struct{ refreshes, failures *metrics.Counter }
 
-func (r *refreshCounter) observe(start, refreshed time.Time, err error) {
+// observe counts err, the outcome of one Fresh call, as a failure unless it is nil or an
+// identity refusal.
+func (r *refreshCounter) observe(err error) {
 	if err != nil && !errors.Is(err, identity.ErrUnauthenticated) {
 		r.failures.Inc()
 	}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	vault "github.com/hashicorp/vault/api"
 
@@ -88,9 +87,8 @@ func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, c envelop
 }
 
 func (s *sessions) CurrentIDToken(ctx context.Context, sessionID string) (string, error) {
-	start := time.Now()
 	sess, err := s.refresher.Fresh(ctx, sessionID)
-	s.counts.observe(start, sess.Refreshed, err)
+	s.counts.observe(err)
 	if err != nil {
 		return "", err
 	}
