@@ -104,16 +104,10 @@ func ParseFile(b []byte) (*File, error) {
 // Claims returns the token claims of p. Empty lists are present as [] so that a removed
 // role shows as an empty list, not a missing claim.
 func Claims(p Persona) map[string]any {
-	nz := func(s []string) []string {
-		if s == nil {
-			return []string{}
-		}
-		return s
-	}
 	return map[string]any{
 		"name": p.DisplayName, "email": p.Email, "email_verified": true,
-		"roles": nz(p.Roles), "permissions": nz(p.Permissions),
-		"department": p.Department, "groups": nz(p.Groups),
+		"roles": nonNil(p.Roles), "permissions": nonNil(p.Permissions),
+		"department": p.Department, "groups": nonNil(p.Groups),
 	}
 }
 
@@ -254,9 +248,8 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		s.acceptLogin(w, r, challenge, req.Subject)
 		return
 	}
-	f, err := s.Personas()
-	if err != nil {
-		s.fail(w, "personas", err)
+	f, ok := s.personas(w)
+	if !ok {
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -265,9 +258,8 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	challenge, name := r.FormValue("login_challenge"), r.FormValue("persona")
-	f, err := s.Personas()
-	if err != nil {
-		s.fail(w, "personas", err)
+	f, ok := s.personas(w)
+	if !ok {
 		return
 	}
 	p, ok := f.Find(name)
@@ -306,9 +298,8 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, "consent request", err)
 		return
 	}
-	f, err := s.Personas()
-	if err != nil {
-		s.fail(w, "personas", err)
+	f, ok := s.personas(w)
+	if !ok {
 		return
 	}
 	p, ok := f.Find(req.Subject)
@@ -382,9 +373,8 @@ func (s *Server) tokenHook(w http.ResponseWriter, r *http.Request) {
 	if sub == "" {
 		sub = req.Session.IDToken.Claims.Subject
 	}
-	f, err := s.Personas()
-	if err != nil {
-		s.fail(w, "personas", err)
+	f, ok := s.personas(w)
+	if !ok {
 		return
 	}
 	p, ok := f.Find(sub)
@@ -400,18 +390,16 @@ func (s *Server) tokenHook(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) adminList(w http.ResponseWriter, r *http.Request) {
-	f, err := s.Personas()
-	if err != nil {
-		s.fail(w, "personas", err)
+	f, ok := s.personas(w)
+	if !ok {
 		return
 	}
 	writeJSON(w, f)
 }
 
 func (s *Server) adminGet(w http.ResponseWriter, r *http.Request) {
-	f, err := s.Personas()
-	if err != nil {
-		s.fail(w, "personas", err)
+	f, ok := s.personas(w)
+	if !ok {
 		return
 	}
 	p, ok := f.Find(r.PathValue("name"))
@@ -424,16 +412,14 @@ func (s *Server) adminGet(w http.ResponseWriter, r *http.Request) {
 
 // adminPut replaces a persona's attributes; its name and subject never change.
 func (s *Server) adminPut(w http.ResponseWriter, r *http.Request) {
-	var in Persona
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&in); err != nil {
-		http.Error(w, "bad persona: "+err.Error(), http.StatusBadRequest)
+	in, ok := decodePersona(w, r)
+	if !ok {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, err := s.Personas()
-	if err != nil {
-		s.fail(w, "personas", err)
+	f, ok := s.personas(w)
+	if !ok {
 		return
 	}
 	name := r.PathValue("name")
@@ -444,9 +430,7 @@ func (s *Server) adminPut(w http.ResponseWriter, r *http.Request) {
 	}
 	in.Name, in.Subject = f.Personas[i].Name, f.Personas[i].Subject
 	f.Personas[i] = in
-	b, _ := json.MarshalIndent(f, "", "  ")
-	if err := s.write(b); err != nil {
-		s.fail(w, "write personas", err)
+	if !s.save(w, f) {
 		return
 	}
 	s.o.Logger.Info("idp: persona changed", "persona", in.Name, "roles", in.Roles, "permissions", in.Permissions, "groups", in.Groups)
@@ -454,9 +438,8 @@ func (s *Server) adminPut(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) adminCreate(w http.ResponseWriter, r *http.Request) {
-	var in Persona
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&in); err != nil {
-		http.Error(w, "bad persona: "+err.Error(), http.StatusBadRequest)
+	in, ok := decodePersona(w, r)
+	if !ok {
 		return
 	}
 	if in.Subject == "" {
@@ -464,9 +447,8 @@ func (s *Server) adminCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, err := s.Personas()
-	if err != nil {
-		s.fail(w, "personas", err)
+	f, ok := s.personas(w)
+	if !ok {
 		return
 	}
 	f.Personas = append(f.Personas, in)
@@ -487,9 +469,8 @@ func (s *Server) adminCreate(w http.ResponseWriter, r *http.Request) {
 func (s *Server) adminDelete(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, err := s.Personas()
-	if err != nil {
-		s.fail(w, "personas", err)
+	f, ok := s.personas(w)
+	if !ok {
 		return
 	}
 	name := r.PathValue("name")
@@ -499,9 +480,7 @@ func (s *Server) adminDelete(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown persona", http.StatusNotFound)
 		return
 	}
-	b, _ := json.MarshalIndent(f, "", "  ")
-	if err := s.write(b); err != nil {
-		s.fail(w, "write personas", err)
+	if !s.save(w, f) {
 		return
 	}
 	s.o.Logger.Info("idp: persona removed", "persona", name)
@@ -546,6 +525,38 @@ func (s *Server) hydra(ctx context.Context, method, path, qk, qv string, body, o
 		return fmt.Errorf("hydra %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b)))
 	}
 	return json.Unmarshal(b, out)
+}
+
+// personas reads the persona file for a handler; on failure it has answered the request.
+func (s *Server) personas(w http.ResponseWriter) (*File, bool) {
+	f, err := s.Personas()
+	if err != nil {
+		s.fail(w, "personas", err)
+		return nil, false
+	}
+	return f, true
+}
+
+// save writes f as the persona file for an admin handler (which holds s.mu); on failure it
+// has answered the request.
+func (s *Server) save(w http.ResponseWriter, f *File) bool {
+	b, _ := json.MarshalIndent(f, "", "  ")
+	if err := s.write(b); err != nil {
+		s.fail(w, "write personas", err)
+		return false
+	}
+	return true
+}
+
+// decodePersona reads a persona from an admin request's body; on failure it has answered
+// the request.
+func decodePersona(w http.ResponseWriter, r *http.Request) (Persona, bool) {
+	var in Persona
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&in); err != nil {
+		http.Error(w, "bad persona: "+err.Error(), http.StatusBadRequest)
+		return Persona{}, false
+	}
+	return in, true
 }
 
 func (s *Server) fail(w http.ResponseWriter, what string, err error) {
