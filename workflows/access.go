@@ -394,24 +394,12 @@ func (w *accessRequest) register(ctx workflow.Context) error {
 		}
 		return nil
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateApprove, w.approve, workflow.UpdateHandlerOptions{
-		Validator: func(_ workflow.Context, in ApproveInput) error {
-			if len(in.Comment) > maxComment {
-				return fmt.Errorf("workflows: comment longer than %d bytes", maxComment)
-			}
-			return open()
-		},
-	}); err != nil {
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateApprove, w.approve,
+		workflow.UpdateHandlerOptions{Validator: validateApprove(open)}); err != nil {
 		return err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateDeny, w.deny, workflow.UpdateHandlerOptions{
-		Validator: func(_ workflow.Context, in DenyInput) error {
-			if in.Comment == "" || len(in.Comment) > maxComment {
-				return fmt.Errorf("workflows: a denial needs a comment (at most %d bytes)", maxComment)
-			}
-			return open()
-		},
-	}); err != nil {
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateDeny, w.deny,
+		workflow.UpdateHandlerOptions{Validator: validateDeny(open)}); err != nil {
 		return err
 	}
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateRevoke, w.revokeUpdate, workflow.UpdateHandlerOptions{

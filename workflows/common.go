@@ -57,6 +57,29 @@ func samePerson(a, b *identity.Identity) bool {
 	return a != nil && b != nil && a.Subject == b.Subject && a.Issuer == b.Issuer
 }
 
+// validateApprove is the validator of an approve update: a comment of at most maxComment
+// bytes, and open() (the request still takes decisions). Like every validator it only
+// rejects; the handler checks who the caller is.
+func validateApprove(open func() error) func(workflow.Context, ApproveInput) error {
+	return func(_ workflow.Context, in ApproveInput) error {
+		if len(in.Comment) > maxComment {
+			return fmt.Errorf("workflows: comment longer than %d bytes", maxComment)
+		}
+		return open()
+	}
+}
+
+// validateDeny is the validator of a deny update: a comment of 1 to maxComment bytes, and
+// open().
+func validateDeny(open func() error) func(workflow.Context, DenyInput) error {
+	return func(_ workflow.Context, in DenyInput) error {
+		if in.Comment == "" || len(in.Comment) > maxComment {
+			return fmt.Errorf("workflows: a denial needs a comment (at most %d bytes)", maxComment)
+		}
+		return open()
+	}
+}
+
 func invalidInput(format string, args ...any) error {
 	return temporal.NewNonRetryableApplicationError("workflows: "+fmt.Sprintf(format, args...), TypeInvalidInput, nil)
 }

@@ -146,24 +146,12 @@ func (w *invoiceApproval) register(ctx workflow.Context) error {
 		}
 		return nil
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateApprove, w.approve, workflow.UpdateHandlerOptions{
-		Validator: func(_ workflow.Context, in ApproveInput) error {
-			if len(in.Comment) > maxComment {
-				return fmt.Errorf("workflows: comment longer than %d bytes", maxComment)
-			}
-			return pending()
-		},
-	}); err != nil {
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateApprove, w.approve,
+		workflow.UpdateHandlerOptions{Validator: validateApprove(pending)}); err != nil {
 		return err
 	}
-	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateDeny, w.deny, workflow.UpdateHandlerOptions{
-		Validator: func(_ workflow.Context, in DenyInput) error {
-			if in.Comment == "" || len(in.Comment) > maxComment {
-				return fmt.Errorf("workflows: a denial needs a comment (at most %d bytes)", maxComment)
-			}
-			return pending()
-		},
-	})
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateDeny, w.deny,
+		workflow.UpdateHandlerOptions{Validator: validateDeny(pending)})
 }
 
 // decide runs the checks every decision shares and records a refusal.
