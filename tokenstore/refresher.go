@@ -284,7 +284,9 @@ func (r *Refresher) refresh(ctx context.Context, id string) (Session, error) {
 			return Session{}, fmt.Errorf("tokenstore: session %s has no refresh token; the person must sign in again: %w", id, identity.ErrReauthRequired)
 		}
 		if s.ClientID != "" && s.ClientID != r.cfg.ClientID {
-			return Session{}, fmt.Errorf("tokenstore: session %s belongs to client %q, this refresher serves %q", id, s.ClientID, r.cfg.ClientID)
+			// No retry changes the client; a re-consent through this pool's client does.
+			return Session{}, fmt.Errorf("tokenstore: session %s belongs to client %q, this refresher serves %q; "+
+				"the person must sign in again through %q: %w", id, s.ClientID, r.cfg.ClientID, r.cfg.ClientID, identity.ErrReauthRequired)
 		}
 		now := r.now()
 		if s.claimOwner != "" && now.Before(s.claimUntil) {

@@ -459,6 +459,21 @@ func TestFreshMissingSessionIsReauthRequired(t *testing.T) {
 	}
 }
 
+// TestFreshOtherClientIsReauthRequired: a session of another client is refused for good,
+// not retried as if it were a transient failure.
+func TestFreshOtherClientIsReauthRequired(t *testing.T) {
+	e := newEnv(t)
+	r := e.refresher(t, func(o *RefresherOptions) { o.OAuth2.ClientID = "other" })
+	s := e.session(t, -time.Second)
+	_, err := e.fresh(r, s.ID)
+	if !errors.Is(err, identity.ErrReauthRequired) {
+		t.Fatalf("err %v", err)
+	}
+	if _, calls := e.idp.stats(); calls != 0 {
+		t.Fatalf("%d calls to the IdP", calls)
+	}
+}
+
 func TestRevoke(t *testing.T) {
 	e := newEnv(t)
 	r := e.refresher(t, nil)
