@@ -33,6 +33,8 @@ func InvoiceApproval(ctx workflow.Context, in InvoiceApprovalInput) (InvoiceAppr
 		return InvoiceApprovalResult{}, invalidInput("currency must be a three-letter code")
 	case len(in.Description) > maxComment || len(in.Vendor) > maxComment:
 		return InvoiceApprovalResult{}, invalidInput("vendor and description are at most %d bytes", maxComment)
+	case cfg.ExpireAfter <= 0:
+		return InvoiceApprovalResult{}, invalidInput("expire_after must be positive")
 	}
 	w := &invoiceApproval{
 		trail:     trail{workflowID: workflow.GetInfo(ctx).WorkflowExecution.ID},

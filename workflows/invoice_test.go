@@ -107,6 +107,8 @@ func TestInvoiceApprovalRejectsBadStarts(t *testing.T) {
 		"zero amount":   {"bob", invoice(0), TypeInvalidInput},
 		"no invoice id": {"bob", InvoiceApprovalInput{AmountCents: 1, Currency: "EUR"}, TypeInvalidInput},
 		"bad currency":  {"bob", InvoiceApprovalInput{InvoiceID: "x", AmountCents: 1, Currency: "EURO"}, TypeInvalidInput},
+		"negative expiry": {"bob", InvoiceApprovalInput{InvoiceID: "x", AmountCents: 1, Currency: "EUR",
+			Config: &InvoiceConfig{ExpireAfter: -time.Hour}}, TypeInvalidInput},
 	} {
 		t.Run(name, func(t *testing.T) {
 			env, _ := newEnv(t, tc.starter)
