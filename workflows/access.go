@@ -131,6 +131,9 @@ func newAccessRequest(ctx workflow.Context, in AccessRequestInput) (*accessReque
 	cfg := DefaultAccessConfig()
 	if in.Config != nil {
 		cfg = in.Config.withDefaults()
+		if err := cfg.tighterThan(DefaultAccessConfig()); err != nil {
+			return nil, err
+		}
 	}
 	switch {
 	case !activities.ValidDatabase(in.Resource):

@@ -108,7 +108,9 @@ type AccessRequestInput struct {
 	Duration time.Duration `json:"duration"`
 	// Reason says why; shown to approvers. Required.
 	Reason string `json:"reason"`
-	// Config routes and times the request. Nil: DefaultAccessConfig().
+	// Config routes and times the request. Nil: DefaultAccessConfig(), the policy; a Config
+	// may only tighten it (more approvers, shorter timers), else the start fails with
+	// TypeLooserRules.
 	Config *AccessConfig `json:"config,omitempty"`
 }
 
@@ -244,7 +246,8 @@ type InvoiceApprovalInput struct {
 	AmountCents int64  `json:"amount_cents"`
 	Currency    string `json:"currency"`
 	Description string `json:"description,omitempty"`
-	// Config sets the rules. Nil: DefaultInvoiceConfig().
+	// Config sets the rules. Nil: DefaultInvoiceConfig(), the policy; a Config may only tighten
+	// it, else the start fails with TypeLooserRules.
 	Config *InvoiceConfig `json:"config,omitempty"`
 }
 

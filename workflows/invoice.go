@@ -23,6 +23,9 @@ func InvoiceApproval(ctx workflow.Context, in InvoiceApprovalInput) (InvoiceAppr
 	cfg := DefaultInvoiceConfig()
 	if in.Config != nil {
 		cfg = in.Config.withDefaults()
+		if err := cfg.tighterThan(DefaultInvoiceConfig()); err != nil {
+			return InvoiceApprovalResult{}, err
+		}
 	}
 	switch {
 	case in.InvoiceID == "" || len(in.InvoiceID) > 100:
