@@ -56,6 +56,11 @@ func (c *clientInterceptor) InterceptClient(next interceptor.ClientOutboundInter
 
 // seal writes an envelope for (workflowID, op) into the outgoing header.
 func (c *clientInterceptor) seal(ctx context.Context, workflowID, op string, withRefresh bool) error {
+	return c.sealAs(ctx, EnvelopeHeader, workflowID, op, withRefresh)
+}
+
+// sealAs is seal under another header key.
+func (c *clientInterceptor) sealAs(ctx context.Context, key, workflowID, op string, withRefresh bool) error {
 	tok, err := c.opts.TokenSource.Token()
 	if err != nil {
 		return fmt.Errorf("interceptors: get the caller's token (run `starter login`): %w", identity.ErrUnauthenticated)
@@ -74,7 +79,7 @@ func (c *clientInterceptor) seal(ctx context.Context, workflowID, op string, wit
 	if err != nil {
 		return err
 	}
-	return setHeader(interceptor.Header(ctx), EnvelopeHeader, sealed)
+	return setHeader(interceptor.Header(ctx), key, sealed)
 }
 
 type clientOutbound struct {
@@ -89,10 +94,13 @@ func (c *clientOutbound) ExecuteWorkflow(ctx context.Context, in *interceptor.Cl
 	return c.Next.ExecuteWorkflow(ctx, in)
 }
 
-// SignalWithStartWorkflow seals for "start": Temporal applies the one header to the start
-// and, when the workflow already runs, to the signal; the worker accepts both.
+// SignalWithStartWorkflow seals twice: for "start" and for the signal, under their own
+// header keys, since Temporal gives the one header to both the start and the signal.
 func (c *clientOutbound) SignalWithStartWorkflow(ctx context.Context, in *interceptor.ClientSignalWithStartWorkflowInput) (client.WorkflowRun, error) {
 	if err := c.root.seal(ctx, in.Options.ID, "start", true); err != nil {
+		return nil, err
+	}
+	if err := c.root.sealAs(ctx, SignalEnvelopeHeader, in.Options.ID, "signal:"+in.SignalName, false); err != nil {
 		return nil, err
 	}
 	return c.Next.SignalWithStartWorkflow(ctx, in)

@@ -13,6 +13,9 @@ const (
 	// EnvelopeHeader carries a sealed envelope ([]byte, JSON payload) on starts, signals,
 	// signal-with-starts and updates.
 	EnvelopeHeader = "oidcflow-envelope"
+	// SignalEnvelopeHeader carries the signal's own envelope on a signal-with-start, whose
+	// one header Temporal gives to both the start and the signal.
+	SignalEnvelopeHeader = "oidcflow-signal-envelope"
 	// SessionHeader carries a session reference on activities, child workflows,
 	// continue-as-new and external signals.
 	SessionHeader = "oidcflow-session"

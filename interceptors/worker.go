@@ -2,6 +2,8 @@ package interceptors
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -279,7 +281,11 @@ func (w *workflowInbound) ExecuteUpdate(ctx workflow.Context, in *interceptor.Up
 func (w *workflowInbound) HandleSignal(ctx workflow.Context, in *interceptor.HandleSignalInput) error {
 	header := interceptor.WorkflowHeader(ctx)
 	p := pendingSignal{ctx: ctx, in: in}
-	hasEnvelope, err := getHeader(header, EnvelopeHeader, &p.sealed)
+	key := EnvelopeHeader
+	if header[SignalEnvelopeHeader] != nil { // a signal-with-start: the other one is the start's
+		key = SignalEnvelopeHeader
+	}
+	hasEnvelope, err := getHeader(header, key, &p.sealed)
 	if err != nil {
 		hasEnvelope, p.sealed = false, nil // delivered without a sender
 	}
@@ -319,11 +325,15 @@ func (w *workflowInbound) signalSender(ctx workflow.Context, p pendingSignal) *i
 	var err error
 	switch {
 	case p.sealed != nil:
+		// An envelope is accepted once per run: a copy taken from history and sent again
+		// does not speak for its sealer a second time.
+		digest := sha256.Sum256(p.sealed)
+		seen := "envelope:" + hex.EncodeToString(digest[:])
 		b := envelope.Binding{Namespace: info.Namespace, WorkflowID: info.WorkflowExecution.ID, Operation: "signal:" + p.in.SignalName}
-		id, err = w.root.la.open(ctx, timeout, b, p.sealed, "")
-		if err != nil { // signal-with-start carries the start envelope
-			b.Operation = "start"
-			id, err = w.root.la.open(ctx, timeout, b, p.sealed, "")
+		if w.state.seen[seen] {
+			err = fmt.Errorf("interceptors: this signal's envelope was used before: %w", ErrBadReference)
+		} else if id, err = w.root.la.open(ctx, timeout, b, p.sealed, ""); err == nil {
+			w.state.seen[seen] = true
 		}
 	case p.ref != nil:
 		target := info.Namespace + "/" + info.WorkflowExecution.ID

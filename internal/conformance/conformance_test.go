@@ -14,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -23,6 +25,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/interceptors"
 	"github.com/oidcflow/oidcflow/internal/app"
 	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/conformance"
@@ -71,7 +74,7 @@ func TestConformance(t *testing.T) {
 	id := "conformance-" + queue
 	ids = append(ids, id, id+"-child")
 	run, err := bob.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue},
-		conformance.WorkflowName, conformance.Input{Pings: 2, Approve: true, ContinueOnce: true})
+		conformance.WorkflowName, conformance.Input{Pings: 3, Approve: true, ContinueOnce: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +109,8 @@ func TestConformance(t *testing.T) {
 	if err := dave.SignalWorkflow(ctx, id, "", conformance.SignalName, "client"); err != nil {
 		t.Fatal(err)
 	}
+	// dave's envelope, copied from history onto a second signal, does not speak for him again.
+	replaySignalEnvelope(ctx, t, st, bob, id)
 	var res conformance.Result
 	if err := run.Get(ctx, &res); err != nil { // follows continue-as-new
 		t.Fatal(err)
@@ -116,7 +121,7 @@ func TestConformance(t *testing.T) {
 		"start:bob", "activity:bob", "local-activity:bob",
 		"child:bob", "child-activity:bob", "child-local-activity:bob",
 		"update:carol", "update-activity:carol", "update-local-activity:carol",
-		"signal-client:dave", "signal-workflow:alice",
+		"signal-client:dave", "signal-workflow:alice", "signal-replayed:<none>",
 		"continued:bob", "continued-activity:bob", "continued-local-activity:bob",
 	}
 	got := slices.Clone(res.Seen)
@@ -195,6 +200,56 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// replaySignalEnvelope copies the envelope of the last signal in the run's history onto a new
+// signal, sent by a client that adds that header as it is.
+func replaySignalEnvelope(ctx context.Context, t *testing.T, st *testharness.Stack, c client.Client, workflowID string) {
+	t.Helper()
+	var copied *commonpb.Payload
+	for deadline := time.Now().Add(30 * time.Second); copied == nil; time.Sleep(200 * time.Millisecond) {
+		for _, e := range history(ctx, t, c, workflowID, "").Events {
+			if a := e.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetInput() != nil {
+				if p := a.GetHeader().GetFields()[interceptors.EnvelopeHeader]; p != nil && string(a.GetInput().Payloads[0].Data) == `"client"` {
+					copied = p
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("dave's signal never showed in history")
+		}
+	}
+	replayer, err := client.DialContext(ctx, client.Options{
+		HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE"),
+		Interceptors: []interceptor.ClientInterceptor{&headerCopier{payload: copied}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replayer.Close()
+	if err := replayer.SignalWorkflow(ctx, workflowID, "", conformance.SignalName, "replayed"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// headerCopier puts a fixed envelope on every signal, as someone who copied it from history.
+type headerCopier struct {
+	interceptor.ClientInterceptorBase
+	payload *commonpb.Payload
+}
+
+func (h *headerCopier) InterceptClient(next interceptor.ClientOutboundInterceptor) interceptor.ClientOutboundInterceptor {
+	return &copierOutbound{ClientOutboundInterceptorBase: interceptor.ClientOutboundInterceptorBase{Next: next}, payload: h.payload}
+}
+
+type copierOutbound struct {
+	interceptor.ClientOutboundInterceptorBase
+	payload *commonpb.Payload
+}
+
+func (c *copierOutbound) SignalWorkflow(ctx context.Context, in *interceptor.ClientSignalWorkflowInput) error {
+	interceptor.Header(ctx)[interceptors.EnvelopeHeader] = c.payload
+	return c.Next.SignalWorkflow(ctx, in)
 }
 
 // history returns every event of one run (the latest when runID is empty).
