@@ -63,7 +63,7 @@ func (c *clientInterceptor) seal(ctx context.Context, workflowID, op string, wit
 func (c *clientInterceptor) sealAs(ctx context.Context, key, workflowID, op string, withRefresh bool) error {
 	tok, err := c.opts.TokenSource.Token()
 	if err != nil {
-		return fmt.Errorf("interceptors: get the caller's token (run `starter login`): %w", identity.ErrUnauthenticated)
+		return fmt.Errorf("interceptors: get the caller's token (if the session expired, run `starter login`): %w", err)
 	}
 	idToken, _ := tok.Extra("id_token").(string)
 	if idToken == "" {
