@@ -89,6 +89,8 @@ type DatabaseActivities struct {
 	DB DB
 	// Logger receives one line per grant/revoke. Default slog.Default().
 	Logger *slog.Logger
+	// Now is the clock for Duration grants. Default time.Now.
+	Now func() time.Time
 }
 
 // Grant describes a just-in-time login role.
@@ -112,7 +114,11 @@ type GrantAccessInput struct {
 	Department string    `json:"department,omitempty"`
 	Database   string    `json:"database"`
 	Access     Access    `json:"access"`
-	ValidUntil time.Time `json:"valid_until"`
+	ValidUntil time.Time `json:"valid_until,omitempty"`
+	// Duration, when set, is how long the access lasts from the role's creation: VALID UNTIL
+	// is set when the role is created and kept by every retry, so a grant delayed by an
+	// outage still lasts its full duration. Set Duration or ValidUntil.
+	Duration time.Duration `json:"duration,omitempty"`
 }
 
 // GrantAccessResult is the result of GrantAccess.
@@ -193,9 +199,17 @@ func (a *DatabaseActivities) GrantAccess(ctx context.Context, in GrantAccessInpu
 	if _, err := requireClaims(ctx, policy); err != nil {
 		return GrantAccessResult{}, err
 	}
-	if in.RequestID == "" || in.Requester == "" || !ValidDatabase(in.Database) || !in.Access.Valid() || in.ValidUntil.IsZero() {
+	if in.RequestID == "" || in.Requester == "" || !ValidDatabase(in.Database) || !in.Access.Valid() ||
+		in.ValidUntil.IsZero() == (in.Duration <= 0) {
 		return GrantAccessResult{}, nonRetryable(TypeInvalidInput,
-			"%v: grant needs request id, requester, database, access read|write and valid until", ErrInvalidInput)
+			"%v: grant needs request id, requester, database, access read|write, and valid until or a duration", ErrInvalidInput)
+	}
+	if in.Duration > 0 {
+		now := time.Now
+		if a.Now != nil {
+			now = a.Now
+		}
+		in.ValidUntil = now().Add(in.Duration) // for a new role; an existing one keeps its own
 	}
 	g := Grant{
 		RoleName:   RoleName(in.RequestID, in.Requester),
@@ -234,6 +248,11 @@ func (a *DatabaseActivities) GrantAccess(ctx context.Context, in GrantAccessInpu
 			created = true
 		case comment != ManagedComment:
 			return nonRetryable(TypeNotManaged, "activities: role %s exists and is not managed by oidcflow", g.RoleName)
+		case in.Duration > 0: // a retry: the access lasts from the role's creation
+			if err := tx.QueryRow(ctx, "SELECT rolvaliduntil FROM pg_roles WHERE rolname = $1", g.RoleName).Scan(&g.ValidUntil); err != nil {
+				return err
+			}
+			g.ValidUntil = g.ValidUntil.UTC()
 		default:
 			if _, err := tx.Exec(ctx, "ALTER ROLE "+role+" VALID UNTIL "+validUntilLiteral(g.ValidUntil)); err != nil {
 				return err

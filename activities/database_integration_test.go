@@ -173,3 +173,38 @@ func TestSweepExpiredAgainstPostgres(t *testing.T) {
 	require.Contains(t, res.Dropped, role)
 	require.False(t, inspectRole(t, ctx, pool, role, GroupRole("demo", AccessWrite)).exists)
 }
+
+// TestGrantDurationCountsFromCreation: with a Duration, VALID UNTIL is set when the role is
+// created; a retry an hour later (a worker that was down) keeps it instead of moving it.
+func TestGrantDurationCountsFromCreation(t *testing.T) {
+	url := postgresURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}))
+	pool, err := pgxpool.New(ctx, url)
+	require.NoError(t, err)
+	defer pool.Close()
+
+	created := time.Now().UTC().Truncate(time.Second)
+	now := created
+	a := &DatabaseActivities{DB: pool, Now: func() time.Time { return now }}
+	requestID := "test-duration-" + created.Format("20060102T150405.000000000")
+	in := GrantAccessInput{RequestID: requestID, Requester: "bob", Department: "engineering",
+		Database: "demo", Access: AccessRead, Duration: 2 * time.Hour}
+	role := RoleName(requestID, "bob")
+	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()) })
+	bobCtx := identity.WithActivity(ctx, bob)
+
+	first, err := a.GrantAccess(bobCtx, in)
+	require.NoError(t, err)
+	require.True(t, first.Created)
+	require.True(t, first.Grant.ValidUntil.Equal(created.Add(2*time.Hour)), "valid until %s", first.Grant.ValidUntil)
+
+	now = created.Add(time.Hour)
+	retry, err := a.GrantAccess(bobCtx, in)
+	require.NoError(t, err)
+	require.False(t, retry.Created)
+	require.True(t, retry.Grant.ValidUntil.Equal(first.Grant.ValidUntil), "a retry moved VALID UNTIL to %s", retry.Grant.ValidUntil)
+	st := inspectRole(t, ctx, pool, role, GroupRole("demo", AccessRead))
+	require.True(t, st.validUntil.Equal(first.Grant.ValidUntil))
+}

@@ -223,7 +223,6 @@ func (w *accessRequest) run(ctx workflow.Context) (AccessRequestResult, error) {
 
 // grantHoldRevoke grants, holds for the duration (or until an early revoke) and revokes.
 func (w *accessRequest) grantHoldRevoke(ctx workflow.Context) (AccessRequestResult, error) {
-	validUntil := workflow.Now(ctx).Add(w.in.Duration)
 	var db *activities.DatabaseActivities
 	var res activities.GrantAccessResult
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, grantOptions), db.GrantAccess,
@@ -233,7 +232,7 @@ func (w *accessRequest) grantHoldRevoke(ctx workflow.Context) (AccessRequestResu
 			Department: w.requester.Department,
 			Database:   w.in.Resource,
 			Access:     w.in.Role,
-			ValidUntil: validUntil,
+			Duration:   w.in.Duration, // counted from the role's creation
 		}).Get(ctx, &res)
 	if err != nil {
 		w.setState(ctx, StateFailed)

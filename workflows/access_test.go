@@ -36,7 +36,7 @@ func mockDB(env *testsuite.TestWorkflowEnvironment, m *dbMock) {
 			m.lastGrant, m.grantAt = in, env.Now()
 			return activities.GrantAccessResult{Created: true, Grant: activities.Grant{
 				RoleName: activities.RoleName(in.RequestID, in.Requester), Database: in.Database,
-				GroupRole: activities.GroupRole(in.Database, in.Access), Access: in.Access, ValidUntil: in.ValidUntil,
+				GroupRole: activities.GroupRole(in.Database, in.Access), Access: in.Access, ValidUntil: env.Now().Add(in.Duration),
 			}}, nil
 		}).Maybe()
 	env.OnActivity(dbAct.RevokeAccess, mock.Anything, mock.Anything).Return(
@@ -103,7 +103,8 @@ func TestAccessRequestApprovedGrantedAndRevokedAtTheEnd(t *testing.T) {
 	require.Equal(t, "bob", m.lastGrant.Requester)
 	require.Equal(t, "engineering", m.lastGrant.Department)
 	require.Equal(t, AccessRead, m.lastGrant.Access)
-	require.WithinDuration(t, start.Add(time.Minute+2*time.Minute), m.lastGrant.ValidUntil, 0)
+	require.Equal(t, 2*time.Minute, m.lastGrant.Duration, "the duration counts from the grant")
+	require.Equal(t, start.Add(time.Minute), m.grantAt, "granted at the approval")
 	require.Equal(t, 2*time.Minute, m.revokeAt.Sub(m.grantAt), "revoked when the duration ends")
 	require.Equal(t, []string{"requested:ok:bob", "approve:ok:carol", "granted:ok", "revoked:ok"}, actions(res.Audit))
 	// The audit trail carries the approver's claims.
@@ -302,7 +303,7 @@ func TestAccessRequestGrantRetriedAfterFailure(t *testing.T) {
 			}
 			m.grants.Add(1)
 			return activities.GrantAccessResult{Grant: activities.Grant{RoleName: activities.RoleName(in.RequestID, in.Requester),
-				ValidUntil: in.ValidUntil}}, nil
+				ValidUntil: env.Now().Add(in.Duration)}}, nil
 		})
 	env.OnActivity(dbAct.RevokeAccess, mock.Anything, mock.Anything).Return(activities.RevokeAccessResult{Dropped: true}, nil).Once()
 	send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
