@@ -21,8 +21,10 @@ import (
 //   - continue: bound to the previous run, which the server records as the continued run;
 //   - signal:<name>: bound to the target workflow and a unique id that the receiver accepts once.
 //
-// A signal's reference also carries the sender's identity (no secrets), under the MAC: the
-// sender's run, and with it its session, may be gone by the time the signal is read.
+// Except on activities, a reference also carries the sender's verified identity (no
+// secrets) under the MAC: a signal's sender may be gone, with its session, by the time the
+// signal is read, and a child or the next run starts from it without a round trip to Vault
+// and the IdP (its activities verify a fresh token as always).
 type reference struct {
 	Version int                `json:"v"`
 	Session string             `json:"sid"`
@@ -31,7 +33,7 @@ type reference struct {
 	Target  string             `json:"to"`   // namespace/workflow id (signals), empty otherwise
 	From    string             `json:"from"` // run id of the sender, or a unique id for signals
 	Owner   bool               `json:"own,omitempty"`
-	Sender  *identity.Identity `json:"id,omitempty"` // signals only
+	Sender  *identity.Identity `json:"id,omitempty"` // all but activities
 	MAC     []byte             `json:"mac"`
 }
 

@@ -373,6 +373,13 @@ func (w *workflowOutbound) attach(ctx workflow.Context, r reference) {
 		return
 	}
 	r.Session, r.Subject = id.SessionID, id.Subject
+	if r.Op != opActivity && r.Sender == nil {
+		// The receiving run starts from the identity verified here, without a round trip to
+		// Vault and the IdP; its activities check a fresh token as always.
+		sender := *id
+		sender.SessionID = ""
+		r.Sender = &sender
+	}
 	w.root.keys.sign(&r)
 	if err := setHeader(interceptor.WorkflowHeader(ctx), SessionHeader, r); err != nil {
 		w.Next.GetLogger(ctx).Warn("session reference not attached", "error", err.Error())
@@ -412,18 +419,11 @@ func (w *workflowOutbound) NewContinueAsNewErrorWithOptions(ctx workflow.Context
 
 func (w *workflowOutbound) signalRef(ctx workflow.Context, workflowID, signalName string) {
 	info := workflow.GetInfo(ctx)
-	id, err := identity.FromWorkflow(ctx)
-	if err != nil {
-		return
-	}
-	sender := *id
-	sender.SessionID = ""
 	w.state.seq++
 	w.attach(ctx, reference{
 		Op:     opSignal + signalName,
 		Target: info.Namespace + "/" + workflowID,
 		From:   fmt.Sprintf("%s/%s/%d", info.WorkflowExecution.ID, info.WorkflowExecution.RunID, w.state.seq),
-		Sender: &sender,
 	})
 }
 
@@ -543,13 +543,17 @@ func (l *localActivities) OidcflowResume(ctx context.Context, in resumeInput) (*
 	if err := l.keys.verify(&in.Ref, in.Op, in.Target, in.From); err != nil {
 		return nil, identity.ApplicationError(err)
 	}
-	if strings.HasPrefix(in.Op, opSignal) { // the sender as it was when it signalled
-		if in.Ref.Sender == nil || in.Ref.Sender.Subject != in.Ref.Subject {
-			return nil, identity.ApplicationError(ErrBadReference)
-		}
-		return in.Ref.Sender, nil
+	if in.Ref.Sender == nil { // references from before identities rode along
+		return l.resumeSession(ctx, in.Ref)
 	}
-	return l.resumeSession(ctx, in.Ref)
+	if in.Ref.Sender.Subject != in.Ref.Subject {
+		return nil, identity.ApplicationError(ErrBadReference)
+	}
+	id := *in.Ref.Sender
+	if !strings.HasPrefix(in.Op, opSignal) { // a child or the next run acts on the session
+		id.SessionID = in.Ref.Session
+	}
+	return &id, nil
 }
 
 // resumeSession loads and verifies the session's current identity; it must still be the
