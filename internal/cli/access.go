@@ -134,6 +134,7 @@ func (r *runner) requestAccess(ctx context.Context, args []string) error {
 	if *id == "" {
 		*id = "access-" + *resource + "-" + randomString()[:12]
 	}
+	r.warnHandedOver(ctx)
 	c, err := r.connect(ctx, true)
 	if err != nil {
 		return err
@@ -368,6 +369,23 @@ func (r *runner) revoke(ctx context.Context, args []string) error {
 		return err
 	}
 	return r.update(ctx, pos[0], workflows.UpdateRevoke, workflows.RevokeInput{Reason: *reason}, "Revoked.")
+}
+
+// warnHandedOver says when this login's refresh token already went to earlier requests:
+// once they have all ended, the token is revoked, and a new request can live only as long
+// as the current access token.
+func (r *runner) warnHandedOver(ctx context.Context) {
+	ts, _, err := r.tokenSource(ctx)
+	if err != nil {
+		return
+	}
+	s, err := ts.Session()
+	if err != nil || s.HandedOver.IsZero() {
+		return
+	}
+	fmt.Fprintf(r.stderr, "starter: note: this login's refresh token went to earlier requests at %s; if they have all "+
+		"ended, this request cannot be kept alive past %s. Run `starter login` first for a long request.\n",
+		s.HandedOver.Local().Format(time.RFC3339), s.Expiry.Local().Format(time.RFC3339))
 }
 
 // reconsent hands a fresh login to a run of yours whose session the IdP stopped refreshing
