@@ -66,12 +66,7 @@ func (a *authenticator) Resume(ctx context.Context, sessionID string) (*identity
 	if err != nil {
 		return nil, err
 	}
-	id, err := a.verify(ctx, raw)
-	if err != nil {
-		return nil, err
-	}
-	id.SessionID = sessionID
-	return id, nil
+	return a.verify(ctx, raw) // the caller names the session
 }
 
 // verify returns a copy of the verified identity, which callers may change: a verifier

@@ -338,12 +338,7 @@ func (w *accessRequest) revoke(ctx workflow.Context) error {
 		}).Get(dctx, nil)
 }
 
-func (w *accessRequest) setState(ctx workflow.Context, s State) {
-	w.state = s
-	if err := workflow.UpsertTypedSearchAttributes(ctx, ApprovalStateKey.ValueSet(string(s))); err != nil {
-		workflow.GetLogger(ctx).Warn("search attribute update failed", "error", err)
-	}
-}
+func (w *accessRequest) setState(ctx workflow.Context, s State) { setState(ctx, &w.state, s) }
 
 func (w *accessRequest) finish(ctx workflow.Context, err error) (AccessRequestResult, error) {
 	w.drain(ctx)

@@ -140,3 +140,11 @@ func (t *trail) drain(ctx workflow.Context) {
 }
 
 func (t *trail) auditCopy() []AuditEntry { return slices.Clone(t.audit) }
+
+// setState records s as the run's state and in its ApprovalState search attribute.
+func setState(ctx workflow.Context, state *State, s State) {
+	*state = s
+	if err := workflow.UpsertTypedSearchAttributes(ctx, ApprovalStateKey.ValueSet(string(s))); err != nil {
+		workflow.GetLogger(ctx).Warn("search attribute update failed", "error", err)
+	}
+}

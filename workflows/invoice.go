@@ -131,12 +131,7 @@ func (w *invoiceApproval) status() InvoiceStatus {
 	}
 }
 
-func (w *invoiceApproval) setState(ctx workflow.Context, s State) {
-	w.state = s
-	if err := workflow.UpsertTypedSearchAttributes(ctx, ApprovalStateKey.ValueSet(string(s))); err != nil {
-		workflow.GetLogger(ctx).Warn("search attribute update failed", "error", err)
-	}
-}
+func (w *invoiceApproval) setState(ctx workflow.Context, s State) { setState(ctx, &w.state, s) }
 
 func (w *invoiceApproval) register(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (InvoiceStatus, error) { return w.status(), nil }); err != nil {
