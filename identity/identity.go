@@ -7,6 +7,7 @@ package identity
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -74,11 +75,32 @@ func WithWorkflow(ctx workflow.Context, id *Identity) workflow.Context {
 	return workflow.WithValue(ctx, ctxKey{}, id)
 }
 
-// WithoutIdentity returns a copy of ctx that carries no identity, for calls that need none:
-// an activity started with it (a notification, say) gets no session reference, so it does
-// not depend on a session that may end before it runs.
-func WithoutIdentity(ctx workflow.Context) workflow.Context {
+// AsPool returns a copy of ctx that carries no person's identity: what a workflow does from
+// it runs under the worker pool's own authority. An activity scheduled from it carries a pool
+// reference (bound to the scheduling run, under a key only the pool holds) instead of a
+// person's session, so it never depends on a session that may have ended or been revoked:
+// notifications, revocations, sweeps. Only the pool's own workflow code can mint such a
+// reference; a task that carries neither kind is refused before any activity code runs.
+func AsPool(ctx workflow.Context) workflow.Context {
 	return workflow.WithValue(ctx, ctxKey{}, (*Identity)(nil))
+}
+
+type poolKey struct{}
+
+// WithPool returns a copy of ctx that marks an activity as running under the pool's own
+// authority. The activity interceptor calls it after checking the task's pool reference.
+func WithPool(ctx context.Context) context.Context {
+	return context.WithValue(ctx, poolKey{}, true)
+}
+
+// RequirePool returns nil when the activity runs under the pool's own authority (scheduled
+// from AsPool by one of the pool's workflows), else ErrUnauthenticated. Activities that
+// only the pool may run (revocation, sweeps) start with it.
+func RequirePool(ctx context.Context) error {
+	if ok, _ := ctx.Value(poolKey{}).(bool); ok {
+		return nil
+	}
+	return fmt.Errorf("identity: this activity runs only under the worker pool's own authority: %w", ErrUnauthenticated)
 }
 
 // FromWorkflow returns the verified identity of whoever drives the current operation: the

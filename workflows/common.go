@@ -116,9 +116,9 @@ func (t *trail) record(ctx workflow.Context, action string, actor *identity.Iden
 // at the end (drain), and never fails because of it.
 func (t *trail) notify(ctx workflow.Context, audience, event, text string) {
 	t.notifications++
-	// Notifications need no identity; without one they do not depend on a caller's session,
-	// which ends with the update that sent them.
-	workflow.Go(identity.WithoutIdentity(ctx), func(gctx workflow.Context) {
+	// Notifications run under the pool's authority: they do not depend on a caller's
+	// session, which ends with the update that sent them.
+	workflow.Go(identity.AsPool(ctx), func(gctx workflow.Context) {
 		defer func() { t.notifications-- }()
 		var n *activities.NotifyActivities
 		actx := workflow.WithActivityOptions(gctx, notifyOptions)
