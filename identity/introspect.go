@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // verifyOpaque verifies an access token that is not a JWT: by introspection (RFC 7662) when
@@ -54,7 +55,7 @@ func (v *Verifier) introspect(ctx context.Context, raw string) (*Identity, error
 	if _, ok := c["iss"]; !ok {
 		c["iss"] = v.issuer // RFC 7662 makes iss optional; the answer comes from our IdP.
 	}
-	return v.checkClaims(kindAccess, c, false)
+	return v.checkClaims(kindAccess, c, false, time.Time{})
 }
 
 // userinfo calls the userinfo endpoint with the token. The answer proves the token is

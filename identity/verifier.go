@@ -327,6 +327,27 @@ func (v *Verifier) VerifyAccessToken(ctx context.Context, raw string) (*Identity
 	return v.verifyCached(ctx, kindAccess, raw)
 }
 
+// VerifyIDTokenAt is VerifyIDToken with exp, nbf and iat judged at `at` instead of the
+// clock: for an operation that the server recorded at `at` and that then waited for a worker.
+// It neither reads nor fills the verified-token cache, whose entries are judged by the clock.
+func (v *Verifier) VerifyIDTokenAt(ctx context.Context, raw string, at time.Time) (*Identity, error) {
+	if len(raw) > v.maxSize { // check:size-at
+		return nil, malformed("token is %d bytes, more than the %d-byte cap (VerifierOptions.MaxTokenSize); check that a token, not some other value, is sent", len(raw), v.maxSize)
+	}
+	if at.IsZero() {
+		return nil, invalid("no verification time given")
+	}
+	return v.verifyJWT(context.WithValue(ctx, atKey{}, at), kindID, raw)
+}
+
+// atKey carries VerifyIDTokenAt's time through verifyJWT.
+type atKey struct{}
+
+func atFrom(ctx context.Context) time.Time {
+	at, _ := ctx.Value(atKey{}).(time.Time)
+	return at
+}
+
 func (v *Verifier) verifyCached(ctx context.Context, kind byte, raw string) (*Identity, error) {
 	if len(raw) > v.maxSize { // check:size
 		return nil, malformed("token is %d bytes, more than the %d-byte cap (VerifierOptions.MaxTokenSize); check that a token, not some other value, is sent", len(raw), v.maxSize)
@@ -399,7 +420,7 @@ func (v *Verifier) verifyJWT(ctx context.Context, kind byte, raw string) (*Ident
 	if err != nil {
 		return nil, err
 	}
-	return v.checkClaims(kind, c, true)
+	return v.checkClaims(kind, c, true, atFrom(ctx))
 }
 
 // jsonRaw receives a token's payload bytes unchanged.
@@ -409,7 +430,7 @@ func (j *jsonRaw) UnmarshalJSON(b []byte) error { *j = append((*j)[:0], b...); r
 
 // checkClaims applies the registered-claim rules to a verified payload (or an
 // introspection response, where requireIat is false) and maps the rest.
-func (v *Verifier) checkClaims(kind byte, c claimSet, requireIat bool) (*Identity, error) {
+func (v *Verifier) checkClaims(kind byte, c claimSet, requireIat bool, at time.Time) (*Identity, error) {
 	iss, _, err := c.str("iss")
 	if err != nil {
 		return nil, err
@@ -436,7 +457,7 @@ func (v *Verifier) checkClaims(kind byte, c claimSet, requireIat bool) (*Identit
 			return nil, err
 		}
 	}
-	if err := v.checkTimes(c, requireIat); err != nil {
+	if err := v.checkTimes(c, requireIat, at); err != nil {
 		return nil, err
 	}
 	id := MapClaims(c, v.claims, v.opts.Hierarchy)
@@ -522,10 +543,13 @@ func (v *Verifier) checkAccessAudience(c claimSet, aud []string, id *Identity) e
 	return nil
 }
 
-// checkTimes checks exp (required), nbf and iat (required when requireIat) against the clock
-// with the leeway (RFC 7519 sections 4.1.4-4.1.6).
-func (v *Verifier) checkTimes(c claimSet, requireIat bool) error {
-	now := v.now()
+// checkTimes checks exp (required), nbf and iat (required when requireIat) against the clock,
+// or against `at` when it is set, with the leeway (RFC 7519 sections 4.1.4-4.1.6).
+func (v *Verifier) checkTimes(c claimSet, requireIat bool, at time.Time) error {
+	now := at
+	if now.IsZero() {
+		now = v.now()
+	}
 	exp, hasExp, err := c.time("exp")
 	if err != nil {
 		return err

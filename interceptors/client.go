@@ -54,13 +54,19 @@ func (c *clientInterceptor) InterceptClient(next interceptor.ClientOutboundInter
 	return &clientOutbound{ClientOutboundInterceptorBase: interceptor.ClientOutboundInterceptorBase{Next: next}, root: c}
 }
 
-// seal writes an envelope for (workflowID, op) into the outgoing header.
-func (c *clientInterceptor) seal(ctx context.Context, workflowID, op string, withRefresh bool) error {
-	return c.sealAs(ctx, EnvelopeHeader, workflowID, op, withRefresh)
+// sealed names what an envelope is sealed for.
+type sealed struct {
+	header     string // EnvelopeHeader, or SignalEnvelopeHeader on a signal-with-start
+	workflowID string
+	runID      string // "" when the caller does not name a run (a start)
+	op         string
+	name       string // workflow type, update or signal name
+	args       []any
+	refresh    bool // hand over the refresh token too
 }
 
-// sealAs is seal under another header key.
-func (c *clientInterceptor) sealAs(ctx context.Context, key, workflowID, op string, withRefresh bool) error {
+// seal writes an envelope for s into the outgoing header.
+func (c *clientInterceptor) seal(ctx context.Context, s sealed) error {
 	tok, err := c.opts.TokenSource.Token()
 	if err != nil {
 		return fmt.Errorf("interceptors: get the caller's token (if the session expired, run `starter login`): %w", err)
@@ -70,16 +76,21 @@ func (c *clientInterceptor) sealAs(ctx context.Context, key, workflowID, op stri
 		return fmt.Errorf("interceptors: the caller's token has no id_token; request the openid scope: %w",
 			identity.ErrUnauthenticated)
 	}
-	contents := envelope.Contents{IDToken: idToken, AccessToken: tok.AccessToken, Expiry: tok.Expiry}
-	if withRefresh && !c.opts.OmitRefreshToken {
-		contents.RefreshToken = tok.RefreshToken
-	}
-	b := envelope.Binding{Namespace: c.opts.Namespace, WorkflowID: workflowID, Operation: op}
-	sealed, err := envelope.Seal(c.opts.PublicKey, b, contents)
+	digest, err := InputDigest(s.name, s.args...)
 	if err != nil {
 		return err
 	}
-	return setHeader(interceptor.Header(ctx), key, sealed)
+	contents := envelope.Contents{IDToken: idToken, AccessToken: tok.AccessToken, Expiry: tok.Expiry,
+		RunID: s.runID, InputDigest: digest}
+	if s.refresh && !c.opts.OmitRefreshToken {
+		contents.RefreshToken = tok.RefreshToken
+	}
+	b := envelope.Binding{Namespace: c.opts.Namespace, WorkflowID: s.workflowID, Operation: s.op}
+	env, err := envelope.Seal(c.opts.PublicKey, b, contents)
+	if err != nil {
+		return err
+	}
+	return setHeader(interceptor.Header(ctx), s.header, env)
 }
 
 type clientOutbound struct {
@@ -88,7 +99,8 @@ type clientOutbound struct {
 }
 
 func (c *clientOutbound) ExecuteWorkflow(ctx context.Context, in *interceptor.ClientExecuteWorkflowInput) (client.WorkflowRun, error) {
-	if err := c.root.seal(ctx, in.Options.ID, "start", true); err != nil {
+	if err := c.root.seal(ctx, sealed{header: EnvelopeHeader, workflowID: in.Options.ID, op: envelope.OpStart,
+		name: in.WorkflowType, args: in.Args, refresh: true}); err != nil {
 		return nil, err
 	}
 	return c.Next.ExecuteWorkflow(ctx, in)
@@ -97,25 +109,35 @@ func (c *clientOutbound) ExecuteWorkflow(ctx context.Context, in *interceptor.Cl
 // SignalWithStartWorkflow seals twice: for "start" and for the signal, under their own
 // header keys, since Temporal gives the one header to both the start and the signal.
 func (c *clientOutbound) SignalWithStartWorkflow(ctx context.Context, in *interceptor.ClientSignalWithStartWorkflowInput) (client.WorkflowRun, error) {
-	if err := c.root.seal(ctx, in.Options.ID, "start", true); err != nil {
+	if err := c.root.seal(ctx, sealed{header: EnvelopeHeader, workflowID: in.Options.ID, op: envelope.OpStart,
+		name: in.WorkflowType, args: in.Args, refresh: true}); err != nil {
 		return nil, err
 	}
-	if err := c.root.sealAs(ctx, SignalEnvelopeHeader, in.Options.ID, "signal:"+in.SignalName, false); err != nil {
+	if err := c.root.seal(ctx, sealed{header: SignalEnvelopeHeader, workflowID: in.Options.ID,
+		op: envelope.SignalOp(in.SignalName), name: in.SignalName, args: []any{in.SignalArg}}); err != nil {
 		return nil, err
 	}
 	return c.Next.SignalWithStartWorkflow(ctx, in)
 }
 
+// SignalWorkflow seals for the run the caller names; name one (RunID) so that a copy cannot
+// be sent to a later run of the workflow.
 func (c *clientOutbound) SignalWorkflow(ctx context.Context, in *interceptor.ClientSignalWorkflowInput) error {
-	if err := c.root.seal(ctx, in.WorkflowID, "signal:"+in.SignalName, false); err != nil {
+	if err := c.root.seal(ctx, sealed{header: EnvelopeHeader, workflowID: in.WorkflowID, runID: in.RunID,
+		op: envelope.SignalOp(in.SignalName), name: in.SignalName, args: []any{in.Arg}}); err != nil {
 		return err
 	}
 	return c.Next.SignalWorkflow(ctx, in)
 }
 
+// UpdateWorkflow seals for the run the caller names (UpdateWorkflowOptions.RunID): an update
+// bound to its run may wait for a worker up to the pool's MaxBacklog; one that names no run
+// must be accepted within its MaxAge.
 func (c *clientOutbound) UpdateWorkflow(ctx context.Context, in *interceptor.ClientUpdateWorkflowInput) (client.WorkflowUpdateHandle, error) {
 	// Only a re-consent hands the worker a new refresh token.
-	if err := c.root.seal(ctx, in.WorkflowID, "update:"+in.UpdateName, in.UpdateName == ReconsentUpdate); err != nil {
+	if err := c.root.seal(ctx, sealed{header: EnvelopeHeader, workflowID: in.WorkflowID, runID: in.RunID,
+		op: envelope.UpdateOp(in.UpdateName), name: in.UpdateName, args: in.Args,
+		refresh: in.UpdateName == ReconsentUpdate}); err != nil {
 		return nil, err
 	}
 	return c.Next.UpdateWorkflow(ctx, in)

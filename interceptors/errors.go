@@ -19,6 +19,27 @@ var (
 	ErrBadReference = fmt.Errorf("interceptors: session reference does not check out "+
 		"(copied from another workflow, or sealed by a worker with other keys): %w", identity.ErrUnauthenticated)
 
+	// ErrNoReference: an activity task that carries no reference at all. Only the pool's own
+	// workflows schedule activities that it runs; a task scheduled by any other workflow (a
+	// plain SDK client's, say) is refused before any activity code runs.
+	ErrNoReference = fmt.Errorf("interceptors: activity task carries no reference; only workflows run "+
+		"by this worker pool may schedule activities on its task queue: %w", identity.ErrUnauthenticated)
+	// ErrReplayedEnvelope: an envelope this run (or the pool) honoured before.
+	ErrReplayedEnvelope = fmt.Errorf("interceptors: this envelope was used before; every start, update "+
+		"and signal needs an envelope of its own (headers copied from history are refused): %w", identity.ErrUnauthenticated)
+	// ErrLegacyEnvelope: an envelope of format 1, which commits to no run, input or time.
+	ErrLegacyEnvelope = fmt.Errorf("interceptors: envelope format 1 is no longer honoured for new operations; "+
+		"upgrade the client to this release: %w", identity.ErrUnauthenticated)
+	// ErrOtherRun: an envelope sealed for another run of the workflow.
+	ErrOtherRun = fmt.Errorf("interceptors: the envelope was sealed for another run of this workflow "+
+		"(look at the workflow's current run and send the request again): %w", identity.ErrUnauthenticated)
+	// ErrInputChanged: an envelope sealed for other arguments than the ones that arrived.
+	ErrInputChanged = fmt.Errorf("interceptors: the envelope was sealed for other arguments than the ones "+
+		"that arrived (copied onto another request?): %w", identity.ErrUnauthenticated)
+	// ErrStaleEnvelope: an envelope too old for the time the server recorded the operation.
+	ErrStaleEnvelope = fmt.Errorf("interceptors: the envelope is too old for the operation it arrived with; "+
+		"send the request again: %w", identity.ErrUnauthenticated)
+
 	errOversized       = fmt.Errorf("oversized header: %w", identity.ErrUnauthenticated)
 	errMalformedHeader = fmt.Errorf("malformed header: %w", identity.ErrUnauthenticated)
 )

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -27,6 +29,7 @@ type fakeAuth struct {
 	sessions map[string]*identity.Identity
 	ended    []string
 	resumes  int
+	spent    map[string]string
 }
 
 type fakeSealed struct {
@@ -43,11 +46,12 @@ func seal(t *testing.T, id identity.Identity, b envelope.Binding) []byte {
 	return raw
 }
 
-func (f *fakeAuth) Open(_ context.Context, b envelope.Binding, sealed []byte, holder string) (*identity.Identity, error) {
+func (f *fakeAuth) Open(_ context.Context, op Operation, sealed []byte) (*identity.Identity, error) {
 	var s fakeSealed
 	if err := json.Unmarshal(sealed, &s); err != nil {
 		return nil, envelope.ErrMalformed
 	}
+	b, holder := op.Binding, op.Holder
 	if s.Binding != b {
 		return nil, envelope.ErrOpen
 	}
@@ -71,6 +75,19 @@ func (f *fakeAuth) Resume(_ context.Context, sid string) (*identity.Identity, er
 	}
 	c := *id
 	return &c, nil
+}
+
+func (f *fakeAuth) Spend(_ context.Context, id, owner string, _ time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.spent == nil {
+		f.spent = map[string]string{}
+	}
+	if o, ok := f.spent[id]; ok && o != owner {
+		return ErrReplayedEnvelope
+	}
+	f.spent[id] = owner
+	return nil
 }
 
 func (f *fakeAuth) End(_ context.Context, sid, _ string) error {
@@ -210,11 +227,11 @@ func TestReferenceMAC(t *testing.T) {
 	old, _ := newMACKeys([][]byte{[]byte("ffffffffffffffffffffffffffffffff")})
 	good := reference{Session: "s1", Subject: "bob", Op: opChild, From: "run-1"}
 	keys.sign(&good)
-	if err := keys.verify(&good, opChild, "", "run-1"); err != nil {
+	if err := keys.verify(&good, opChild, "run-1"); err != nil {
 		t.Fatalf("valid reference refused: %v", err)
 	}
 	rotated, _ := newMACKeys([][]byte{[]byte("ffffffffffffffffffffffffffffffff"), secret})
-	if err := rotated.verify(&good, opChild, "", "run-1"); err != nil {
+	if err := rotated.verify(&good, opChild, "run-1"); err != nil {
 		t.Fatalf("reference signed with the previous key refused: %v", err)
 	}
 	for name, mutate := range map[string]func(r *reference){
@@ -224,26 +241,111 @@ func TestReferenceMAC(t *testing.T) {
 		"sender":    func(r *reference) { r.Sender = &identity.Identity{Subject: "alice"} },
 		"mac":       func(r *reference) { r.MAC[0] ^= 1 },
 		"no mac":    func(r *reference) { r.MAC = nil },
-		"version":   func(r *reference) { r.Version = 2 },
+		"version":   func(r *reference) { r.Version = 3 },
+		"target":    func(r *reference) { r.Target = "ns/wf" },
+		"digest":    func(r *reference) { r.Digest = "00" },
+		"expires":   func(r *reference) { r.Expires = 1 },
 		"other key": func(r *reference) { old.sign(r) },
 	} {
 		r := good
 		r.MAC = append([]byte(nil), good.MAC...)
 		mutate(&r)
-		if err := keys.verify(&r, opChild, "", "run-1"); !errors.Is(err, ErrBadReference) {
+		if err := keys.verify(&r, opChild, "run-1"); !errors.Is(err, ErrBadReference) {
 			t.Errorf("%s changed: got %v, want ErrBadReference", name, err)
 		}
 	}
-	for name, want := range map[string][3]string{
-		"op":     {opContinue, "", "run-1"},
-		"target": {opChild, "ns/wf", "run-1"},
-		"from":   {opChild, "", "run-2"},
+	for name, want := range map[string][2]string{
+		"op":   {opContinue, "run-1"},
+		"from": {opChild, "run-2"},
 	} {
-		if err := keys.verify(&good, want[0], want[1], want[2]); !errors.Is(err, ErrBadReference) {
+		if err := keys.verify(&good, want[0], want[1]); !errors.Is(err, ErrBadReference) {
 			t.Errorf("other %s accepted", name)
 		}
 	}
 	if _, err := newMACKeys([][]byte{[]byte("short")}); err == nil {
 		t.Error("a short secret was accepted")
+	}
+}
+
+// TestActivityTaskNeedsAReference: an activity task that carries no reference (scheduled by a
+// workflow that does not run on the pool, say) is refused before the activity runs.
+func TestActivityTaskNeedsAReference(t *testing.T) {
+	wi, err := NewWorkerInterceptor(WorkerOptions{Authenticator: &fakeAuth{}, PropagationSecrets: [][]byte{secret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{wi}})
+	ran := false
+	env.RegisterActivityWithOptions(func(context.Context) error { ran = true; return nil },
+		activity.RegisterOptions{Name: "EndSession"})
+	_, err = env.ExecuteActivity("EndSession")
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || !appErr.NonRetryable() || appErr.Type() != identity.TypeUnauthenticated {
+		t.Fatalf("want a non-retryable %s, got %v", identity.TypeUnauthenticated, err)
+	}
+	if ran {
+		t.Fatal("the activity ran")
+	}
+}
+
+func poolOnly(ctx context.Context) (string, error) {
+	if err := identity.RequirePool(ctx); err != nil {
+		return "", identity.ApplicationError(err)
+	}
+	if _, err := identity.FromActivity(ctx); err == nil {
+		return "", errors.New("a person's identity under the pool's authority")
+	}
+	return "pool", nil
+}
+
+func asPool(ctx workflow.Context) (string, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute})
+	var out string
+	if err := workflow.ExecuteActivity(identity.AsPool(ctx), poolOnly).Get(ctx, &out); err != nil {
+		return "", err
+	}
+	// From the person's context, the pool-only activity is refused.
+	err := workflow.ExecuteActivity(ctx, poolOnly).Get(ctx, nil)
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != identity.TypeUnauthenticated {
+		return "", fmt.Errorf("a person's context ran a pool-only activity: %v", err)
+	}
+	return out, nil
+}
+
+func TestPoolAuthority(t *testing.T) {
+	env := newEnv(t, &fakeAuth{sessions: map[string]*identity.Identity{}})
+	env.RegisterWorkflow(asPool)
+	env.RegisterActivity(poolOnly)
+	startHeader(t, env, identity.Identity{Subject: "bob", Issuer: "https://idp"}, "default-test-workflow-id")
+	env.ExecuteWorkflow(asPool)
+	var out string
+	if err := env.GetWorkflowResult(&out); err != nil || out != "pool" {
+		t.Fatalf("got %q, %v", out, err)
+	}
+}
+
+func TestPoolReferenceIsBoundToRunAndActivityType(t *testing.T) {
+	keys, _ := newMACKeys([][]byte{secret})
+	r := reference{Op: opPool + "RevokeAccess", From: "run-1"}
+	keys.sign(&r)
+	if err := keys.verify(&r, opPool+"RevokeAccess", "run-1"); err != nil {
+		t.Fatalf("valid pool reference refused: %v", err)
+	}
+	for name, c := range map[string][2]string{
+		"other run":      {opPool + "RevokeAccess", "run-2"},
+		"other activity": {opPool + "EndSession", "run-1"},
+	} {
+		if err := keys.verify(&r, c[0], c[1]); !errors.Is(err, ErrBadReference) {
+			t.Errorf("%s: got %v", name, err)
+		}
+	}
+	withSession := r
+	withSession.Session = "s1"
+	keys.sign(&withSession)
+	if err := keys.verify(&withSession, opPool+"RevokeAccess", "run-1"); !errors.Is(err, ErrBadReference) {
+		t.Errorf("a pool reference naming a session was accepted")
 	}
 }

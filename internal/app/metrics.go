@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"time"
 
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/interceptors"
-	"github.com/oidcflow/oidcflow/interceptors/envelope"
 	"github.com/oidcflow/oidcflow/internal/metrics"
 )
 
@@ -46,8 +46,8 @@ func (c *countingAuth) count(err error) {
 	}
 }
 
-func (c *countingAuth) Open(ctx context.Context, b envelope.Binding, sealed []byte, holder string) (*identity.Identity, error) {
-	id, err := c.next.Open(ctx, b, sealed, holder)
+func (c *countingAuth) Open(ctx context.Context, op interceptors.Operation, sealed []byte) (*identity.Identity, error) {
+	id, err := c.next.Open(ctx, op, sealed)
 	c.count(err)
 	return id, err
 }
@@ -60,6 +60,14 @@ func (c *countingAuth) Resume(ctx context.Context, sessionID string) (*identity.
 
 func (c *countingAuth) End(ctx context.Context, sessionID, holder string) error {
 	return c.next.End(ctx, sessionID, holder)
+}
+
+func (c *countingAuth) Spend(ctx context.Context, id, owner string, until time.Time) error {
+	err := c.next.Spend(ctx, id, owner, until)
+	if err != nil {
+		c.count(err)
+	}
+	return err
 }
 
 // refreshCounter counts refreshes: the refresher reports each one it made at the IdP

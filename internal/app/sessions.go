@@ -11,9 +11,9 @@ import (
 	"strings"
 
 	vault "github.com/hashicorp/vault/api"
+	"golang.org/x/oauth2"
 
 	"github.com/oidcflow/oidcflow/identity"
-	"github.com/oidcflow/oidcflow/interceptors/envelope"
 	"github.com/oidcflow/oidcflow/tokenstore"
 )
 
@@ -33,11 +33,12 @@ type sessions struct {
 	idKey     []byte // MAC key for session ids
 }
 
-func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, c envelope.Contents, holder string) (sessionID string, err error) {
+func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, tok *oauth2.Token, holder string) (sessionID string, err error) {
+	idToken, _ := tok.Extra("id_token").(string)
 	sid := tokenstore.NewSessionID()
-	if c.RefreshToken != "" {
+	if tok.RefreshToken != "" {
 		m := hmac.New(sha256.New, s.idKey)
-		m.Write([]byte(c.RefreshToken))
+		m.Write([]byte(tok.RefreshToken))
 		sid = base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 	}
 	added, err := s.hold(ctx, sid, holder, true)
@@ -62,11 +63,11 @@ func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, c envelop
 		ClientID: id.ClientID,
 		// The refresh check (OIDC Core 12.2) compares the refreshed azp with the original.
 		AuthorizedParty: id.ClientID,
-		AccessToken:     c.AccessToken,
-		IDToken:         c.IDToken,
-		RefreshToken:    c.RefreshToken,
+		AccessToken:     tok.AccessToken,
+		IDToken:         idToken,
+		RefreshToken:    tok.RefreshToken,
 		TokenType:       "Bearer",
-		Expiry:          c.Expiry,
+		Expiry:          tok.Expiry,
 	})
 	if errors.Is(err, tokenstore.ErrConflict) {
 		// Another run deposited this refresh token first: share its session, which may

@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	vault "github.com/hashicorp/vault/api"
+	"golang.org/x/oauth2"
 
 	"github.com/oidcflow/oidcflow/identity"
-	"github.com/oidcflow/oidcflow/interceptors/envelope"
 	"github.com/oidcflow/oidcflow/internal/testharness"
 	"github.com/oidcflow/oidcflow/tokenstore"
 )
@@ -33,7 +33,7 @@ func TestDepositRefusedLeavesNoHolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &sessions{store: store, kv: c.KVv2(mount), prefix: "sessions/holders", idKey: []byte(rand.Text())}
-	contents := envelope.Contents{IDToken: "id", AccessToken: "at", RefreshToken: "rt-" + rand.Text()}
+	contents := (&oauth2.Token{AccessToken: "at", RefreshToken: "rt-" + rand.Text()}).WithExtra(map[string]any{"id_token": "id"})
 
 	alice := &identity.Identity{Subject: "alice", Issuer: "https://issuer.example"}
 	sid, err := s.Deposit(ctx, alice, contents, "run-a")

@@ -139,7 +139,7 @@ func (r *run) run(ctx workflow.Context, in Input) (Result, error) {
 	for range in.Pings {
 		var from string
 		ch.Receive(ctx, &from)
-		r.record("signal-"+from, interceptors.SignalSender(ctx, SignalName))
+		r.record("signal-"+from, interceptors.SignalSender(ctx, SignalName, from))
 	}
 
 	if in.ContinueOnce {

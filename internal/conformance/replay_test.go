@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/interceptors"
-	"github.com/oidcflow/oidcflow/interceptors/envelope"
 )
 
 // offline fails every call: replay must never need the network, Vault or the IdP.
@@ -23,7 +23,7 @@ type offline struct{ t *testing.T }
 
 var errOffline = errors.New("offline: replay tried to reach Vault or the IdP")
 
-func (o offline) Open(context.Context, envelope.Binding, []byte, string) (*identity.Identity, error) {
+func (o offline) Open(context.Context, interceptors.Operation, []byte) (*identity.Identity, error) {
 	o.t.Error(errOffline)
 	return nil, errOffline
 }
@@ -34,6 +34,11 @@ func (o offline) Resume(context.Context, string) (*identity.Identity, error) {
 }
 
 func (o offline) End(context.Context, string, string) error {
+	o.t.Error(errOffline)
+	return errOffline
+}
+
+func (o offline) Spend(context.Context, string, string, time.Time) error {
 	o.t.Error(errOffline)
 	return errOffline
 }

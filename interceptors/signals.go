@@ -1,0 +1,158 @@
+package interceptors
+
+import (
+	"encoding/hex"
+	"fmt"
+
+	"go.temporal.io/sdk/interceptor"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/interceptors/envelope"
+)
+
+// maxUnclaimedSenders bounds the senders kept per signal name that workflow code has not
+// asked about; the oldest are dropped first.
+const maxUnclaimedSenders = 256
+
+// sentSignal is a delivered signal's verified sender (nil: none) and the digest of its
+// arguments, which is how SignalSender finds it.
+type sentSignal struct {
+	digest string
+	sender *identity.Identity
+}
+
+type pendingSignal struct {
+	ctx     workflow.Context
+	in      *interceptor.HandleSignalInput
+	digest  []byte
+	sealed  []byte
+	withSWS bool // the envelope rode on a signal-with-start
+	ref     *reference
+}
+
+// SignalSender returns the verified identity of whoever sent a delivered signal of that name
+// whose argument is value (the value workflow code received from the signal channel), or nil
+// when it carried none or its identity did not verify. Each delivered signal answers once,
+// oldest first among signals with equal arguments, so call it once after each receive. A
+// signal whose arguments could not be decoded never answers for another one: senders are
+// matched by a digest of the arguments, not by arrival order.
+func SignalSender(ctx workflow.Context, signalName string, value any) *identity.Identity {
+	st := stateOf(ctx)
+	if st == nil {
+		return nil
+	}
+	d, err := InputDigest(signalName, value)
+	if err != nil {
+		return nil
+	}
+	want := hex.EncodeToString(d)
+	list := st.senders[signalName]
+	for i, s := range list {
+		if s.digest == want {
+			st.senders[signalName] = append(list[:i:i], list[i+1:]...)
+			return s.sender
+		}
+	}
+	return nil
+}
+
+// HandleSignal queues a signal that carries an identity; deliverSignals verifies and
+// delivers queued signals in arrival order. HandleSignal itself may not block.
+func (w *workflowInbound) HandleSignal(ctx workflow.Context, in *interceptor.HandleSignalInput) error {
+	header := interceptor.WorkflowHeader(ctx)
+	p := pendingSignal{ctx: ctx, in: in}
+	p.digest, _ = payloadDigest(in.SignalName, in.Arg.GetPayloads()) // undecodable: matches nothing
+	key := EnvelopeHeader
+	if header[SignalEnvelopeHeader] != nil { // a signal-with-start: the other one is the start's
+		key, p.withSWS = SignalEnvelopeHeader, true
+	}
+	hasEnvelope, err := getHeader(header, key, &p.sealed)
+	if err != nil {
+		hasEnvelope, p.sealed = false, nil // delivered without a sender
+	}
+	var ref reference
+	if ok, err := getHeader(header, SessionHeader, &ref); ok && err == nil {
+		p.ref = &ref
+	}
+	if !hasEnvelope && p.ref == nil && len(w.state.pending) == 0 {
+		w.state.remember(in.SignalName, p.digest, nil)
+		return w.Next.HandleSignal(ctx, in)
+	}
+	w.state.pending = append(w.state.pending, p)
+	return nil
+}
+
+func (st *runState) remember(name string, digest []byte, sender *identity.Identity) {
+	list := append(st.senders[name], sentSignal{digest: hex.EncodeToString(digest), sender: sender})
+	if len(list) > maxUnclaimedSenders {
+		list = list[len(list)-maxUnclaimedSenders:]
+	}
+	st.senders[name] = list
+}
+
+func (w *workflowInbound) deliverSignals(ctx workflow.Context) {
+	for {
+		if err := workflow.Await(ctx, func() bool { return len(w.state.pending) > 0 }); err != nil {
+			return
+		}
+		p := w.state.pending[0]
+		w.state.pending = w.state.pending[1:]
+		w.state.remember(p.in.SignalName, p.digest, w.signalSender(ctx, p))
+		if err := w.Next.HandleSignal(p.ctx, p.in); err != nil {
+			workflow.GetLogger(ctx).Error("signal not delivered", "signal", p.in.SignalName, "error", err.Error())
+		}
+	}
+}
+
+// signalSender verifies a queued signal's identity; a signal that fails verification is
+// still delivered (Temporal cannot refuse a signal) but with no sender, and logged.
+func (w *workflowInbound) signalSender(ctx workflow.Context, p pendingSignal) *identity.Identity {
+	info := workflow.GetInfo(ctx)
+	var id *identity.Identity
+	var err error
+	switch {
+	case p.digest == nil:
+		err = fmt.Errorf("interceptors: the signal's arguments are not readable: %w", errMalformedHeader)
+	case p.sealed != nil:
+		seen := envelopeKey(p.sealed)
+		if w.state.seen[seen] {
+			err = ErrReplayedEnvelope
+			break
+		}
+		op := Operation{
+			Binding:  envelope.Binding{Namespace: info.Namespace, WorkflowID: info.WorkflowExecution.ID, Operation: envelope.SignalOp(p.in.SignalName)},
+			RunID:    info.WorkflowExecution.RunID,
+			RunStart: info.WorkflowStartTime,
+			At:       workflow.Now(ctx),
+			Digest:   p.digest,
+		}
+		if p.withSWS { // recorded by the server together with the start
+			op.At = info.WorkflowStartTime
+		}
+		if id, err = w.root.la.open(ctx, op, p.sealed); err == nil {
+			w.state.seen[seen] = true
+		}
+	case p.ref != nil:
+		// A reference is honoured once per run and once in the pool; only a verified one
+		// spends its id, so a forged copy cannot spend the id of a signal still to come.
+		if w.state.seen[p.ref.From] {
+			err = ErrBadReference
+			break
+		}
+		id, err = w.root.la.resume(ctx, resumeInput{
+			Ref: *p.ref, Op: opSignal + p.in.SignalName, From: p.ref.From, Digest: hex.EncodeToString(p.digest),
+			Target: info.Namespace + "/" + info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID,
+			Now: workflow.Now(ctx),
+		})
+		if err == nil {
+			w.state.seen[p.ref.From] = true
+		}
+	}
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("signal identity refused; delivered without a sender",
+			"signal", p.in.SignalName, "error", err.Error())
+		return nil
+	}
+	return id
+}
