@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -21,11 +22,12 @@ const TypeRateLimited = "oidcflow.RateLimited"
 type SessionRefresher interface {
 	Fresh(ctx context.Context, sessionID string) (tokenstore.Session, error)
 	RefreshDue(s tokenstore.Session) time.Time
-	Revoke(ctx context.Context, sessionID string) error
 }
 
-// SessionActivities keep a person's token session (in Vault) alive for a long run and end
-// it. Their inputs and results hold the session id and times only, never a token, so history
+// SessionActivities keep a person's token session (in Vault) alive for a long run. Ending a
+// session is not an activity: the worker interceptor releases a run's hold when the run
+// closes, and the last holder revokes (tokenstore); the pool's sweeper removes what a dead
+// run left behind. Their inputs and results hold the session id and times only, never a token, so history
 // stays free of secrets.
 //
 // Suggested activity options: StartToCloseTimeout of at least 2 minutes (a refresh may wait
@@ -60,7 +62,9 @@ type RefreshSessionResult struct {
 }
 
 // RefreshSession makes sure the session's access token is valid for longer than the skew,
-// refreshing it (rotation-safe, see tokenstore.Refresher.Fresh) when needed.
+// refreshing it (rotation-safe, see tokenstore.Refresher.Fresh) when needed. The session is
+// the caller's own: the one of the identity the activity interceptor verified; an input
+// naming another session is refused (identity.TypeUnauthenticated).
 //
 // Errors: identity.TypeReauthRequired (non-retryable) when the session can no longer be
 // refreshed — the workflow should wait for the person's re-consent; TypeInvalidInput for a
@@ -70,6 +74,11 @@ func (a *SessionActivities) RefreshSession(ctx context.Context, in RefreshSessio
 	// The worker interceptor resumes the session (refreshing it when due) before the
 	// activity runs, so a refresh of this attempt may predate this call: count from the
 	// attempt's start.
+	caller, err := identity.FromActivity(ctx)
+	if err != nil || caller.SessionID != in.SessionID {
+		return RefreshSessionResult{}, identity.ApplicationError(fmt.Errorf(
+			"activities: RefreshSession refreshes the caller's own session only: %w", identity.ErrUnauthenticated))
+	}
 	start := time.Now()
 	if activity.IsActivity(ctx) {
 		if st := activity.GetInfo(ctx).StartedTime; !st.IsZero() && st.Before(start) {
@@ -87,31 +96,6 @@ func (a *SessionActivities) RefreshSession(ctx context.Context, in RefreshSessio
 	}
 	a.logger().DebugContext(ctx, "activities: session fresh", "session", s.ID, "expiry", s.Expiry, "refreshed", res.Refreshed)
 	return res, nil
-}
-
-// EndSessionInput names the session to end.
-type EndSessionInput struct {
-	SessionID string `json:"session_id"`
-}
-
-// EndSessionResult confirms the end of a session.
-type EndSessionResult struct {
-	SessionID string `json:"session_id"`
-	// Ended is true once the refresh token is revoked at the identity provider (RFC 7009) and
-	// the Vault secret destroyed; also when the session was already gone.
-	Ended bool `json:"ended"`
-}
-
-// EndSession revokes the session's refresh token at the identity provider and destroys its
-// Vault secret. It is idempotent: ending a session that is gone succeeds. Run it at the end
-// of every run (complete, fail, cancel) on a disconnected context.
-func (a *SessionActivities) EndSession(ctx context.Context, in EndSessionInput) (EndSessionResult, error) {
-	if err := a.Refresher.Revoke(ctx, in.SessionID); err != nil {
-		a.logger().WarnContext(ctx, "activities: ending session failed", "session", in.SessionID, "err", err)
-		return EndSessionResult{}, sessionError(err)
-	}
-	a.logger().InfoContext(ctx, "activities: session ended", "session", in.SessionID)
-	return EndSessionResult{SessionID: in.SessionID, Ended: true}, nil
 }
 
 func (a *SessionActivities) logger() *slog.Logger {

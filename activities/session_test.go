@@ -9,16 +9,15 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/tokenstore"
 )
 
 type fakeRefresher struct {
-	session   tokenstore.Session
-	freshErr  error
-	revokeErr error
-	revoked   []string
+	session  tokenstore.Session
+	freshErr error
 }
 
 func (f *fakeRefresher) Fresh(ctx context.Context, id string) (tokenstore.Session, error) {
@@ -32,9 +31,9 @@ func (f *fakeRefresher) RefreshDue(s tokenstore.Session) time.Time {
 	return s.Expiry.Add(-30 * time.Second)
 }
 
-func (f *fakeRefresher) Revoke(ctx context.Context, id string) error {
-	f.revoked = append(f.revoked, id)
-	return f.revokeErr
+// as runs the activity as the identity the interceptor verified for session id.
+func as(id string) context.Context {
+	return identity.WithActivity(context.Background(), &identity.Identity{Subject: "bob", SessionID: id})
 }
 
 func TestRefreshSession(t *testing.T) {
@@ -46,6 +45,7 @@ func TestRefreshSession(t *testing.T) {
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestActivityEnvironment()
 	env.RegisterActivity(a)
+	env.SetWorkerOptions(worker.Options{BackgroundActivityContext: as(id)})
 	v, err := env.ExecuteActivity(a.RefreshSession, RefreshSessionInput{SessionID: id})
 	if err != nil {
 		t.Fatal(err)
@@ -86,25 +86,16 @@ func TestSessionErrors(t *testing.T) {
 		{"5xx", fmt.Errorf("x: %w", tokenstore.ErrUnavailable), "", false, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := &fakeRefresher{freshErr: tc.err, revokeErr: tc.err}
+			f := &fakeRefresher{freshErr: tc.err}
 			a := &SessionActivities{Refresher: f}
-			for _, call := range []func() error{
-				func() error {
-					_, err := a.RefreshSession(context.Background(), RefreshSessionInput{SessionID: "x"})
-					return err
-				},
-				func() error {
-					_, err := a.EndSession(context.Background(), EndSessionInput{SessionID: "x"})
-					return err
-				},
-			} {
-				err := call()
+			{
+				_, err := a.RefreshSession(as("x"), RefreshSessionInput{SessionID: "x"})
 				var ae *temporal.ApplicationError
 				if tc.typ == "" {
 					if errors.As(err, &ae) || !errors.Is(err, tokenstore.ErrUnavailable) {
 						t.Fatalf("err %v", err)
 					}
-					continue
+					return
 				}
 				if !errors.As(err, &ae) || ae.Type() != tc.typ || ae.NonRetryable() != tc.nonRetryable || ae.NextRetryDelay() != tc.delay {
 					t.Fatalf("err %#v", err)
@@ -114,12 +105,19 @@ func TestSessionErrors(t *testing.T) {
 	}
 }
 
-func TestEndSession(t *testing.T) {
-	f := &fakeRefresher{}
+// TestRefreshSessionIsTheCallersOwn: a session id from history, named in the input of a
+// task running as someone else (or as nobody), is refused before anything is refreshed.
+func TestRefreshSessionIsTheCallersOwn(t *testing.T) {
+	f := &fakeRefresher{freshErr: errors.New("must not be called")}
 	a := &SessionActivities{Refresher: f}
-	id := tokenstore.NewSessionID()
-	res, err := a.EndSession(context.Background(), EndSessionInput{SessionID: id})
-	if err != nil || !res.Ended || res.SessionID != id || len(f.revoked) != 1 {
-		t.Fatalf("%+v %v", res, err)
+	for name, ctx := range map[string]context.Context{
+		"nobody":          context.Background(),
+		"another session": as("mine"),
+	} {
+		_, err := a.RefreshSession(ctx, RefreshSessionInput{SessionID: "victim"})
+		var ae *temporal.ApplicationError
+		if !errors.As(err, &ae) || ae.Type() != identity.TypeUnauthenticated {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }

@@ -129,9 +129,14 @@ func NewParts(ctx context.Context, opts WorkerOptions) (*Parts, error) {
 	if err != nil {
 		return nil, err
 	}
+	oneTime, err := tokenstore.NewOneTime(tokenstore.OneTimeOptions{Client: w.Vault, Mount: mount})
+	if err != nil {
+		return nil, err
+	}
 	auth, err := interceptors.NewAuthenticator(interceptors.AuthenticatorOptions{
 		Keyring:  ring,
 		Verifier: w.Verifier,
+		OneTime:  oneTime,
 		Sessions: &sessions{
 			store: w.Store, refresher: w.Refresher, counts: counts,
 			kv: w.Vault.KVv2(mount), prefix: "sessions/holders", idKey: idKey,
@@ -144,6 +149,9 @@ func NewParts(ctx context.Context, opts WorkerOptions) (*Parts, error) {
 		Authenticator:      newCountingAuth(auth, opts.Metrics),
 		PropagationSecrets: secrets,
 		AllowAnonymous:     opts.AllowAnonymous,
+		ListingSearchAttributes: []interceptors.ListingKey{workflows.RequesterKey, workflows.RequesterDepartmentKey,
+			workflows.ResourceKey, workflows.ApprovalStateKey, workflows.ApproversKey},
+		ListingMemo: []string{workflows.MemoRequester},
 	})
 	if err != nil {
 		return nil, err
