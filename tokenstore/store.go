@@ -154,35 +154,43 @@ func (st *Store) Destroy(ctx context.Context, id string) error {
 // version does not match; Vault has no error code for it.
 const casMismatch = "check-and-set parameter did not match the current version"
 
-// vaultError classifies an error of the Vault client. Vault's error texts name paths, never
-// secret values; the request body is not part of them.
+// vaultError classifies an error of the Vault client for the session id. Vault's error texts
+// name paths, never secret values; the request body is not part of them.
 func vaultError(op, id string, err error) error {
+	return classifyVaultError(op, "session "+id, err)
+}
+
+// classifyVaultError wraps an error of the Vault client as "tokenstore: <op> <what>: ...":
+// ErrNotFound (404), ErrConflict (a check-and-set mismatch), a RateLimitedError (429),
+// ErrUnavailable (5xx and network errors); other answers stay plain errors.
+func classifyVaultError(op, what string, err error) error {
+	what = op + " " + what
 	if errors.Is(err, vault.ErrSecretNotFound) {
-		return fmt.Errorf("tokenstore: %s session %s: %w", op, id, ErrNotFound)
+		return fmt.Errorf("tokenstore: %s: %w", what, ErrNotFound)
 	}
 	var re *vault.ResponseError
 	if errors.As(err, &re) {
 		switch {
 		case re.StatusCode == http.StatusBadRequest && containsAny(re.Errors, casMismatch):
-			return fmt.Errorf("tokenstore: %s session %s: %w", op, id, ErrConflict)
+			return fmt.Errorf("tokenstore: %s: %w", what, ErrConflict)
 		case re.StatusCode == http.StatusNotFound:
-			return fmt.Errorf("tokenstore: %s session %s: %w", op, id, ErrNotFound)
+			return fmt.Errorf("tokenstore: %s: %w", what, ErrNotFound)
 		case re.StatusCode == http.StatusTooManyRequests:
-			return fmt.Errorf("tokenstore: %s session %s: vault answered 429: %w", op, id,
+			return fmt.Errorf("tokenstore: %s: vault answered 429: %w", what,
 				&RateLimitedError{Op: "vault " + op})
 		case re.StatusCode >= 500:
-			return fmt.Errorf("tokenstore: %s session %s: vault answered %d (%s): %w", op, id,
+			return fmt.Errorf("tokenstore: %s: vault answered %d (%s): %w", what,
 				re.StatusCode, strings.Join(re.Errors, "; "), ErrUnavailable)
 		default:
-			return fmt.Errorf("tokenstore: %s session %s: vault answered %d: %s", op, id,
+			return fmt.Errorf("tokenstore: %s: vault answered %d: %s", what,
 				re.StatusCode, strings.Join(re.Errors, "; "))
 		}
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("tokenstore: %s session %s: %w", op, id, err)
+		return fmt.Errorf("tokenstore: %s: %w", what, err)
 	}
 	// Network errors: the message names the URL (a path, no secret).
-	return fmt.Errorf("tokenstore: %s session %s: %w: %w", op, id, ErrUnavailable, err)
+	return fmt.Errorf("tokenstore: %s: %w: %w", what, ErrUnavailable, err)
 }
 
 func containsAny(msgs []string, sub string) bool {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 )
 
 const (
@@ -15,8 +16,11 @@ const (
 	// before it parses anything.
 	MaxSize = 16 << 10
 
-	// Version is the format version this package seals, and the only one it opens.
-	Version = 1
+	// Version is the format version Seal produces. Open reads it and Version1 (for replay of
+	// old histories); Contents.Version says which one an envelope was.
+	Version = 2
+	// Version1 is the first format: tokens only, no commitments. SealV1 produces it.
+	Version1 = 1
 
 	magic = "OFE"
 
@@ -31,12 +35,25 @@ var (
 	suiteAEAD = hpke.AES256GCM()
 )
 
-// Seal encrypts c to pub for the binding b and returns the envelope (format in the package
-// documentation). Each call uses a fresh encapsulation, so sealing the same contents twice
-// gives different envelopes. It fails with ErrInvalidBinding for an invalid b, ErrMalformed
-// when c holds neither an ID token nor an access token, and ErrTooLarge when the envelope
-// would exceed MaxSize.
+// Seal encrypts c to pub for the binding b as a version 2 envelope and returns it (format
+// in the package documentation). Each call uses a fresh encapsulation and, unless c.ID is set,
+// a fresh envelope id, so sealing the same contents twice gives different envelopes. c.Version
+// is ignored; a zero c.IssuedAt becomes time.Now(). It fails with ErrInvalidBinding for an
+// invalid b, ErrMalformed when c holds neither an ID token nor an access token, when
+// c.InputDigest is not 32 bytes, c.ID is set but not a valid id or c.RunID is longer than
+// MaxRunIDLength, and ErrTooLarge when the envelope would exceed MaxSize.
 func Seal(pub *PublicKey, b Binding, c Contents) ([]byte, error) {
+	return sealContents(pub, b, Version, func() ([]byte, error) { return c.marshalV2(time.Now) })
+}
+
+// SealV1 seals c as a version 1 envelope, ignoring the version 2 fields (ID, IssuedAt, RunID,
+// InputDigest). It is for tests of upgrade paths only: workers refuse format 1 for new
+// operations (they read it only when replaying old histories, and replay opens no envelope).
+func SealV1(pub *PublicKey, b Binding, c Contents) ([]byte, error) {
+	return sealContents(pub, b, Version1, c.marshalV1)
+}
+
+func sealContents(pub *PublicKey, b Binding, version byte, marshal func() ([]byte, error)) ([]byte, error) {
 	if pub == nil || pub.pk == nil {
 		return nil, fmt.Errorf("%w (no public key to seal to)", ErrInvalidKey)
 	}
@@ -47,21 +64,27 @@ func Seal(pub *PublicKey, b Binding, c Contents) ([]byte, error) {
 	if err := b.Validate(); err != nil {
 		return nil, err
 	}
-	plaintext, err := c.marshal()
+	plaintext, err := marshal()
 	if err != nil {
 		return nil, err
 	}
 	defer clear(plaintext)
-	return seal(pub, spec, b, plaintext)
+	return seal(pub, spec, b, version, plaintext)
 }
 
-// seal builds the envelope around an already encoded plaintext.
-func seal(pub *PublicKey, spec kemSpec, b Binding, plaintext []byte) ([]byte, error) {
+// seal builds an envelope of the given format version around an already encoded plaintext.
+// The version goes into the header (and so the additional data) and into the HPKE info.
+func seal(pub *PublicKey, spec kemSpec, b Binding, version byte, plaintext []byte) ([]byte, error) {
+	return sealInfo(pub, spec, version, b.info(version), plaintext)
+}
+
+// sealInfo is seal with the HPKE info given (tests use it to seal a mismatched one).
+func sealInfo(pub *PublicKey, spec kemSpec, version byte, info, plaintext []byte) ([]byte, error) {
 	headerSize := 3 + 1 + 2 + 2 + 2 + 1 + len(pub.id) + 2 + spec.encSize
 	if headerSize+len(plaintext)+tagSize > MaxSize {
 		return nil, ErrTooLarge
 	}
-	enc, sender, err := hpke.NewSender(pub.pk, suiteKDF, suiteAEAD, b.info(Version))
+	enc, sender, err := hpke.NewSender(pub.pk, suiteKDF, suiteAEAD, info)
 	if err != nil {
 		return nil, fmt.Errorf("envelope: sealing to key %q: %w", pub.id, err)
 	}
@@ -71,7 +94,7 @@ func seal(pub *PublicKey, spec kemSpec, b Binding, plaintext []byte) ([]byte, er
 	}
 	out := make([]byte, 0, headerSize+len(plaintext)+tagSize)
 	out = append(out, magic...)
-	out = append(out, Version)
+	out = append(out, version)
 	out = binary.BigEndian.AppendUint16(out, uint16(pub.kem))
 	out = binary.BigEndian.AppendUint16(out, kdfID)
 	out = binary.BigEndian.AppendUint16(out, aeadID)
@@ -89,6 +112,7 @@ func seal(pub *PublicKey, spec kemSpec, b Binding, plaintext []byte) ([]byte, er
 
 // header is a parsed envelope header.
 type header struct {
+	version    byte
 	kem        KEM
 	kid        string
 	enc        []byte
@@ -109,13 +133,14 @@ func parseHeader(sealed []byte) (header, error) {
 	if len(sealed) < 4 || string(sealed[:3]) != magic {
 		return header{}, fmt.Errorf("%w (not an oidcflow envelope)", ErrMalformed)
 	}
-	if v := sealed[3]; v != Version {
-		return header{}, fmt.Errorf("%w (format version %d; this build reads %d)", ErrUnsupported, v, Version)
+	v := sealed[3]
+	if v != Version1 && v != Version {
+		return header{}, fmt.Errorf("%w (format version %d; this build reads %d and %d)", ErrUnsupported, v, Version1, Version)
 	}
 	if len(sealed) < fixed {
 		return header{}, fmt.Errorf("%w (truncated header)", ErrMalformed)
 	}
-	var h header
+	h := header{version: v}
 	h.kem = KEM(binary.BigEndian.Uint16(sealed[4:]))
 	spec, ok := h.kem.spec()
 	if !ok {
@@ -204,7 +229,11 @@ func (r *Keyring) LogValue() slog.Value {
 
 // Open checks and decrypts an envelope sealed for the binding b. The size is checked first,
 // then the header is parsed within bounds, the key is picked by key id, and HPKE opens the
-// ciphertext with b as info and the header as additional data.
+// ciphertext with b and the header's format version as info and the header as additional
+// data. It reads versions 1 and 2 and sets Contents.Version; a version 1 envelope has no
+// commitments (empty ID, RunID, InputDigest and zero IssuedAt), so refusing it outside
+// replay is the caller's job. Open does not check IssuedAt against a clock, nor whether the
+// envelope id was seen before: the worker's one-time store does.
 //
 // Errors: ErrMissing (empty input), ErrTooLarge, ErrMalformed, ErrUnsupported, ErrUnknownKey,
 // ErrInvalidBinding (b itself is invalid) and ErrOpen (wrong binding, wrong key or tampered:
@@ -227,7 +256,7 @@ func (r *Keyring) Open(b Binding, sealed []byte) (Contents, error) {
 	if k.kem != h.kem {
 		return Contents{}, fmt.Errorf("%w (key %q is %v, envelope says %v)", ErrOpen, h.kid, k.kem, h.kem)
 	}
-	rcpt, err := hpke.NewRecipient(h.enc, k.priv(), suiteKDF, suiteAEAD, b.info(Version))
+	rcpt, err := hpke.NewRecipient(h.enc, k.priv(), suiteKDF, suiteAEAD, b.info(h.version))
 	if err != nil {
 		return Contents{}, ErrOpen
 	}
@@ -236,7 +265,7 @@ func (r *Keyring) Open(b Binding, sealed []byte) (Contents, error) {
 		return Contents{}, ErrOpen
 	}
 	defer clear(plaintext)
-	return unmarshalContents(plaintext)
+	return unmarshalContents(h.version, plaintext)
 }
 
 func (r *Keyring) quotedIDs() string {

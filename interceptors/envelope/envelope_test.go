@@ -1,13 +1,14 @@
 package envelope
 
 import (
+	"crypto/sha256"
+	"errors"
 	"fmt"
 	"strings"
-
-	"errors"
-	"go.temporal.io/sdk/temporal"
 	"testing"
 	"time"
+
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/oidcflow/oidcflow/identity"
 )
@@ -30,7 +31,14 @@ func testContents() Contents {
 		AccessToken:  "eyJhbGciOiJSUzI1NiJ9.access-token-payload.signature-of-access",
 		RefreshToken: "ory_rt_refresh-token-secret-value-0123456789",
 		Expiry:       time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC),
+		InputDigest:  testDigest("start:AccessRequest"),
 	}
+}
+
+// testDigest stands in for the interceptors package's input digest.
+func testDigest(s string) []byte {
+	d := sha256.Sum256([]byte(s))
+	return d[:]
 }
 
 func mustKeyPair(t testing.TB, id string, kem KEM) *KeyPair {
@@ -277,67 +285,77 @@ func TestNewKeyringRejects(t *testing.T) {
 	}
 }
 
-func TestTruncated(t *testing.T) {
-	for _, kc := range kemCases {
-		t.Run(kc.name, func(t *testing.T) {
-			k := mustKeyPair(t, "k1", kc.kem)
-			r := mustKeyring(t, k)
-			sealed, err := Seal(k.Public(), testBinding(), testContents())
-			if err != nil {
-				t.Fatal(err)
-			}
-			for n := 0; n < len(sealed); n++ {
-				_, err := r.Open(testBinding(), sealed[:n])
-				if err == nil {
-					t.Fatalf("envelope truncated to %d of %d bytes opened", n, len(sealed))
+// sealers are the formats the tests of the whole envelope run against.
+var sealers = []struct {
+	name string
+	seal func(*PublicKey, Binding, Contents) ([]byte, error)
+}{
+	{"v2", Seal},
+	{"v1", SealV1},
+}
+
+// forEachFormat runs f for every format and KEM with a fresh key and an envelope of
+// testContents.
+func forEachFormat(t *testing.T, f func(t *testing.T, r *Keyring, sealed []byte)) {
+	for _, sc := range sealers {
+		for _, kc := range kemCases {
+			t.Run(sc.name+"/"+kc.name, func(t *testing.T) {
+				k := mustKeyPair(t, "k1", kc.kem)
+				sealed, err := sc.seal(k.Public(), testBinding(), testContents())
+				if err != nil {
+					t.Fatal(err)
 				}
-				if n == 0 {
-					assertIs(t, err, ErrMissing)
-				} else if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrOpen) {
-					t.Fatalf("truncated to %d bytes: %v, want ErrMalformed or ErrOpen", n, err)
-				}
-				if !errors.Is(err, identity.ErrUnauthenticated) {
-					t.Fatalf("truncated to %d bytes: %v does not wrap ErrUnauthenticated", n, err)
-				}
-			}
-			// Appended bytes are tampering too.
-			_, err = r.Open(testBinding(), append(sealed[:len(sealed):len(sealed)], 0))
-			assertIs(t, err, ErrOpen)
-		})
+				f(t, mustKeyring(t, k), sealed)
+			})
+		}
 	}
 }
 
+func TestTruncated(t *testing.T) {
+	forEachFormat(t, func(t *testing.T, r *Keyring, sealed []byte) {
+		for n := 0; n < len(sealed); n++ {
+			_, err := r.Open(testBinding(), sealed[:n])
+			if err == nil {
+				t.Fatalf("envelope truncated to %d of %d bytes opened", n, len(sealed))
+			}
+			if n == 0 {
+				assertIs(t, err, ErrMissing)
+			} else if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrOpen) {
+				t.Fatalf("truncated to %d bytes: %v, want ErrMalformed or ErrOpen", n, err)
+			}
+			if !errors.Is(err, identity.ErrUnauthenticated) {
+				t.Fatalf("truncated to %d bytes: %v does not wrap ErrUnauthenticated", n, err)
+			}
+		}
+		// Appended bytes are tampering too.
+		_, err := r.Open(testBinding(), append(sealed[:len(sealed):len(sealed)], 0))
+		assertIs(t, err, ErrOpen)
+	})
+}
+
 func TestEveryBitFlip(t *testing.T) {
-	for _, kc := range kemCases {
-		t.Run(kc.name, func(t *testing.T) {
-			k := mustKeyPair(t, "k1", kc.kem)
-			r := mustKeyring(t, k)
-			sealed, err := Seal(k.Public(), testBinding(), testContents())
-			if err != nil {
-				t.Fatal(err)
+	forEachFormat(t, func(t *testing.T, r *Keyring, sealed []byte) {
+		buf := make([]byte, len(sealed))
+		counts := map[error]int{}
+		for i := 0; i < len(sealed)*8; i++ {
+			copy(buf, sealed)
+			buf[i/8] ^= 1 << (i % 8)
+			_, err := r.Open(testBinding(), buf)
+			if err == nil {
+				t.Fatalf("envelope with bit %d (byte %d) flipped opened", i, i/8)
 			}
-			buf := make([]byte, len(sealed))
-			counts := map[error]int{}
-			for i := 0; i < len(sealed)*8; i++ {
-				copy(buf, sealed)
-				buf[i/8] ^= 1 << (i % 8)
-				_, err := r.Open(testBinding(), buf)
-				if err == nil {
-					t.Fatalf("envelope with bit %d (byte %d) flipped opened", i, i/8)
-				}
-				if !errors.Is(err, identity.ErrUnauthenticated) {
-					t.Fatalf("bit %d: %v does not wrap ErrUnauthenticated", i, err)
-				}
-				for _, s := range []error{ErrMalformed, ErrUnsupported, ErrUnknownKey, ErrOpen} {
-					if errors.Is(err, s) {
-						counts[s]++
-					}
+			if !errors.Is(err, identity.ErrUnauthenticated) {
+				t.Fatalf("bit %d: %v does not wrap ErrUnauthenticated", i, err)
+			}
+			for _, s := range []error{ErrMalformed, ErrUnsupported, ErrUnknownKey, ErrOpen} {
+				if errors.Is(err, s) {
+					counts[s]++
 				}
 			}
-			t.Logf("%d bit flips over %d bytes: %d malformed, %d unsupported, %d unknown key, %d open",
-				len(sealed)*8, len(sealed), counts[ErrMalformed], counts[ErrUnsupported], counts[ErrUnknownKey], counts[ErrOpen])
-		})
-	}
+		}
+		t.Logf("%d bit flips over %d bytes: %d malformed, %d unsupported, %d unknown key, %d open",
+			len(sealed)*8, len(sealed), counts[ErrMalformed], counts[ErrUnsupported], counts[ErrUnknownKey], counts[ErrOpen])
+	})
 }
 
 func TestOversized(t *testing.T) {
@@ -364,7 +382,7 @@ func TestOversized(t *testing.T) {
 	assertIs(t, err, ErrTooLarge)
 
 	// The largest accepted envelope opens.
-	c := Contents{AccessToken: "x"}
+	c := Contents{AccessToken: "x", InputDigest: testDigest("x")}
 	small, err := Seal(k.Public(), testBinding(), c)
 	if err != nil {
 		t.Fatal(err)
@@ -400,7 +418,9 @@ func TestUnsupported(t *testing.T) {
 		want error
 	}{
 		{"version 0", edit(func(b []byte) { b[3] = 0 }), ErrUnsupported},
-		{"version 2", edit(func(b []byte) { b[3] = 2 }), ErrUnsupported},
+		{"version 3", edit(func(b []byte) { b[3] = 3 }), ErrUnsupported},
+		{"version 255", edit(func(b []byte) { b[3] = 255 }), ErrUnsupported},
+		{"version 1", edit(func(b []byte) { b[3] = 1 }), ErrOpen},
 		{"unknown kem", edit(func(b []byte) { b[4], b[5] = 0x00, 0x10 }), ErrUnsupported}, // DHKEM(P-256)
 		{"hybrid kem id on x25519 envelope", edit(func(b []byte) { b[4], b[5] = 0x64, 0x7a }), ErrMalformed},
 		{"kdf", edit(func(b []byte) { b[7] = 0x02 }), ErrUnsupported},
@@ -422,17 +442,19 @@ func TestUnsupported(t *testing.T) {
 	}
 }
 
-// sealRaw seals an arbitrary plaintext, to test the contents parser behind the AEAD.
-func sealRaw(t *testing.T, pub *PublicKey, plaintext string) []byte {
+// sealRaw seals an arbitrary plaintext as the given format version, to test the contents
+// parser behind the AEAD.
+func sealRaw(t *testing.T, pub *PublicKey, version byte, plaintext string) []byte {
 	t.Helper()
 	spec, _ := pub.kem.spec()
-	out, err := seal(pub, spec, testBinding(), []byte(plaintext))
+	out, err := seal(pub, spec, testBinding(), version, []byte(plaintext))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out
 }
 
+// TestContentsParsing parses version 1 plaintexts (TestContentsParsingV2 does version 2).
 func TestContentsParsing(t *testing.T) {
 	k := mustKeyPair(t, "k1", KEMX25519)
 	r := mustKeyring(t, k)
@@ -453,13 +475,19 @@ func TestContentsParsing(t *testing.T) {
 		{`{"access_token":1}`, false},
 		{`{"access_token":"a","expiry":"yesterday"}`, false},
 		{`[{"access_token":"a"}]`, false},
+		// Version 2 members are unknown in version 1.
+		{`{"access_token":"a","jti":"AAAAAAAAAAAAAAAAAAAAAA"}`, false},
+		{`{"access_token":"a","input":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}`, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.plaintext, func(t *testing.T) {
-			_, err := r.Open(testBinding(), sealRaw(t, k.Public(), tc.plaintext))
+			c, err := r.Open(testBinding(), sealRaw(t, k.Public(), Version1, tc.plaintext))
 			if tc.ok {
 				if err != nil {
 					t.Fatalf("Open: %v", err)
+				}
+				if c.Version != 1 {
+					t.Fatalf("Version %d, want 1", c.Version)
 				}
 				return
 			}
@@ -473,7 +501,9 @@ func TestContentsParsing(t *testing.T) {
 
 func TestSealRejects(t *testing.T) {
 	k := mustKeyPair(t, "k1", KEMX25519)
-	_, err := Seal(k.Public(), testBinding(), Contents{RefreshToken: "r"})
+	_, err := Seal(k.Public(), testBinding(), Contents{RefreshToken: "r", InputDigest: testDigest("x")})
+	assertIs(t, err, ErrMalformed)
+	_, err = SealV1(k.Public(), testBinding(), Contents{RefreshToken: "r"})
 	assertIs(t, err, ErrMalformed)
 	_, err = Seal(nil, testBinding(), testContents())
 	assertIs(t, err, ErrInvalidKey)

@@ -22,8 +22,11 @@ var (
 	ErrTooLarge error = &sentinelError{"envelope: larger than the 16 KiB limit; seal fewer or " +
 		"smaller tokens (an access token and an ID token of a few KiB each fit)"}
 
-	// ErrMalformed: the bytes are not a version 1 envelope (bad magic, truncated, lengths out
-	// of range, bad key id, or contents that are not the expected JSON).
+	// ErrMalformed: the bytes are not a well-formed envelope (bad magic, truncated, lengths out
+	// of range, bad key id, or contents that are not the expected JSON of their version, such
+	// as a version 2 plaintext without its envelope id, issue time or 32-byte input digest).
+	// Seal returns it for contents it cannot seal (no token, an input digest that is not 32
+	// bytes, a malformed envelope id).
 	ErrMalformed error = &sentinelError{"envelope: malformed envelope; it was not produced " +
 		"by oidcflow's client, or it was truncated or altered on the way"}
 

@@ -1,6 +1,7 @@
 package envelope_test
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"time"
 
@@ -21,9 +22,13 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
+	// The input digest commits the envelope to the operation's input (the interceptors
+	// package computes it from the workflow type or update name and the arguments).
 	b := envelope.Binding{Namespace: "oidcflow", WorkflowID: "access-42", Operation: envelope.OpStart}
+	digest := sha256.Sum256([]byte(`start AccessRequest {"role":"read"}`))
 	sealed, err := envelope.Seal(pub, b, envelope.Contents{
-		IDToken: "id-token", AccessToken: "access-token", Expiry: time.Now().Add(time.Hour)})
+		IDToken: "id-token", AccessToken: "access-token", Expiry: time.Now().Add(time.Hour),
+		InputDigest: digest[:]})
 	if err != nil {
 		panic(err)
 	}
@@ -34,13 +39,13 @@ func Example() {
 		panic(err)
 	}
 	c, err := ring.Open(b, sealed)
-	fmt.Println(c.AccessToken == "access-token", err)
+	fmt.Println(c.AccessToken == "access-token", c.Version, len(c.ID), err)
 
 	// The same envelope on another workflow does not open.
 	b.WorkflowID = "access-43"
 	_, err = ring.Open(b, sealed)
 	fmt.Println(err)
 	// Output:
-	// true <nil>
+	// true 2 22 <nil>
 	// envelope: does not open: it was sealed for another workflow or operation (or to another key, or altered); start the workflow through oidcflow's client so it is sealed for this one
 }

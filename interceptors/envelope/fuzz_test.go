@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/oidcflow/oidcflow/identity"
 )
@@ -27,29 +28,37 @@ var fuzzState = sync.OnceValues(func() (*Keyring, [][]byte) {
 	}
 	var valid [][]byte
 	for _, k := range []*KeyPair{h, x} {
-		for _, c := range []Contents{testContents(), {AccessToken: "a"}} {
-			s, err := Seal(k.Public(), testBinding(), c)
-			if err != nil {
-				panic(err)
+		for _, c := range []Contents{testContents(), testContentsRun(), {AccessToken: "a", InputDigest: testDigest("a")}} {
+			for _, seal := range []func(*PublicKey, Binding, Contents) ([]byte, error){Seal, SealV1} {
+				s, err := seal(k.Public(), testBinding(), c)
+				if err != nil {
+					panic(err)
+				}
+				valid = append(valid, s)
 			}
-			valid = append(valid, s)
 		}
 	}
 	return r, valid
 })
 
 // FuzzOpen feeds untrusted bytes to Keyring.Open. It must not panic, every error must wrap
-// identity.ErrUnauthenticated, and the only inputs that open are the envelopes Seal made.
+// identity.ErrUnauthenticated, the only inputs that open are the envelopes Seal and SealV1
+// made, and a version 2 envelope opens with all its commitments.
 func FuzzOpen(f *testing.F) {
 	_, valid := fuzzState()
 	for _, s := range valid {
 		f.Add(s)
 		f.Add(s[:len(s)/2])
 		f.Add(s[:20])
+		relabelled := append([]byte{}, s...)
+		relabelled[3] ^= 3 // version 1 <-> 2
+		f.Add(relabelled)
 	}
 	f.Add([]byte{})
 	f.Add([]byte("OFE\x01"))
+	f.Add([]byte("OFE\x02"))
 	f.Add([]byte("OFE\x01\x00\x20\x00\x01\x00\x02\x01k\x00\x20"))
+	f.Add([]byte("OFE\x02\x00\x20\x00\x01\x00\x02\x01k\x00\x20"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r, valid := fuzzState()
 		c, err := r.Open(testBinding(), in)
@@ -64,10 +73,69 @@ func FuzzOpen(f *testing.F) {
 				if c.IDToken == "" && c.AccessToken == "" {
 					t.Fatal("opened contents without a token")
 				}
+				if int(in[3]) != c.Version {
+					t.Fatalf("header says version %d, contents say %d", in[3], c.Version)
+				}
+				if c.Version == Version && (!validID(c.ID) || c.IssuedAt.IsZero() || len(c.InputDigest) != InputDigestSize) {
+					t.Fatalf("version 2 contents without their commitments: %v", c)
+				}
 				return
 			}
 		}
 		t.Fatalf("an input that Seal did not make opened (%d bytes)", len(in))
+	})
+}
+
+// FuzzContents feeds untrusted plaintexts to the contents parser of both versions (Open
+// reaches it only behind the AEAD, so FuzzOpen cannot). It must not panic, every error must be
+// ErrMalformed, and what parses as version 2 seals back to a plaintext that parses to the same
+// contents.
+func FuzzContents(f *testing.F) {
+	for _, c := range []Contents{testContents(), testContentsRun(), {AccessToken: "a", InputDigest: testDigest("a")}} {
+		p1, err := c.marshalV1()
+		if err != nil {
+			f.Fatal(err)
+		}
+		p2, err := c.marshalV2(time.Now)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(byte(1), p1)
+		f.Add(byte(2), p2)
+		f.Add(byte(1), p2)
+		f.Add(byte(2), p1)
+	}
+	f.Add(byte(2), []byte(`{"access_token":"a","jti":"AAAAAAAAAAAAAAAAAAAAAA","iat":"2026-01-01T00:00:00.000000000Z","input":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","run":"r"}`))
+	f.Fuzz(func(t *testing.T, version byte, in []byte) {
+		if version != Version1 && version != Version {
+			return
+		}
+		c, err := unmarshalContents(version, in)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) || !errors.Is(err, identity.ErrUnauthenticated) {
+				t.Fatalf("error %q is not ErrMalformed", err)
+			}
+			return
+		}
+		if c.Version != int(version) {
+			t.Fatalf("Version %d from a version %d plaintext", c.Version, version)
+		}
+		if version != Version {
+			return
+		}
+		p, err := c.marshalV2(nil)
+		if err != nil {
+			t.Fatalf("opened contents do not seal again: %v", err)
+		}
+		d, err := unmarshalContents(Version, p)
+		if err != nil {
+			t.Fatalf("re-parse: %v", err)
+		}
+		if d.ID != c.ID || !d.IssuedAt.Equal(c.IssuedAt) || d.RunID != c.RunID ||
+			!bytes.Equal(d.InputDigest, c.InputDigest) || d.IDToken != c.IDToken ||
+			d.AccessToken != c.AccessToken || d.RefreshToken != c.RefreshToken {
+			t.Fatalf("round trip changed the contents: %v vs %v", c, d)
+		}
 	})
 }
 
