@@ -57,8 +57,8 @@ type OneTimeOptions struct {
 //
 // Layout: one Vault KV v2 secret per id at <mount>/data/<prefix>/<bucket>/<id>, where the
 // bucket is the hour of the record's until in UTC, YYYYMMDDHH (for example
-// onetime/2026030405/q83vEjRWeJq83vEjRWeJqw), and the data is {"until", "spent_at"} (RFC 3339,
-// no secret). Spend is a create-only write (check-and-set 0), which Vault's KV v2 engine
+// onetime/2026030405/q83vEjRWeJq83vEjRWeJqw), and the data is {"until", "spent_at", "owner"} (RFC 3339,
+// plus the owner that spent it, no secret). Spend is a create-only write (check-and-set 0), which Vault's KV v2 engine
 // applies atomically per key, so exactly one of any number of concurrent Spends of an id
 // succeeds. Sweep deletes the metadata of every record in the buckets whose hour has ended,
 // listing those buckets only and reading no record.
@@ -129,16 +129,17 @@ func ValidOneTimeID(id string) bool {
 
 func bucketOf(until time.Time) string { return until.UTC().Format(bucketLayout) }
 
-// Spend records id as used until `until` (after which the record may be removed). It is a
-// create-only write (KV v2 check-and-set with cas=0): exactly one Spend of an id succeeds
-// across the whole pool; every later one returns an error wrapping ErrReplayed.
+// Spend records id as used by owner until `until` (after which the record may be removed).
+// It is a create-only write (KV v2 check-and-set with cas=0): exactly one owner spends an id
+// across the whole pool; a later Spend by the same owner (a retry of the operation that spent
+// it) succeeds again, one by any other owner returns an error wrapping ErrReplayed.
 //
 // It refuses, with an error wrapping identity.ErrUnauthenticated (not ErrReplayed), an id that
 // ValidOneTimeID rejects and an until that is not after the clock's now or lies past the year
 // 9999: such a record could not keep the id from being honoured again. Other Vault failures
 // are retryable plain errors (ErrUnavailable for 5xx, 429 and network errors) and leave the id
 // unspent or spent, as Vault decided: a retry then either succeeds or reports ErrReplayed.
-func (o *OneTime) Spend(ctx context.Context, id string, until time.Time) error {
+func (o *OneTime) Spend(ctx context.Context, id, owner string, until time.Time) error {
 	if !ValidOneTimeID(id) {
 		return fmt.Errorf("%w (the id is not 1 to %d characters of [A-Za-z0-9_-])", errNotRecordable, MaxOneTimeIDLength)
 	}
@@ -154,16 +155,24 @@ func (o *OneTime) Spend(ctx context.Context, id string, until time.Time) error {
 	data := map[string]any{
 		"until":    until.UTC().Format(time.RFC3339Nano),
 		"spent_at": now.UTC().Format(time.RFC3339Nano),
+		"owner":    owner,
 	}
 	_, err := o.kv.Put(ctx, path, data, vault.WithCheckAndSet(0))
 	if err == nil {
 		return nil
 	}
 	err = classifyVaultError("spend", "one-time id "+id, err)
-	if errors.Is(err, ErrConflict) {
-		return fmt.Errorf("%w (id %s)", ErrReplayed, id)
+	if !errors.Is(err, ErrConflict) {
+		return err
 	}
-	return err
+	sec, rerr := o.kv.Get(ctx, path)
+	if rerr != nil {
+		return classifyVaultError("read", "one-time id "+id, rerr)
+	}
+	if got, _ := sec.Data["owner"].(string); got == owner && owner != "" {
+		return nil
+	}
+	return fmt.Errorf("%w (id %s)", ErrReplayed, id)
 }
 
 // Sweep removes records whose `until` has passed (metadata delete, so the id is gone for

@@ -80,7 +80,7 @@ func TestIntegrationOneTimeSpendOnce(t *testing.T) {
 	for range 50 {
 		wg.Go(func() {
 			<-start
-			switch err := o.Spend(context.Background(), id, until); {
+			switch err := o.Spend(context.Background(), id, anyOwner(), until); {
 			case err == nil:
 				ok.Add(1)
 			case errors.Is(err, tokenstore.ErrReplayed) && errors.Is(err, identity.ErrUnauthenticated):
@@ -95,7 +95,7 @@ func TestIntegrationOneTimeSpendOnce(t *testing.T) {
 	if ok.Load() != 1 || replayed.Load() != 49 {
 		t.Fatalf("%d spends succeeded and %d were refused as replays, want 1 and 49", ok.Load(), replayed.Load())
 	}
-	if err := o.Spend(context.Background(), id, until); !errors.Is(err, tokenstore.ErrReplayed) {
+	if err := o.Spend(context.Background(), id, anyOwner(), until); !errors.Is(err, tokenstore.ErrReplayed) {
 		t.Fatalf("a later Spend: %v", err)
 	}
 }
@@ -115,14 +115,14 @@ func TestIntegrationOneTimeSweep(t *testing.T) {
 	// ago): past buckets.
 	clock.set(now.Add(-3 * time.Hour))
 	for i, id := range past {
-		if err := o.Spend(ctx, id, now.Add(-2*time.Hour+time.Duration(i)*15*time.Minute)); err != nil {
+		if err := o.Spend(ctx, id, anyOwner(), now.Add(-2*time.Hour+time.Duration(i)*15*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Spent now, recorded until the next hour and beyond: future buckets.
 	clock.set(now)
 	for i, id := range kept {
-		if err := o.Spend(ctx, id, now.Add(time.Hour+time.Duration(i)*time.Hour)); err != nil {
+		if err := o.Spend(ctx, id, anyOwner(), now.Add(time.Hour+time.Duration(i)*time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -134,16 +134,16 @@ func TestIntegrationOneTimeSweep(t *testing.T) {
 		t.Fatalf("Sweep removed %d records, want %d", n, len(past))
 	}
 	for _, id := range kept {
-		if err := o.Spend(ctx, id, now.Add(time.Hour)); !errors.Is(err, tokenstore.ErrReplayed) {
+		if err := o.Spend(ctx, id, anyOwner(), now.Add(time.Hour)); !errors.Is(err, tokenstore.ErrReplayed) {
 			t.Fatalf("a kept id after Sweep: %v", err)
 		}
 	}
 	// A swept id is gone for good: spent again, it is accepted once more. This is why until
 	// must lie beyond the envelope's maximum age.
-	if err := o.Spend(ctx, past[0], now.Add(-2*time.Hour+time.Minute)); err == nil {
+	if err := o.Spend(ctx, past[0], anyOwner(), now.Add(-2*time.Hour+time.Minute)); err == nil {
 		t.Fatal("Spend accepted an until in the past")
 	}
-	if err := o.Spend(ctx, past[0], now.Add(time.Hour)); err != nil {
+	if err := o.Spend(ctx, past[0], anyOwner(), now.Add(time.Hour)); err != nil {
 		t.Fatalf("Spend of a swept id: %v", err)
 	}
 	if n, err := o.Sweep(ctx); err != nil || n != 0 {
@@ -185,10 +185,10 @@ path "%[1]s/metadata/%[2]s/*" { capabilities = ["list", "delete"] }
 	id := newID()
 	now := time.Now()
 	clock.set(now.Add(-3 * time.Hour))
-	if err := o.Spend(ctx, id, now.Add(-2*time.Hour)); err != nil {
+	if err := o.Spend(ctx, id, anyOwner(), now.Add(-2*time.Hour)); err != nil {
 		t.Fatalf("Spend under the documented policy: %v", err)
 	}
-	if err := o.Spend(ctx, id, now.Add(-2*time.Hour)); !errors.Is(err, tokenstore.ErrReplayed) {
+	if err := o.Spend(ctx, id, anyOwner(), now.Add(-2*time.Hour)); !errors.Is(err, tokenstore.ErrReplayed) {
 		t.Fatalf("replay under the documented policy: %v", err)
 	}
 	clock.set(now)
@@ -196,7 +196,7 @@ path "%[1]s/metadata/%[2]s/*" { capabilities = ["list", "delete"] }
 		t.Fatalf("Sweep under the documented policy: %d, %v", n, err)
 	}
 	other := mustOneTime(t, tokenstore.OneTimeOptions{Client: c, Mount: mount, Prefix: "sessions"})
-	if err := other.Spend(ctx, newID(), now.Add(time.Hour)); err == nil || errors.Is(err, tokenstore.ErrReplayed) {
+	if err := other.Spend(ctx, newID(), anyOwner(), now.Add(time.Hour)); err == nil || errors.Is(err, tokenstore.ErrReplayed) {
 		t.Fatalf("a write outside the prefix: %v", err)
 	}
 }
@@ -210,8 +210,10 @@ func BenchmarkIntegrationOneTimeSpend(b *testing.B) {
 	until := time.Now().Add(15 * time.Minute)
 	ctx := context.Background()
 	for b.Loop() {
-		if err := o.Spend(ctx, newID(), until); err != nil {
+		if err := o.Spend(ctx, newID(), anyOwner(), until); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
+
+func anyOwner() string { return rand.Text() }

@@ -2,6 +2,7 @@ package tokenstore
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -120,10 +121,10 @@ func TestOneTimeSpendOnce(t *testing.T) {
 	o, fv, clock := newTestOneTime(t)
 	ctx := context.Background()
 	until := clock.now().Add(10 * time.Minute)
-	if err := o.Spend(ctx, testEnvelopeID, until); err != nil {
+	if err := o.Spend(ctx, testEnvelopeID, anyOwner(), until); err != nil {
 		t.Fatalf("first Spend: %v", err)
 	}
-	err := o.Spend(ctx, testEnvelopeID, until)
+	err := o.Spend(ctx, testEnvelopeID, anyOwner(), until)
 	if !errors.Is(err, ErrReplayed) || !errors.Is(err, identity.ErrUnauthenticated) {
 		t.Fatalf("second Spend: %v, want ErrReplayed", err)
 	}
@@ -143,7 +144,7 @@ func TestOneTimeSpendOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 50 {
 		wg.Go(func() {
-			switch err := o.Spend(ctx, "concurrent-id", until); {
+			switch err := o.Spend(ctx, "concurrent-id", anyOwner(), until); {
 			case err == nil:
 				ok.Add(1)
 			case errors.Is(err, ErrReplayed):
@@ -164,14 +165,14 @@ func TestOneTimeBucket(t *testing.T) {
 	o, fv, clock := newTestOneTime(t)
 	tz := time.FixedZone("UTC+9", 9*3600)
 	until := clock.now().Add(45 * time.Minute).In(tz) // 06:15 UTC, 15:15 local
-	if err := o.Spend(context.Background(), "id-1", until); err != nil {
+	if err := o.Spend(context.Background(), "id-1", anyOwner(), until); err != nil {
 		t.Fatal(err)
 	}
 	if got := fv.paths(); len(got) != 1 || got[0] != "onetime/2026030406/id-1" {
 		t.Fatalf("records at %v", got)
 	}
 	// The same id with the same until, spelled in another location: still one bucket.
-	if err := o.Spend(context.Background(), "id-1", until.UTC()); !errors.Is(err, ErrReplayed) {
+	if err := o.Spend(context.Background(), "id-1", anyOwner(), until.UTC()); !errors.Is(err, ErrReplayed) {
 		t.Fatalf("same until in UTC: %v", err)
 	}
 }
@@ -203,7 +204,7 @@ func TestOneTimeRefusesUnrecordable(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := o.Spend(context.Background(), tc.id, tc.until)
+			err := o.Spend(context.Background(), tc.id, anyOwner(), tc.until)
 			if err == nil || errors.Is(err, ErrReplayed) || !errors.Is(err, identity.ErrUnauthenticated) {
 				t.Fatalf("Spend: %v, want a non-replay identity error", err)
 			}
@@ -226,7 +227,7 @@ func TestOneTimeSweep(t *testing.T) {
 	spendAt := func(id string, at, until time.Time) {
 		t.Helper()
 		clock.set(at)
-		if err := o.Spend(ctx, id, until); err != nil {
+		if err := o.Spend(ctx, id, anyOwner(), until); err != nil {
 			t.Fatalf("Spend(%s): %v", id, err)
 		}
 	}
@@ -261,10 +262,10 @@ func TestOneTimeSweep(t *testing.T) {
 	}
 
 	// A swept id is gone for good: it can be spent again. Unswept ones cannot.
-	if err := o.Spend(ctx, "old-1", now.Add(time.Hour)); err != nil {
+	if err := o.Spend(ctx, "old-1", anyOwner(), now.Add(time.Hour)); err != nil {
 		t.Fatalf("Spend of a swept id: %v", err)
 	}
-	if err := o.Spend(ctx, "this-hour", now.Add(time.Minute)); !errors.Is(err, ErrReplayed) {
+	if err := o.Spend(ctx, "this-hour", anyOwner(), now.Add(time.Minute)); !errors.Is(err, ErrReplayed) {
 		t.Fatalf("Spend of an unswept id: %v", err)
 	}
 
@@ -297,7 +298,7 @@ func TestOneTimeVaultErrors(t *testing.T) {
 		t.Run(http.StatusText(tc.status), func(t *testing.T) {
 			o, fv, clock := newTestOneTime(t)
 			fv.setFail(tc.status)
-			errs := []error{o.Spend(context.Background(), testEnvelopeID, clock.now().Add(time.Hour))}
+			errs := []error{o.Spend(context.Background(), testEnvelopeID, anyOwner(), clock.now().Add(time.Hour))}
 			_, err := o.Sweep(context.Background())
 			errs = append(errs, err)
 			for _, err := range errs {
@@ -316,7 +317,7 @@ func TestOneTimeVaultErrors(t *testing.T) {
 			}
 			// After the outage the id is still unspent.
 			fv.setFail(0)
-			if err := o.Spend(context.Background(), testEnvelopeID, clock.now().Add(time.Hour)); err != nil {
+			if err := o.Spend(context.Background(), testEnvelopeID, anyOwner(), clock.now().Add(time.Hour)); err != nil {
 				t.Fatalf("Spend after the outage: %v", err)
 			}
 		})
@@ -342,5 +343,22 @@ func TestNewOneTimeOptions(t *testing.T) {
 	}
 	if o.mount != "kv" || o.prefix != "pool-a/onetime" {
 		t.Fatalf("mount %q prefix %q", o.mount, o.prefix)
+	}
+}
+
+// anyOwner returns a new owner on every call: each Spend is another operation.
+func anyOwner() string { return rand.Text() }
+
+func TestOneTimeSpendIsIdempotentForItsOwner(t *testing.T) {
+	o, _, clock := newTestOneTime(t)
+	until := clock.now().Add(time.Hour)
+	if err := o.Spend(context.Background(), "owned-1", "run-1/start", until); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Spend(context.Background(), "owned-1", "run-1/start", until); err != nil {
+		t.Fatalf("a retry by the owner was refused: %v", err)
+	}
+	if err := o.Spend(context.Background(), "owned-1", "run-2/start", until); !errors.Is(err, ErrReplayed) {
+		t.Fatalf("another owner: %v, want ErrReplayed", err)
 	}
 }
