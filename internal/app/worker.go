@@ -133,10 +133,25 @@ func NewParts(ctx context.Context, opts WorkerOptions) (*Parts, error) {
 	if err != nil {
 		return nil, err
 	}
+	maxAge, err := env.Duration("OIDCFLOW_ENVELOPE_MAX_AGE")
+	if err != nil {
+		return nil, err
+	}
+	maxBacklog, err := env.Duration("OIDCFLOW_MAX_BACKLOG")
+	if err != nil {
+		return nil, err
+	}
+	leeway, err := env.Duration("OIDCFLOW_LEEWAY")
+	if err != nil {
+		return nil, err
+	}
 	auth, err := interceptors.NewAuthenticator(interceptors.AuthenticatorOptions{
-		Keyring:  ring,
-		Verifier: w.Verifier,
-		OneTime:  oneTime,
+		Keyring:    ring,
+		Verifier:   w.Verifier,
+		OneTime:    oneTime,
+		MaxAge:     maxAge,
+		MaxBacklog: maxBacklog,
+		Leeway:     leeway,
 		Sessions: &sessions{
 			store: w.Store, refresher: w.Refresher, counts: counts,
 			kv: w.Vault.KVv2(mount), prefix: "sessions/holders", idKey: idKey,
@@ -149,6 +164,7 @@ func NewParts(ctx context.Context, opts WorkerOptions) (*Parts, error) {
 		Authenticator:      newCountingAuth(auth, opts.Metrics),
 		PropagationSecrets: secrets,
 		AllowAnonymous:     opts.AllowAnonymous,
+		ReferenceTTL:       maxBacklog,
 		ListingSearchAttributes: []interceptors.ListingKey{workflows.RequesterKey, workflows.RequesterDepartmentKey,
 			workflows.ResourceKey, workflows.ApprovalStateKey, workflows.ApproversKey},
 		ListingMemo: []string{workflows.MemoRequester},
