@@ -177,6 +177,9 @@ func TestConformance(t *testing.T) {
 	checkNoLeak(t, tokens, histories, logs.String(), errs)
 	if os.Getenv("OIDCFLOW_UPDATE_TESTDATA") == "1" {
 		saved := map[string]string{} // file -> workflow id, which the replayer needs
+		if err := os.MkdirAll(filepath.Join("testdata", currentFormat), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		for file, wid := range map[string]string{
 			"first-run": id, "continued-run": id, "child": id + "-child",
 			"signal-with-start": sws, "pinger": id + "-pinger", "no-envelope": anon,
@@ -190,13 +193,13 @@ func TestConformance(t *testing.T) {
 				t.Fatal(err)
 			}
 			name := "history-" + file + ".json"
-			if err := os.WriteFile(filepath.Join("testdata", name), b, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join("testdata", currentFormat, name), b, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			saved[name] = wid
 		}
 		b, _ := json.MarshalIndent(saved, "", "  ")
-		if err := os.WriteFile(filepath.Join("testdata", "workflow-ids.json"), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join("testdata", currentFormat, "workflow-ids.json"), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

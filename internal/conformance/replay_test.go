@@ -52,10 +52,21 @@ func mustOpen(t *testing.T, path string) *os.File {
 	return f
 }
 
-// TestReplay replays the histories the conformance test saved (OIDCFLOW_UPDATE_TESTDATA=1)
+// currentFormat names the folder of testdata that the conformance test writes
+// (OIDCFLOW_UPDATE_TESTDATA=1): histories recorded with envelope format 2. testdata/v1 holds
+// histories recorded by the release before, with format 1 envelopes; both must replay.
+const currentFormat = "v2"
+
+// TestReplay replays the histories the conformance test saved, of every envelope format,
 // with the interceptors in place and nothing reachable: the recorded identities suffice.
 func TestReplay(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "history-*.json"))
+	for _, format := range []string{"v1", currentFormat} {
+		t.Run(format, func(t *testing.T) { replayFolder(t, filepath.Join("testdata", format)) })
+	}
+}
+
+func replayFolder(t *testing.T, dir string) {
+	files, err := filepath.Glob(filepath.Join(dir, "history-*.json"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no saved histories in testdata (%v); run the conformance test with OIDCFLOW_UPDATE_TESTDATA=1", err)
 	}
@@ -66,7 +77,7 @@ func TestReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile(filepath.Join("testdata", "workflow-ids.json"))
+	raw, err := os.ReadFile(filepath.Join(dir, "workflow-ids.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
