@@ -5,11 +5,15 @@ import (
 	"crypto"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 func TestKidAbsent(t *testing.T) {
@@ -234,4 +238,64 @@ func TestDiscovery(t *testing.T) {
 	if err == nil {
 		t.Error("a discovery document over MaxResponseSize was accepted")
 	}
+}
+
+// TestFilteredKey: a token whose kid the issuer publishes, but on a key the Verifier may not
+// use for signatures (marked for encryption, an algorithm not allowed, a symmetric or
+// unsupported key), is refused with a message that says so, not "not in the JWKS", and
+// without a refetch per token: the key is known, only unusable.
+func TestFilteredKey(t *testing.T) {
+	rs := newKey(t, "RS256", "filtered")
+	es := newKey(t, "ES256", "filtered")
+	with := func(k *testKey, mod func(*jose.JSONWebKey)) jose.JSONWebKey {
+		j := k.jwk()
+		mod(&j)
+		return j
+	}
+	for _, c := range []struct {
+		name   string
+		signer *testKey
+		entry  any
+		msg    string
+	}{
+		{"marked for encryption", rs, with(rs, func(j *jose.JSONWebKey) { j.Use = "enc" }), "use=enc"},
+		{"marked for encryption, no alg", es, with(es, func(j *jose.JSONWebKey) { j.Use, j.Algorithm = "enc", "" }), "use=enc"},
+		{"algorithm not allowed", rs, with(rs, func(j *jose.JSONWebKey) { j.Algorithm = "RS384" }), "alg=RS384"},
+		{"algorithm for encryption", rs, with(rs, func(j *jose.JSONWebKey) { j.Algorithm, j.Use = "RSA-OAEP", "" }), "alg=RSA-OAEP"},
+		{"symmetric key", rs, jose.JSONWebKey{Key: []byte("0123456789abcdef0123456789abcdef"), KeyID: "filtered", Use: "sig"}, "kty=oct"},
+		{"unsupported key type", rs, json.RawMessage(`{"kty":"OKP","crv":"X448","kid":"filtered","x":"AAAA"}`), "kty=OKP"},
+		{"broken key", rs, json.RawMessage(`{"kty":"RSA","kid":"filtered","use":"sig","n":"AQAB"}`), "kty=RSA"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := newIDP(t, newKey(t, "ES256", "current"))
+			p.setExtra(c.entry)
+			v := p.verifier(t, func(o *VerifierOptions) { o.CacheTTL = -1 })
+			ctx := context.Background()
+			for i := range 3 {
+				raw := c.signer.sign(t, nil, p.claims())
+				_, err := v.VerifyIDToken(ctx, raw)
+				checkErr(t, raw, err, ErrInvalidToken)
+				msg := err.Error()
+				if !strings.Contains(msg, `key "filtered" is published but not usable for signatures`) || !strings.Contains(msg, c.msg) {
+					t.Fatalf("attempt %d: error %q does not say that the key is published but unusable (%s)", i, msg, c.msg)
+				}
+				if strings.Contains(msg, "not in the") {
+					t.Fatalf("attempt %d: error %q says the key is not published", i, msg)
+				}
+				p.clock.Add(DefaultJWKSCooldown)
+			}
+			if n := p.fetches.Load(); n != 1 {
+				t.Fatalf("%d JWKS fetches for a published, unusable key, want 1", n)
+			}
+		})
+	}
+	// A usable key with the same kid wins over an unusable one.
+	t.Run("usable and unusable under one kid", func(t *testing.T) {
+		p := newIDP(t, rs)
+		p.setExtra(with(rs, func(j *jose.JSONWebKey) { j.Use = "enc" }))
+		v := p.verifier(t, nil)
+		raw := rs.sign(t, nil, p.claims())
+		_, err := v.VerifyIDToken(context.Background(), raw)
+		checkErr(t, raw, err, nil)
+	})
 }
