@@ -271,8 +271,8 @@ func checkErr(t *testing.T, raw string, err, want error) {
 	if !errors.Is(err, want) {
 		t.Fatalf("want %v, got %v", want, err)
 	}
-	if !errors.Is(err, ErrUnauthenticated) && !errors.Is(err, ErrProviderUnavailable) {
-		t.Errorf("error %v wraps neither ErrUnauthenticated nor ErrProviderUnavailable", err)
+	if !errors.Is(err, ErrUnauthenticated) && !errors.Is(err, ErrProviderUnavailable) && !errors.Is(err, ErrKeyNotYetKnown) {
+		t.Errorf("error %v wraps none of ErrUnauthenticated, ErrProviderUnavailable, ErrKeyNotYetKnown", err)
 	}
 	leaksToken(t, raw, err.Error())
 }

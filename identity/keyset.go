@@ -26,8 +26,9 @@ const maxJWKSKeys = 64
 // keySet is the oidc.KeySet the Verifier gives go-oidc. Unlike oidc.RemoteKeySet, which
 // refetches the JWKS for every unknown kid, it refetches at most once per cooldown (fetches
 // are single-flight, and a failed fetch counts too), so a flood of tokens with random kids
-// costs the IdP one request per cooldown. Between fetches an unknown kid fails closed, and
-// keys already known keep verifying while the JWKS endpoint is down. It never reads jku,
+// costs the IdP one request per cooldown. Between fetches an unknown kid fails closed with
+// the retryable ErrKeyNotYetKnown (it may be a key the IdP just rotated in), and keys
+// already known keep verifying while the JWKS endpoint is down. It never reads jku,
 // x5u, x5c or jwk from a token (RFC 8725 section 3.10). Static key sets never fetch.
 //
 // Keys the JWKS publishes but that may not verify a signature here (marked for encryption,
@@ -120,7 +121,7 @@ func (ks *keySet) verify(ctx context.Context, raw string) ([]byte, error) {
 	if err := set.check(kid); err != nil {
 		return nil, err // published but unusable: a refetch would not help either
 	}
-	set, err = ks.refresh(ctx)
+	set, err = ks.refresh(ctx, kid)
 	if err != nil {
 		return nil, err
 	}
@@ -187,8 +188,10 @@ func (ks *keySet) cached() jwks {
 }
 
 // refresh returns the JWKS after a refetch, or fails closed when the cooldown since the last
-// attempt has not passed. Concurrent callers share one fetch.
-func (ks *keySet) refresh(ctx context.Context) (jwks, error) {
+// attempt has not passed: retryably (ErrKeyNotYetKnown) for a token naming kid, definitely
+// for a token without kid, which names no key that could be new. Concurrent callers share
+// one fetch.
+func (ks *keySet) refresh(ctx context.Context, kid string) (jwks, error) {
 	ks.mu.Lock()
 	if ks.url == "" {
 		ks.mu.Unlock()
@@ -200,8 +203,12 @@ func (ks *keySet) refresh(ctx context.Context) (jwks, error) {
 		if ks.attempted && now.Before(ks.lastFetch.Add(ks.cooldown)) { // check:cooldown
 			last := ks.lastFetch
 			ks.mu.Unlock()
-			return jwks{}, invalid("signing key unknown; the JWKS was fetched at %s and is refetched at most every %s (next at %s); if the IdP just rotated keys, retry after that",
-				last.UTC().Format(time.RFC3339), ks.cooldown, last.Add(ks.cooldown).UTC().Format(time.RFC3339))
+			if kid == "" { // check:no-kid-cooldown
+				return jwks{}, invalid("no known key verifies the token, which has no kid; the JWKS was requested at %s and is requested at most every %s (VerifierOptions.JWKSCooldown)",
+					last.UTC().Format(time.RFC3339), ks.cooldown)
+			}
+			return jwks{}, fmt.Errorf("identity: signing key %s is unknown: the JWKS was last requested at %s and is requested at most every %s (VerifierOptions.JWKSCooldown); retry from %s, when a refetch is allowed again (the IdP may just have rotated its keys): %w",
+				quote(kid), last.UTC().Format(time.RFC3339), ks.cooldown, last.Add(ks.cooldown).UTC().Format(time.RFC3339), ErrKeyNotYetKnown)
 		}
 		ks.attempted, ks.lastFetch = true, now
 		call = &fetchCall{done: make(chan struct{})}

@@ -62,11 +62,12 @@ func TestRotation(t *testing.T) {
 	}
 	p.setKeys(next)
 
-	// Within the cooldown of the first fetch: refused, no request.
+	// Within the cooldown of the first fetch: refused, no request, but retryable: the kid
+	// may be new, and a retry after the cooldown refetches.
 	p.clock.Add(DefaultJWKSCooldown / 2)
 	raw := next.sign(t, nil, p.claims())
 	_, err := v.VerifyIDToken(ctx, raw)
-	checkErr(t, raw, err, ErrInvalidToken)
+	checkRetryableUnknownKey(t, raw, err, "2026-03")
 	if n := p.fetches.Load(); n != 1 {
 		t.Fatalf("%d fetches within the cooldown, want 1", n)
 	}
@@ -82,15 +83,19 @@ func TestRotation(t *testing.T) {
 	if n := p.fetches.Load(); n != 2 {
 		t.Fatalf("%d fetches, want 2 (initial + one refetch)", n)
 	}
-	// The retired key no longer verifies.
+	// The retired key no longer verifies: retryably within the cooldown of the refetch,
+	// for good once a refetch shows it gone.
 	raw = old.sign(t, nil, p.claims())
+	_, err = v.VerifyIDToken(ctx, raw)
+	checkRetryableUnknownKey(t, raw, err, "2026-02")
+	p.clock.Add(DefaultJWKSCooldown)
 	_, err = v.VerifyIDToken(ctx, raw)
 	checkErr(t, raw, err, ErrInvalidToken)
 }
 
 // TestJWKSDown: known keys keep working while the JWKS endpoint fails; unknown kids fail
-// closed (retryable ErrProviderUnavailable for the fetch that failed, ErrInvalidToken during
-// the cooldown after it).
+// closed (retryable ErrProviderUnavailable for the fetch that failed, the retryable
+// ErrKeyNotYetKnown during the cooldown after it).
 func TestJWKSDown(t *testing.T) {
 	known, unknown := newKey(t, "ES256", "known"), newKey(t, "ES256", "unknown")
 	p := newIDP(t, known)
@@ -117,7 +122,7 @@ func TestJWKSDown(t *testing.T) {
 		t.Error("ApplicationError must leave ErrProviderUnavailable retryable")
 	}
 	_, err = v.VerifyIDToken(ctx, raw)
-	checkErr(t, raw, err, ErrInvalidToken)
+	checkRetryableUnknownKey(t, raw, err, "unknown")
 	if n := p.fetches.Load(); n != 2 {
 		t.Fatalf("%d fetches, want 2", n)
 	}
@@ -298,4 +303,61 @@ func TestFilteredKey(t *testing.T) {
 		_, err := v.VerifyIDToken(context.Background(), raw)
 		checkErr(t, raw, err, nil)
 	})
+}
+
+// checkRetryableUnknownKey asserts that err is the cooldown's refusal of kid: retryable (no
+// identity error, left alone by ApplicationError), and saying what to do.
+func checkRetryableUnknownKey(t *testing.T, raw string, err error, kid string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("a token under a key not yet known was accepted")
+	}
+	for _, e := range []error{ErrUnauthenticated, ErrInvalidToken, ErrMalformedToken, ErrForbidden, ErrReauthRequired} {
+		if errors.Is(err, e) {
+			t.Fatalf("the cooldown's refusal %q is %v: a start right after a key rotation would fail for good", err, e)
+		}
+	}
+	if ApplicationError(err) != err {
+		t.Fatalf("ApplicationError changed the retryable %q", err)
+	}
+	checkErr(t, raw, err, ErrKeyNotYetKnown)
+	for _, want := range []string{`"` + kid + `"`, "unknown", "retry", "JWKSCooldown"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}
+
+// TestUnknownKidCooldownRetryable: a kid-less token that no known key verifies stays a
+// definite refusal within the cooldown (nothing names a new key), and a kid that is still
+// unknown after the refetch is refused for good.
+func TestUnknownKidCooldownRetryable(t *testing.T) {
+	known, stranger := newKey(t, "ES256", "known"), newKey(t, "ES256", "stranger")
+	p := newIDP(t, known)
+	v := p.verifier(t, func(o *VerifierOptions) { o.CacheTTL = -1; o.JWKSCooldown = time.Minute })
+	ctx := context.Background()
+	if _, err := v.VerifyIDToken(ctx, known.sign(t, nil, p.claims())); err != nil {
+		t.Fatal(err)
+	}
+	raw := stranger.sign(t, nil, p.claims())
+	p.clock.Add(59 * time.Second)
+	_, err := v.VerifyIDToken(ctx, raw)
+	checkRetryableUnknownKey(t, raw, err, "stranger")
+	if !strings.Contains(err.Error(), "1m0s") {
+		t.Errorf("error %q does not name the configured cooldown", err)
+	}
+	// After the cooldown: refetched, still unknown: refused for good.
+	p.clock.Add(time.Second)
+	_, err = v.VerifyIDToken(ctx, raw)
+	checkErr(t, raw, err, ErrInvalidToken)
+	if !strings.Contains(err.Error(), "even after a refetch") {
+		t.Errorf("error %q", err)
+	}
+	// Without kid, within the cooldown: refused as before, not retryable.
+	noKid := stranger.sign(t, map[string]any{"alg": "ES256"}, p.claims())
+	_, err = v.VerifyIDToken(ctx, noKid)
+	checkErr(t, noKid, err, ErrInvalidToken)
+	if n := p.fetches.Load(); n != 2 {
+		t.Fatalf("%d fetches, want 2", n)
+	}
 }
