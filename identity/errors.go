@@ -91,6 +91,15 @@ func ApplicationError(err error) error {
 // ApplicationError leaves it unchanged so Temporal retries, and nothing was accepted.
 var ErrProviderUnavailable = errors.New("identity: identity provider unavailable")
 
+// ErrKeyNotYetKnown: a token names a signing key (kid) that is not among the keys the
+// Verifier holds, and the JWKS was requested too recently to be requested again
+// (VerifierOptions.JWKSCooldown). Right after the IdP rotates its signing key, every new
+// token meets it until the cooldown passes. It is deliberately not an ErrUnauthenticated
+// (nor ErrInvalidToken): ApplicationError leaves it unchanged so Temporal retries, and the
+// first verification after the cooldown refetches the JWKS; a kid still unknown then is
+// refused for good (ErrInvalidToken). Nothing was accepted.
+var ErrKeyNotYetKnown = errors.New("identity: signing key not yet known")
+
 // ErrInvalidConfig: VerifierOptions or a policy text that cannot work. NewVerifier and
 // ParsePolicy return it; fix the configuration, retrying does not help.
 var ErrInvalidConfig = errors.New("identity: invalid configuration")

@@ -23,6 +23,12 @@ func FuzzVerifyIDToken(f *testing.F) {
 		b64([]byte(`{"alg":"EdDSA","kid":"k1","typ":"at+jwt"}`)) + "." + parts[1] + "." + parts[2],
 		key.sign(f, nil, []byte(`{"aud":1}`)),
 		key.sign(f, nil, []byte(`{"exp":"x","iat":1e999}`)),
+		// Other spellings of the valid token, and text that decodes to U+FFFD.
+		valid + "\n", " " + valid, parts[0] + "." + parts[1] + "." + parts[2][:10] + " " + parts[2][10:],
+		parts[0] + "\r\n." + parts[1] + "." + parts[2], valid + "==", respell(valid, 2),
+		key.signParts(f, []byte(`{"alg":"EdDSA","kid":"k1"}`), []byte(strings.Replace(string(mustJSON(f, p.claims())), `"bob"`, "\"\xffbob\"", 1))),
+		key.signParts(f, []byte(`{"alg":"EdDSA","kid":"k1"}`), []byte(strings.Replace(string(mustJSON(f, p.claims())), `"bob"`, `"\ud800bob"`, 1))),
+		key.signParts(f, []byte("{\"alg\":\"EdDSA\",\"kid\":\"k1\xff\"}"), mustJSON(f, p.claims())),
 	} {
 		f.Add(s)
 	}
@@ -31,6 +37,9 @@ func FuzzVerifyIDToken(f *testing.F) {
 		if err == nil {
 			if id.Subject != "bob" || id.Issuer != p.issuer {
 				t.Fatalf("accepted %+v", id)
+			}
+			if strings.IndexFunc(raw, notCompact) >= 0 {
+				t.Fatalf("accepted a token that is not strictly compact JWS: %q", raw)
 			}
 			return
 		}
@@ -51,6 +60,27 @@ func FuzzParseHeader(f *testing.F) {
 			t.Fatalf("accepted %d parts", strings.Count(raw, ".")+1)
 		}
 		_ = h
+	})
+}
+
+// FuzzCheckText: text that checkText accepts decodes without any U+FFFD that its bytes do
+// not spell out (literally or as \ufffd), so no two accepted texts collide through
+// encoding/json's replacements.
+func FuzzCheckText(f *testing.F) {
+	for _, s := range []string{`"bob"`, "\"\xffbob\"", `"\ud800"`, `"\udc00\ud800"`, `"\ud83d\ude00"`, `"\\ud800"`,
+		`"\ufffd"`, "\"\ufffd\"", `"\uD83D\uDE00\uD83D"`, `"\u12"`, `{"a":"\ud800\u0041"}`, `"\`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var v any
+		if checkText(b) != nil || json.Unmarshal(b, &v) != nil {
+			return
+		}
+		spelled := strings.Count(string(b), "\ufffd") + strings.Count(strings.ToLower(string(b)), `\ufffd`)
+		out, _ := json.Marshal(v) // Marshal escapes nothing it need not; U+FFFD stays literal
+		if got := strings.Count(string(out), "\ufffd"); got > spelled {
+			t.Fatalf("checkText accepted %q, which decodes with %d U+FFFD (%d spelled out)", b, got, spelled)
+		}
 	})
 }
 

@@ -172,8 +172,9 @@ type idp struct {
 	fetches atomic.Int64
 	down    atomic.Bool
 
-	mu   sync.Mutex
-	keys []*testKey
+	mu    sync.Mutex
+	keys  []*testKey
+	extra []any // further JWKS entries, published as they are
 }
 
 func newIDP(t testing.TB, keys ...*testKey) *idp {
@@ -196,12 +197,13 @@ func newIDP(t testing.TB, keys ...*testKey) *idp {
 			return
 		}
 		p.mu.Lock()
-		set := jose.JSONWebKeySet{}
+		var set []any
 		for _, k := range p.keys {
-			set.Keys = append(set.Keys, k.jwk())
+			set = append(set, k.jwk())
 		}
+		set = append(set, p.extra...)
 		p.mu.Unlock()
-		json.NewEncoder(w).Encode(set)
+		json.NewEncoder(w).Encode(map[string]any{"keys": set})
 	})
 	p.srv = httptest.NewServer(mux)
 	t.Cleanup(p.srv.Close)
@@ -212,6 +214,13 @@ func newIDP(t testing.TB, keys ...*testKey) *idp {
 func (p *idp) setKeys(keys ...*testKey) {
 	p.mu.Lock()
 	p.keys = keys
+	p.mu.Unlock()
+}
+
+// setExtra publishes entries (jose.JSONWebKey values or raw JSON) after the keys.
+func (p *idp) setExtra(entries ...any) {
+	p.mu.Lock()
+	p.extra = entries
 	p.mu.Unlock()
 }
 
@@ -262,8 +271,8 @@ func checkErr(t *testing.T, raw string, err, want error) {
 	if !errors.Is(err, want) {
 		t.Fatalf("want %v, got %v", want, err)
 	}
-	if !errors.Is(err, ErrUnauthenticated) && !errors.Is(err, ErrProviderUnavailable) {
-		t.Errorf("error %v wraps neither ErrUnauthenticated nor ErrProviderUnavailable", err)
+	if !errors.Is(err, ErrUnauthenticated) && !errors.Is(err, ErrProviderUnavailable) && !errors.Is(err, ErrKeyNotYetKnown) {
+		t.Errorf("error %v wraps none of ErrUnauthenticated, ErrProviderUnavailable, ErrKeyNotYetKnown", err)
 	}
 	leaksToken(t, raw, err.Error())
 }

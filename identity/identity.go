@@ -103,9 +103,21 @@ func RequirePool(ctx context.Context) error {
 	return fmt.Errorf("identity: this activity runs only under the worker pool's own authority: %w", ErrUnauthenticated)
 }
 
-// FromWorkflow returns the verified identity of whoever drives the current operation: the
-// starter in the workflow function, the caller (an approver, say) in an update or signal
-// handler. It returns ErrUnauthenticated when there is none.
+// FromWorkflow returns the verified identity ctx carries, or ErrUnauthenticated when it
+// carries none:
+//
+//   - in the workflow function and everything it runs (goroutines, selectors, receives from
+//     signal channels): the run's starter (for a child or a continued run, the identity it
+//     was started with; after a re-consent, the renewed one);
+//   - in an update handler: the update's caller (an approver, say), whose own envelope the
+//     worker interceptor verified before the handler ran;
+//   - in an update validator, which runs before the caller is verified, in a context made by
+//     AsPool, and in a workflow started without identity (AllowAnonymous): none.
+//
+// A signal does not change it: Go workflows receive signals from a channel, in the workflow
+// function's context, so FromWorkflow there still names the starter, never the signal's
+// sender. Read the sender with interceptors.SignalSender(ctx, signalName) once after each
+// receive; it is nil when the signal carried no verified identity.
 func FromWorkflow(ctx workflow.Context) (*Identity, error) {
 	if id, ok := ctx.Value(ctxKey{}).(*Identity); ok && id != nil {
 		return id, nil

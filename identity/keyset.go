@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,9 +26,14 @@ const maxJWKSKeys = 64
 // keySet is the oidc.KeySet the Verifier gives go-oidc. Unlike oidc.RemoteKeySet, which
 // refetches the JWKS for every unknown kid, it refetches at most once per cooldown (fetches
 // are single-flight, and a failed fetch counts too), so a flood of tokens with random kids
-// costs the IdP one request per cooldown. Between fetches an unknown kid fails closed, and
-// keys already known keep verifying while the JWKS endpoint is down. It never reads jku,
+// costs the IdP one request per cooldown. Between fetches an unknown kid fails closed with
+// the retryable ErrKeyNotYetKnown (it may be a key the IdP just rotated in), and keys
+// already known keep verifying while the JWKS endpoint is down. It never reads jku,
 // x5u, x5c or jwk from a token (RFC 8725 section 3.10). Static key sets never fetch.
+//
+// Keys the JWKS publishes but that may not verify a signature here (marked for encryption,
+// an algorithm not allowed, symmetric or unsupported) are not used; their kids are kept
+// with the reason, so a token naming one is refused as such, without a refetch.
 type keySet struct {
 	url      string // "" for a static key set
 	client   *http.Client
@@ -38,8 +44,9 @@ type keySet struct {
 
 	mu        sync.Mutex
 	keys      []jose.JSONWebKey
-	attempted bool      // a fetch was started at least once
-	lastFetch time.Time // start of the last fetch attempt (successful or not)
+	unusable  map[string]string // kid -> why the published key is not used
+	attempted bool              // a fetch was started at least once
+	lastFetch time.Time         // start of the last fetch attempt (successful or not)
 	inflight  *fetchCall
 
 	fetches atomic.Int64 // JWKS requests made, for tests and metrics
@@ -47,8 +54,14 @@ type keySet struct {
 
 type fetchCall struct {
 	done chan struct{}
-	keys []jose.JSONWebKey
+	set  jwks
 	err  error
+}
+
+// jwks is what a fetch keeps of a JWKS: the usable keys, and why the others are not used.
+type jwks struct {
+	keys     []jose.JSONWebKey
+	unusable map[string]string
 }
 
 // sigErrKey carries a *error from Verifier to keySet through go-oidc, which flattens the
@@ -95,8 +108,8 @@ func (ks *keySet) verify(ctx context.Context, raw string) ([]byte, error) {
 	h := jws.Signatures[0].Protected
 	kid, alg := h.KeyID, h.Algorithm
 
-	keys := ks.cached()
-	payload, known, err := tryKeys(jws, keys, kid, alg)
+	set := ks.cached()
+	payload, known, err := tryKeys(jws, set.keys, kid, alg)
 	if err == nil {
 		return payload, nil
 	}
@@ -105,18 +118,32 @@ func (ks *keySet) verify(ctx context.Context, raw string) ([]byte, error) {
 		// rotation. No refetch.
 		return nil, err
 	}
-	keys, err = ks.refresh(ctx)
+	if err := set.check(kid); err != nil {
+		return nil, err // published but unusable: a refetch would not help either
+	}
+	set, err = ks.refresh(ctx, kid)
 	if err != nil {
 		return nil, err
 	}
-	payload, known, err = tryKeys(jws, keys, kid, alg)
+	payload, known, err = tryKeys(jws, set.keys, kid, alg)
 	if err == nil {
 		return payload, nil
 	}
 	if !known && kid != "" {
+		if err := set.check(kid); err != nil {
+			return nil, err
+		}
 		return nil, invalid("signing key %s is not in the issuer's JWKS, even after a refetch; the token was signed by someone else", quote(kid))
 	}
 	return nil, err
+}
+
+// check reports a kid that names a published key the Verifier does not use.
+func (s jwks) check(kid string) error {
+	if why, ok := s.unusable[kid]; ok && kid != "" { // check:unusable-key
+		return invalid("key %s is published but not usable for signatures: %s; the token was not signed with a key the issuer publishes for signatures (or VerifierOptions.Algorithms lacks its algorithm)", quote(kid), why)
+	}
+	return nil
 }
 
 // tryKeys verifies jws with the keys matching kid (every key when kid is empty) that can
@@ -154,19 +181,21 @@ func tryKeys(jws *jose.JSONWebSignature, keys []jose.JSONWebKey, kid, alg string
 	}
 }
 
-func (ks *keySet) cached() []jose.JSONWebKey {
+func (ks *keySet) cached() jwks {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
-	return ks.keys
+	return jwks{keys: ks.keys, unusable: ks.unusable}
 }
 
 // refresh returns the JWKS after a refetch, or fails closed when the cooldown since the last
-// attempt has not passed. Concurrent callers share one fetch.
-func (ks *keySet) refresh(ctx context.Context) ([]jose.JSONWebKey, error) {
+// attempt has not passed: retryably (ErrKeyNotYetKnown) for a token naming kid, definitely
+// for a token without kid, which names no key that could be new. Concurrent callers share
+// one fetch.
+func (ks *keySet) refresh(ctx context.Context, kid string) (jwks, error) {
 	ks.mu.Lock()
 	if ks.url == "" {
 		ks.mu.Unlock()
-		return nil, invalid("signing key unknown and the key set is static (VerifierOptions.StaticKeys); add the key to the configuration")
+		return jwks{}, invalid("signing key unknown and the key set is static (VerifierOptions.StaticKeys); add the key to the configuration")
 	}
 	call := ks.inflight
 	if call == nil {
@@ -174,8 +203,12 @@ func (ks *keySet) refresh(ctx context.Context) ([]jose.JSONWebKey, error) {
 		if ks.attempted && now.Before(ks.lastFetch.Add(ks.cooldown)) { // check:cooldown
 			last := ks.lastFetch
 			ks.mu.Unlock()
-			return nil, invalid("signing key unknown; the JWKS was fetched at %s and is refetched at most every %s (next at %s); if the IdP just rotated keys, retry after that",
-				last.UTC().Format(time.RFC3339), ks.cooldown, last.Add(ks.cooldown).UTC().Format(time.RFC3339))
+			if kid == "" { // check:no-kid-cooldown
+				return jwks{}, invalid("no known key verifies the token, which has no kid; the JWKS was requested at %s and is requested at most every %s (VerifierOptions.JWKSCooldown)",
+					last.UTC().Format(time.RFC3339), ks.cooldown)
+			}
+			return jwks{}, fmt.Errorf("identity: signing key %s is unknown: the JWKS was last requested at %s and is requested at most every %s (VerifierOptions.JWKSCooldown); retry from %s, when a refetch is allowed again (the IdP may just have rotated its keys): %w",
+				quote(kid), last.UTC().Format(time.RFC3339), ks.cooldown, last.Add(ks.cooldown).UTC().Format(time.RFC3339), ErrKeyNotYetKnown)
 		}
 		ks.attempted, ks.lastFetch = true, now
 		call = &fetchCall{done: make(chan struct{})}
@@ -184,11 +217,11 @@ func (ks *keySet) refresh(ctx context.Context) ([]jose.JSONWebKey, error) {
 
 		// Detached from the caller's cancellation so one impatient caller does not fail
 		// every waiter; the http.Client's timeout bounds it.
-		call.keys, call.err = ks.fetch(context.WithoutCancel(ctx))
+		call.set, call.err = ks.fetch(context.WithoutCancel(ctx))
 
 		ks.mu.Lock()
 		if call.err == nil {
-			ks.keys = call.keys
+			ks.keys, ks.unusable = call.set.keys, call.set.unusable
 		}
 		ks.inflight = nil
 		ks.mu.Unlock()
@@ -198,61 +231,102 @@ func (ks *keySet) refresh(ctx context.Context) ([]jose.JSONWebKey, error) {
 	}
 	select {
 	case <-ctx.Done():
-		return nil, fmt.Errorf("identity: waiting for the JWKS: %w", ctx.Err())
+		return jwks{}, fmt.Errorf("identity: waiting for the JWKS: %w", ctx.Err())
 	case <-call.done:
 	}
 	if call.err != nil {
-		return nil, call.err
+		return jwks{}, call.err
 	}
-	return call.keys, nil
+	return call.set, nil
 }
 
 // fetch GETs the JWKS (RFC 7517 section 5) with a bounded body. Keys that cannot serve an
-// allowed algorithm are dropped: symmetric ("oct") keys, "use": "enc" keys, keys whose
-// "alg" is not allowed, and key types go-jose does not know.
-func (ks *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
+// allowed algorithm are dropped, and their kids noted with the reason: "use": "enc" keys,
+// keys whose "alg" is not allowed, symmetric ("oct") keys, and key types go-jose does not
+// know or cannot read.
+func (ks *keySet) fetch(ctx context.Context) (jwks, error) {
 	ks.fetches.Add(1)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ks.url, nil)
 	if err != nil {
-		return nil, fmt.Errorf("identity: JWKS URL: %w", err)
+		return jwks{}, fmt.Errorf("identity: JWKS URL: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	body, err := doBounded(ks.client, req, ks.maxBody)
 	if err != nil {
-		return nil, unavailable("fetching the JWKS failed (%v); known keys keep working, unknown ones are refused until it recovers", err)
+		return jwks{}, unavailable("fetching the JWKS failed (%v); known keys keep working, unknown ones are refused until it recovers", err)
 	}
 	var raw struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
-		return nil, unavailable("the JWKS is not a JSON key set: %v", err)
+		return jwks{}, unavailable("the JWKS is not a JSON key set: %v", err)
 	}
 	allowed := make(map[string]bool, len(ks.algs))
 	for _, a := range ks.algs {
 		allowed[string(a)] = true
 	}
-	var keys []jose.JSONWebKey
+	set := jwks{unusable: map[string]string{}}
 	for _, r := range raw.Keys {
-		if len(keys) == maxJWKSKeys {
+		if len(set.keys) == maxJWKSKeys {
 			break
 		}
 		var k jose.JSONWebKey
-		if err := k.UnmarshalJSON(r); err != nil {
-			continue // unsupported kty/crv or broken key: skip it, keep the others
+		var why string
+		switch err := k.UnmarshalJSON(r); {
+		case err != nil:
+			why = "kty=" + printable(keyType(r)) + " cannot be read here (unsupported type or curve, or a broken key)"
+		case k.Use == "enc":
+			why = "use=enc (an encryption key)"
+		case k.Algorithm != "" && !allowed[k.Algorithm]:
+			why = "alg=" + printable(k.Algorithm) + " is not an allowed signature algorithm"
 		}
-		if k.Use == "enc" || (k.Algorithm != "" && !allowed[k.Algorithm]) {
+		if why == "" {
+			switch k.Key.(type) {
+			case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+			case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey:
+				k = k.Public()
+			case []byte:
+				why = "kty=oct (a symmetric key)"
+			default:
+				why = fmt.Sprintf("key type %T is not supported", k.Key)
+			}
+		}
+		if why == "" {
+			set.keys = append(set.keys, k)
 			continue
 		}
-		switch k.Key.(type) {
-		case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
-		case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey:
-			k = k.Public()
-		default:
-			continue
+		if kid := keyID(r); kid != "" && len(set.unusable) < maxJWKSKeys {
+			set.unusable[kid] = why
 		}
-		keys = append(keys, k)
 	}
-	return keys, nil
+	return set, nil
+}
+
+// keyID reads the kid of a JWKS entry that go-jose may not be able to read.
+func keyID(r json.RawMessage) string {
+	var k struct {
+		Kid string `json:"kid"`
+	}
+	_ = json.Unmarshal(r, &k)
+	return k.Kid
+}
+
+// keyType reads the kty of a JWKS entry that go-jose may not be able to read.
+func keyType(r json.RawMessage) string {
+	var k struct {
+		Kty string `json:"kty"`
+	}
+	_ = json.Unmarshal(r, &k)
+	return k.Kty
+}
+
+// printable returns a short JWKS value as it is for a message, or a placeholder when it is
+// long or not printable ASCII.
+func printable(s string) string {
+	if len(s) > 32 || strings.IndexFunc(s, func(c rune) bool { return c <= ' ' || c > '~' }) >= 0 {
+		return "(unprintable)"
+	}
+	return s
 }
 
 // doBounded performs req and returns a 200 response body of at most max bytes.

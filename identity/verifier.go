@@ -73,7 +73,10 @@ type VerifierOptions struct {
 	// DefaultMaxTokenSize (8 KiB).
 	MaxTokenSize int
 	// JWKSCooldown is the minimum time between two JWKS fetches: a token with an unknown kid
-	// triggers at most one refetch per cooldown, and is refused in between. Default:
+	// triggers at most one refetch per cooldown, and is refused in between with the
+	// retryable ErrKeyNotYetKnown (so a start right after an IdP key rotation succeeds on a
+	// retry once the cooldown has passed). Shorter means faster recovery from a rotation and
+	// more requests to the IdP under a flood of made-up kids. Default (0):
 	// DefaultJWKSCooldown (30 s).
 	JWKSCooldown time.Duration
 	// CacheTTL bounds how long a verified token is remembered (never past its exp).
@@ -314,7 +317,9 @@ const (
 
 // VerifyIDToken verifies an OIDC ID token (OIDC Core 3.1.3.7) and returns the Identity it
 // proves. Errors wrap ErrMalformedToken or ErrInvalidToken (and ErrUnauthenticated), or
-// are a *TokenExpiredError; ErrProviderUnavailable when the JWKS could not be fetched.
+// are a *TokenExpiredError; ErrProviderUnavailable when the JWKS could not be fetched, and
+// ErrKeyNotYetKnown when the token names a key the JWKS held no key for and the JWKS may
+// not be refetched yet (both retryable).
 // Nonce and at_hash are not checked here: that is the login flow's job.
 func (v *Verifier) VerifyIDToken(ctx context.Context, raw string) (*Identity, error) {
 	return v.verifyCached(ctx, kindID, raw)

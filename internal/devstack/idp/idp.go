@@ -5,7 +5,8 @@
 // in the next refreshed token.
 //
 // It is for development and tests only: there are no passwords, and the admin API that
-// changes personas has no authentication (it binds to loopback).
+// changes personas has no authentication (it binds to loopback). What it does refuse are
+// admin requests a web page in the developer's browser could make (see Handler).
 //
 // Hydra's login and consent flow: https://www.ory.sh/docs/hydra/concepts/login and
 // https://www.ory.sh/docs/hydra/concepts/consent. Token hook:
@@ -23,6 +24,8 @@ import (
 	"html/template"
 	"io"
 	"log/slog"
+	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -175,6 +178,16 @@ func New(o Options) (*Server, error) {
 //	POST /admin/personas           add a persona (for tests that change one)
 //	DELETE /admin/personas/{name}  remove a persona (its next refresh is refused)
 //	POST /admin/reset              restore the committed personas
+//
+// The /admin/ endpoints refuse what a web page open in the developer's browser could send
+// them (a plain HTML form needs no preflight, and enctype="text/plain" can carry a JSON
+// persona): a request whose Sec-Fetch-Site is cross-site or same-site, whose Origin is not
+// the app's own, whose Host is a DNS name other than localhost (DNS rebinding would make an
+// attacker's page same-origin with the app), and a POST or PUT whose body is not declared
+// Content-Type: application/json, which no form can send (POST /admin/reset too, with an
+// empty body). Programs (curl, Go clients) send none of the browser headers and work as
+// before, given that content type. The login form and the token hook are not admin
+// endpoints.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
@@ -183,13 +196,62 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /consent", s.consent)
 	mux.HandleFunc("GET /logout", s.logout)
 	mux.HandleFunc("POST /hooks/token", s.tokenHook)
-	mux.HandleFunc("GET /admin/personas", s.adminList)
-	mux.HandleFunc("GET /admin/personas/{name}", s.adminGet)
-	mux.HandleFunc("PUT /admin/personas/{name}", s.adminPut)
-	mux.HandleFunc("POST /admin/personas", s.adminCreate)
-	mux.HandleFunc("DELETE /admin/personas/{name}", s.adminDelete)
-	mux.HandleFunc("POST /admin/reset", s.adminReset)
+	mux.HandleFunc("GET /admin/personas", adminOnly(s.adminList))
+	mux.HandleFunc("GET /admin/personas/{name}", adminOnly(s.adminGet))
+	mux.HandleFunc("PUT /admin/personas/{name}", adminOnly(s.adminPut))
+	mux.HandleFunc("POST /admin/personas", adminOnly(s.adminCreate))
+	mux.HandleFunc("DELETE /admin/personas/{name}", adminOnly(s.adminDelete))
+	mux.HandleFunc("POST /admin/reset", adminOnly(s.adminReset))
 	return mux
+}
+
+// adminOnly serves h only for requests that no other web page can have sent through the
+// developer's browser (see Handler); it answers 403 or 415 otherwise.
+func adminOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if code, why := refuseCrossSite(r); code != 0 {
+			http.Error(w, "idp: admin request refused: "+why, code)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// refuseCrossSite returns the status and reason to refuse an admin request with, or 0.
+func refuseCrossSite(r *http.Request) (int, string) {
+	if !localHost(r.Host) {
+		return http.StatusForbidden, "the Host is a DNS name (DNS rebinding?); call the app at its loopback address, e.g. http://127.0.0.1:4446"
+	}
+	switch site := r.Header.Get("Sec-Fetch-Site"); site {
+	case "", "same-origin", "none":
+	default:
+		return http.StatusForbidden, "the browser marks it Sec-Fetch-Site: " + site + ", not from this app"
+	}
+	if origin := r.Header.Get("Origin"); origin != "" {
+		own := "http://" + r.Host
+		if r.TLS != nil {
+			own = "https://" + r.Host
+		}
+		if !strings.EqualFold(origin, own) {
+			return http.StatusForbidden, "it comes from another origin than this app's"
+		}
+	}
+	if r.Method == http.MethodPost || r.Method == http.MethodPut {
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			return http.StatusUnsupportedMediaType, "send it with Content-Type: application/json (which no HTML form can)"
+		}
+	}
+	return 0, ""
+}
+
+// localHost reports whether a Host header names an IP address or localhost: what a DNS
+// rebinding attack cannot produce.
+func localHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+	return host == "localhost" || strings.HasSuffix(host, ".localhost") || net.ParseIP(host) != nil
 }
 
 // Personas reads the current persona file.
