@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	vault "github.com/hashicorp/vault/api"
 
@@ -67,6 +68,7 @@ func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, c envelop
 		RefreshToken:    c.RefreshToken,
 		TokenType:       "Bearer",
 		Expiry:          c.Expiry,
+		IDTokenExpiry:   id.Expiry, // the verified exp: the refresh is due before it
 	})
 	if errors.Is(err, tokenstore.ErrConflict) {
 		// Another run deposited this refresh token first: share its session, which may
@@ -86,13 +88,21 @@ func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, c envelop
 	return sid, nil
 }
 
-func (s *sessions) CurrentIDToken(ctx context.Context, sessionID string) (string, error) {
+// CurrentIDToken returns the session's ID token, refreshed when it or the access token is
+// due. When the identity provider's last refresh returned no ID token, the session keeps
+// the one before (tokenstore.Session.IDTokenKept), whose person the refresher re-checked
+// through userinfo with the new access token: it is vouched for until that access token's
+// expiry, which keptUntil reports.
+func (s *sessions) CurrentIDToken(ctx context.Context, sessionID string) (raw string, keptUntil time.Time, err error) {
 	sess, err := s.refresher.Fresh(ctx, sessionID)
 	s.counts.observe(err)
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
-	return sess.IDToken, nil
+	if sess.IDTokenKept {
+		keptUntil = sess.Expiry
+	}
+	return sess.IDToken, keptUntil, nil
 }
 
 func (s *sessions) End(ctx context.Context, sessionID, holder string) error {
