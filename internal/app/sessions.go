@@ -34,13 +34,20 @@ type sessions struct {
 	idKey     []byte // MAC key for session ids
 }
 
-func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, c envelope.Contents, holder string) (sessionID string, err error) {
-	sid := tokenstore.NewSessionID()
-	if c.RefreshToken != "" {
-		m := hmac.New(sha256.New, s.idKey)
-		m.Write([]byte(c.RefreshToken))
-		sid = base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+// sessionIDFor returns the id of the session that holds refreshToken: its MAC under the
+// pool's session-id key (see LoadSessionIDKey), or a new random id when there is no refresh
+// token to share.
+func (s *sessions) sessionIDFor(refreshToken string) string {
+	if refreshToken == "" {
+		return tokenstore.NewSessionID()
 	}
+	m := hmac.New(sha256.New, s.idKey)
+	m.Write([]byte(refreshToken))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, c envelope.Contents, holder string) (sessionID string, err error) {
+	sid := s.sessionIDFor(c.RefreshToken)
 	added, err := s.hold(ctx, sid, holder, true)
 	if err != nil {
 		return "", err

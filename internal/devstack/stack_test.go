@@ -3,6 +3,7 @@ package devstack_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"strings"
 	"testing"
@@ -154,5 +155,53 @@ func TestPostgresSeeded(t *testing.T) {
 	var db string
 	if err := conn.QueryRow(context.Background(), "SELECT current_database()").Scan(&db); err != nil || db != devstack.PostgresDatabase {
 		t.Errorf("database = %q, %v", db, err)
+	}
+}
+
+// The worker may create a key under the pool's folder (the session-id key) once and read
+// it, but never change or delete it, though it may do all of that with its sessions.
+func TestVaultSessionIDKeyCreateOnly(t *testing.T) {
+	s := testharness.Load(t)
+	ctx := context.Background()
+	cfg := vault.DefaultConfig()
+	cfg.Address = s.Env(devstack.EnvVaultAddr)
+	root, err := vault.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root.SetToken(s.Env(devstack.EnvVaultToken))
+	if p, err := root.Sys().GetPolicyWithContext(ctx, devstack.VaultWorkerPolicy); err != nil || p != devstack.WorkerPolicy() {
+		t.Skipf("the running Vault's worker policy is not this devstack's (%v): it was seeded by an older one; "+
+			"`devstack down vault` and `devstack up` apply the current one", err)
+	}
+	worker, _ := vault.NewClient(cfg)
+	login, err := worker.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{
+		"role_id": s.Env(devstack.EnvVaultRoleID), "secret_id": s.Env(devstack.EnvVaultSecretID)})
+	if err != nil {
+		t.Fatalf("approle login: %v", err)
+	}
+	worker.SetToken(login.Auth.ClientToken)
+	kv := worker.KVv2(devstack.VaultKVMount)
+	path := strings.TrimSuffix(devstack.VaultSessionIDKeyPath, "session-id-key") + "stack-test-" + rand.Text()[:8]
+	t.Cleanup(func() { _ = root.KVv2(devstack.VaultKVMount).DeleteMetadata(context.Background(), path) })
+
+	if _, err := kv.Put(ctx, path, map[string]any{"key": "first"}, vault.WithCheckAndSet(0)); err != nil {
+		t.Fatalf("worker creates the key: %v", err)
+	}
+	if sec, err := kv.Get(ctx, path); err != nil || sec.Data["key"] != "first" {
+		t.Fatalf("worker reads the key: %v", err)
+	}
+	var re *vault.ResponseError
+	if _, err := kv.Put(ctx, path, map[string]any{"key": "second"}, vault.WithCheckAndSet(1)); !errors.As(err, &re) || re.StatusCode != 403 {
+		t.Errorf("worker overwrites the key: %v, want 403", err)
+	}
+	if err := kv.Delete(ctx, path); !errors.As(err, &re) || re.StatusCode != 403 {
+		t.Errorf("worker deletes the key: %v, want 403", err)
+	}
+	if err := kv.DeleteMetadata(ctx, path); !errors.As(err, &re) || re.StatusCode != 403 {
+		t.Errorf("worker destroys the key: %v, want 403", err)
+	}
+	if err := kv.Destroy(ctx, path, []int{1}); !errors.As(err, &re) || re.StatusCode != 403 {
+		t.Errorf("worker destroys the key's version: %v, want 403", err)
 	}
 }
