@@ -170,15 +170,15 @@ type record struct {
 	TokenType    string    `json:"token_type,omitempty"`
 	Expiry       time.Time `json:"expiry"`
 	IssuedAt     time.Time `json:"issued_at,omitzero"`
+	Created      time.Time `json:"created,omitzero"`
+	Refreshed    time.Time `json:"refreshed,omitzero"`
+	Refreshes    int       `json:"refreshes,omitempty"`
+	ClaimOwner   string    `json:"claim_owner,omitempty"`
+	ClaimUntil   time.Time `json:"claim_until,omitzero"`
+	PendingCheck bool      `json:"pending_check,omitempty"`
 	// Added later: records without them load with zero values.
 	IDTokenExpiry time.Time `json:"id_token_expiry,omitzero"`
 	IDTokenKept   bool      `json:"id_token_kept,omitempty"`
-	Created       time.Time `json:"created,omitzero"`
-	Refreshed     time.Time `json:"refreshed,omitzero"`
-	Refreshes     int       `json:"refreshes,omitempty"`
-	ClaimOwner    string    `json:"claim_owner,omitempty"`
-	ClaimUntil    time.Time `json:"claim_until,omitzero"`
-	PendingCheck  bool      `json:"pending_check,omitempty"`
 }
 
 func toRecord(s Session) record {
