@@ -48,7 +48,7 @@ var Vars = []Var{
 	{"VAULT_TOKEN", "", "Vault token (token auth; the dev stack's root token for tests)", true},
 	{"OIDCFLOW_VAULT_KV_MOUNT", "oidcflow", "KV v2 mount holding sessions and keys (cas_required)", false},
 	{"OIDCFLOW_VAULT_TRANSIT_KEY", "oidcflow", "Vault Transit key name", false},
-	{"OIDCFLOW_REFRESH_SKEW", "30s", "refresh a session's access token when it expires within this", false},
+	{"OIDCFLOW_REFRESH_SKEW", "30s", "refresh a session when its access or ID token expires within this", false},
 	{"OIDCFLOW_LEEWAY", "60s", "clock leeway for exp/nbf/iat", false},
 	{"OIDCFLOW_CLAIMS", "generic", "claim mapping preset: `generic`, `hydra`, `keycloak`, `okta`, `entra`, `auth0`, `google`", false},
 	{"OIDCFLOW_CLAIMS_NAMESPACE", "", "Auth0: the namespace of custom claims; Keycloak: the client whose roles count (default OIDCFLOW_CLIENT_ID)", false},
