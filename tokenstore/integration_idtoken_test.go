@@ -82,6 +82,7 @@ func stripIDToken(t *testing.T, tokenURL string) string {
 			return
 		}
 		req.Header = r.Header.Clone()
+		req.Header.Del("Accept-Encoding") // so that the transport decompresses the answer
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
