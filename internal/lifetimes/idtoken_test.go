@@ -58,7 +58,8 @@ func idTokenRun(t *testing.T, refresher func(*tokenstore.RefresherOptions)) (*li
 			t.Fatal("no step")
 		}
 	}
-	signal(ctx, t, c, id, lifetimes.FinishSignal)
+	// A run that failed meanwhile reports why through Get.
+	_ = c.SignalWorkflow(ctx, id, "", lifetimes.FinishSignal, nil)
 	var res lifetimes.Result
 	if err := run.Get(ctx, &res); err != nil {
 		t.Fatalf("run (%d refresh answers): %v", answers.Load(), err)
