@@ -51,7 +51,8 @@ type RefreshSessionResult struct {
 	SessionID string `json:"session_id"`
 	// Expiry is the access token's expiry.
 	Expiry time.Time `json:"expiry"`
-	// RefreshDue is when the next refresh should run (Expiry minus the refresh skew); the
+	// RefreshDue is when the next refresh should run (the earlier of the access and the ID
+	// token's expiry, minus the refresh skew; see tokenstore.Refresher.RefreshDue); the
 	// workflow sets its timer to it.
 	RefreshDue time.Time `json:"refresh_due"`
 	// Refreshed reports whether the tokens were renewed during this call (by this worker or

@@ -62,34 +62,47 @@ func (v *Verifier) introspect(ctx context.Context, raw string) (*Identity, error
 // accepted by the IdP now, but carries no expiry, audience or client: use it only where the
 // IdP offers nothing better. Signed userinfo (application/jwt) is not supported.
 func (v *Verifier) userinfo(ctx context.Context, raw string) (*Identity, error) {
+	c, sub, err := v.userinfoClaims(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	id := MapClaims(c, v.claims, v.opts.Hierarchy)
+	id.Subject, id.Issuer = sub, v.issuer
+	return id, nil
+}
+
+// userinfoClaims asks the userinfo endpoint (OIDC Core 5.3) who the access token raw speaks
+// for and returns the answer's claims and its subject, which must be present.
+func (v *Verifier) userinfoClaims(ctx context.Context, raw string) (claimSet, string, error) {
+	if v.userinfoURL == "" {
+		return nil, "", configError("the issuer advertises no userinfo_endpoint; set VerifierOptions.UserInfoURL")
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.userinfoURL, nil)
 	if err != nil {
-		return nil, unavailable("userinfo URL: %v", err)
+		return nil, "", unavailable("userinfo URL: %v", err)
 	}
 	req.Header.Set("Authorization", "Bearer "+raw)
 	req.Header.Set("Accept", "application/json")
 	body, err := doBounded(v.client, req, v.maxResponse())
 	var status *statusError
 	if errors.As(err, &status) && (status.code == http.StatusUnauthorized || status.code == http.StatusForbidden) {
-		return nil, invalid("the IdP's userinfo endpoint refuses the access token (%d); run `starter login`", status.code)
+		return nil, "", invalid("the IdP's userinfo endpoint refuses the access token (%d); run `starter login`", status.code)
 	}
 	if err != nil {
-		return nil, unavailable("userinfo request failed (%v); retry later", err)
+		return nil, "", unavailable("userinfo request failed (%v); retry later", err)
 	}
 	c, err := decodeClaims(body)
 	if err != nil {
-		return nil, unavailable("userinfo answer is not a JSON object")
+		return nil, "", unavailable("userinfo answer is not a JSON object")
 	}
 	sub, _, err := c.str("sub")
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if sub == "" { // check:userinfo-sub
-		return nil, invalid("userinfo answer has no subject (sub)")
+		return nil, "", invalid("userinfo answer has no subject (sub)")
 	}
-	id := MapClaims(c, v.claims, v.opts.Hierarchy)
-	id.Subject, id.Issuer = sub, v.issuer
-	return id, nil
+	return c, sub, nil
 }
 
 func (v *Verifier) maxResponse() int64 {

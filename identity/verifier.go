@@ -309,10 +309,12 @@ func discover(ctx context.Context, c *http.Client, maxBody int64, issuer string)
 }
 
 // Kinds of token, part of the cache key so a token verified as one kind is never served as
-// another.
+// another. kindKept is an ID token a refresh kept (see VerifyKeptIDToken): every ID token
+// rule applies but the exp comparison; it is never cached.
 const (
 	kindID     byte = 'i'
 	kindAccess byte = 'a'
+	kindKept   byte = 'k'
 )
 
 // VerifyIDToken verifies an OIDC ID token (OIDC Core 3.1.3.7) and returns the Identity it
@@ -399,7 +401,7 @@ func (v *Verifier) verifyJWT(ctx context.Context, kind byte, raw string) (*Ident
 		return nil, invalid("token has critical header extensions (crit), none of which are supported")
 	}
 	typ := mediaType(h.Typ)
-	if kind == kindID && typ != "" && typ != "jwt" { // check:id-typ
+	if kind != kindAccess && typ != "" && typ != "jwt" { // check:id-typ
 		return nil, invalid("token type %s is not an ID token (an access or logout token?); send the ID token", quote(h.Typ))
 	}
 	if kind == kindAccess && !slices.Contains(v.accessTypes, typ) { // check:at-typ
@@ -457,12 +459,12 @@ func (v *Verifier) checkClaims(kind byte, c claimSet, requireIat bool, at time.T
 	if err := v.checkEvents(c); err != nil {
 		return nil, err
 	}
-	if kind == kindID {
+	if kind != kindAccess {
 		if err := v.checkIDAudience(c, aud); err != nil {
 			return nil, err
 		}
 	}
-	if err := v.checkTimes(c, requireIat, at); err != nil {
+	if err := v.checkTimes(c, requireIat, at, kind == kindKept); err != nil {
 		return nil, err
 	}
 	id := MapClaims(c, v.claims, v.opts.Hierarchy)
@@ -471,7 +473,7 @@ func (v *Verifier) checkClaims(kind byte, c claimSet, requireIat bool, at time.T
 			return nil, err
 		}
 	}
-	if kind == kindID && id.ClientID == "" {
+	if kind != kindAccess && id.ClientID == "" {
 		id.ClientID = v.clientID
 	}
 	id.Subject, id.Issuer, id.Audience = sub, iss, aud
@@ -549,8 +551,9 @@ func (v *Verifier) checkAccessAudience(c claimSet, aud []string, id *Identity) e
 }
 
 // checkTimes checks exp (required), nbf and iat (required when requireIat) against the clock,
-// or against `at` when it is set, with the leeway (RFC 7519 sections 4.1.4-4.1.6).
-func (v *Verifier) checkTimes(c claimSet, requireIat bool, at time.Time) error {
+// or against `at` when it is set, with the leeway (RFC 7519 sections 4.1.4-4.1.6). kept skips
+// the exp comparison only (see VerifyKeptIDToken): exp must still be present.
+func (v *Verifier) checkTimes(c claimSet, requireIat bool, at time.Time, kept bool) error {
 	now := at
 	if now.IsZero() {
 		now = v.now()
@@ -562,7 +565,7 @@ func (v *Verifier) checkTimes(c claimSet, requireIat bool, at time.Time) error {
 	if !hasExp { // check:exp-required
 		return invalid("token has no expiry (exp); the IdP must set one")
 	}
-	if !now.Before(exp.Add(v.leeway)) { // check:exp (RFC 7519 4.1.4: now must be before exp)
+	if !kept && !now.Before(exp.Add(v.leeway)) { // check:exp (RFC 7519 4.1.4: now must be before exp)
 		return &TokenExpiredError{Expiry: exp}
 	}
 	nbf, hasNbf, err := c.time("nbf")

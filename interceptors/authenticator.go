@@ -12,11 +12,15 @@ import (
 	"github.com/oidcflow/oidcflow/interceptors/envelope"
 )
 
-// TokenVerifier verifies ID tokens; *identity.Verifier is one.
+// TokenVerifier verifies ID tokens; *identity.Verifier is one. VerifyKeptIDToken verifies one
+// that a session kept past its exp and vouches for until until (see
+// SessionStore.CurrentIDToken); it is used for session tokens only, never for a token from an
+// envelope.
 type TokenVerifier interface {
 	VerifyIDToken(ctx context.Context, raw string) (*identity.Identity, error)
 	// VerifyIDTokenAt judges exp, nbf and iat at `at` instead of the clock.
 	VerifyIDTokenAt(ctx context.Context, raw string, at time.Time) (*identity.Identity, error)
+	VerifyKeptIDToken(ctx context.Context, raw string, until time.Time) (*identity.Identity, error)
 }
 
 // SessionStore keeps a person's tokens between steps; tokenstore's shared sessions are one.
@@ -26,7 +30,11 @@ type SessionStore interface {
 	// session, so that one refresh serves every run started from one login.
 	Deposit(ctx context.Context, id *identity.Identity, tok *oauth2.Token, holder string) (sessionID string, err error)
 	// CurrentIDToken returns the session's ID token, refreshing the session when it is due.
-	CurrentIDToken(ctx context.Context, sessionID string) (string, error)
+	// keptUntil is zero unless the last refresh returned no ID token (OIDC Core 12.2): then
+	// raw is the verified one of before, whose person the store re-checked through the
+	// userinfo endpoint, and the session vouches for it until keptUntil (its access
+	// token's expiry), even past its exp.
+	CurrentIDToken(ctx context.Context, sessionID string) (raw string, keptUntil time.Time, err error)
 	// End releases holder's hold on the session; the last one out revokes the refresh token
 	// at the IdP and destroys the session.
 	End(ctx context.Context, sessionID, holder string) error
@@ -161,11 +169,18 @@ func (a *authenticator) check(op Operation, c envelope.Contents) (time.Time, err
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 func (a *authenticator) Resume(ctx context.Context, sessionID string) (*identity.Identity, error) {
-	raw, err := a.Sessions.CurrentIDToken(ctx, sessionID)
+	raw, keptUntil, err := a.Sessions.CurrentIDToken(ctx, sessionID)
 	if err != nil {
 		return nil, err
 	}
-	id, err := a.Verifier.VerifyIDToken(ctx, raw) // the caller names the session
+	var id *identity.Identity
+	if keptUntil.IsZero() {
+		id, err = a.Verifier.VerifyIDToken(ctx, raw) // the caller names the session
+	} else {
+		// The identity provider renews this session without ID tokens: the kept one's exp
+		// has no say, the session's vouching (until its access token expires) has.
+		id, err = a.Verifier.VerifyKeptIDToken(ctx, raw, keptUntil)
+	}
 	if err != nil {
 		return nil, err
 	}

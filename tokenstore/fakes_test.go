@@ -182,12 +182,15 @@ type fakeIdP struct {
 	subject     string        // sub of issued ID tokens
 	delay       time.Duration // before answering a token request
 	ttl         int           // expires_in
+	idTTL       int           // ID token lifetime in seconds; 0: its exp is not told
+	omitIDToken bool          // answer refreshes without id_token (OIDC Core 12.2 allows it)
+	now         func() time.Time
 	lastRT      map[string]string
 }
 
 func newFakeIdP(t testing.TB) *fakeIdP {
 	f := &fakeIdP{t: t, current: map[string]string{}, used: map[string]string{}, revoked: map[string]bool{},
-		lastRT: map[string]string{}, subject: "bob", ttl: 300}
+		lastRT: map[string]string{}, subject: "bob", ttl: 300, now: time.Now}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": f.srv.URL, "token_endpoint": f.srv.URL + "/token", "revocation_endpoint": f.srv.URL + "/revoke"})
@@ -267,10 +270,14 @@ func (f *fakeIdP) token(w http.ResponseWriter, r *http.Request) {
 	next := "RT-SECRET-" + fam + "-" + n
 	f.current[fam] = next
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{
+	answer := map[string]any{
 		"access_token": "AT-SECRET-" + fam + "-" + n, "token_type": "bearer", "expires_in": f.ttl,
-		"refresh_token": next, "id_token": "IDT-SECRET-" + f.subject + "-" + n,
-	})
+		"refresh_token": next,
+	}
+	if !f.omitIDToken {
+		answer["id_token"] = fakeIDToken(f.subject, n, f.now(), f.idTTL)
+	}
+	_ = json.NewEncoder(w).Encode(answer)
 }
 
 func (f *fakeIdP) revoke(w http.ResponseWriter, r *http.Request) {
@@ -310,13 +317,35 @@ func (f *fakeIdP) currentRT(rt0 string) string {
 	return ""
 }
 
-// fakeChecker accepts ID tokens "IDT-SECRET-<sub>-<n>" and compares sub like CheckRefreshed.
+// fakeIDToken returns an ID token the fakeChecker accepts: "IDT-SECRET-<sub>-<n>", with
+// "-exp<unix>" when ttl (seconds) is set.
+func fakeIDToken(sub, n string, now time.Time, ttl int) string {
+	raw := "IDT-SECRET-" + sub + "-" + n
+	if ttl > 0 {
+		raw += "-exp" + strconv.FormatInt(now.Add(time.Duration(ttl)*time.Second).Unix(), 10)
+	}
+	return raw
+}
+
+// fakeChecker accepts ID tokens "IDT-SECRET-<sub>-<n>[-exp<unix>]" and compares sub like
+// CheckRefreshed. RecheckKeptIDToken answers for the userinfo endpoint: the access token's
+// person is userinfoSub (default: the kept token's subject).
 type fakeChecker struct {
 	mu      sync.Mutex
 	calls   int
 	fail    error            // returned by VerifyIDToken when set
 	onCheck func(raw string) // called in VerifyIDToken
 	iss     string
+
+	rechecks    []recheck // calls of RecheckKeptIDToken
+	recheckFail error     // returned by RecheckKeptIDToken when set
+	userinfoSub string
+	onRecheck   func(idToken, accessToken string)
+}
+
+type recheck struct {
+	idToken, accessToken string
+	until                time.Time
 }
 
 func (c *fakeChecker) VerifyIDToken(ctx context.Context, raw string) (*identity.Identity, error) {
@@ -330,12 +359,57 @@ func (c *fakeChecker) VerifyIDToken(ctx context.Context, raw string) (*identity.
 	if fail != nil {
 		return nil, fail
 	}
+	return c.parse(raw)
+}
+
+func (c *fakeChecker) parse(raw string) (*identity.Identity, error) {
 	rest, ok := strings.CutPrefix(raw, "IDT-SECRET-")
 	if !ok {
 		return nil, fmt.Errorf("%w: not a fake ID token", identity.ErrMalformedToken)
 	}
-	sub, _, _ := strings.Cut(rest, "-")
-	return &identity.Identity{Subject: sub, Issuer: c.iss, Audience: []string{"starter"}}, nil
+	sub, rest, _ := strings.Cut(rest, "-")
+	id := &identity.Identity{Subject: sub, Issuer: c.iss, Audience: []string{"starter"}}
+	if _, e, ok := strings.Cut(rest, "-exp"); ok {
+		unix, err := strconv.ParseInt(e, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: bad fake exp", identity.ErrMalformedToken)
+		}
+		id.Expiry = time.Unix(unix, 0)
+	}
+	return id, nil
+}
+
+func (c *fakeChecker) RecheckKeptIDToken(ctx context.Context, idToken, accessToken string, until time.Time) (*identity.Identity, error) {
+	c.mu.Lock()
+	c.rechecks = append(c.rechecks, recheck{idToken, accessToken, until})
+	fail, on, sub := c.recheckFail, c.onRecheck, c.userinfoSub
+	c.mu.Unlock()
+	if on != nil {
+		on(idToken, accessToken)
+	}
+	if fail != nil {
+		return nil, fail
+	}
+	kept, err := c.parse(idToken)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(accessToken, "AT-SECRET-") {
+		return nil, fmt.Errorf("%w: userinfo refuses the access token", identity.ErrInvalidToken)
+	}
+	if sub != "" && sub != kept.Subject {
+		return nil, fmt.Errorf("%w: userinfo names %s, the kept ID token %s", identity.ErrInvalidToken, sub, kept.Subject)
+	}
+	if until.After(kept.Expiry) {
+		kept.Expiry = until
+	}
+	return kept, nil
+}
+
+func (c *fakeChecker) recheckLog() []recheck {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]recheck(nil), c.rechecks...)
 }
 
 func (c *fakeChecker) CheckRefreshed(orig, refreshed *identity.Identity) error {

@@ -100,10 +100,17 @@ type realSession struct {
 // session.
 func loginSession(t *testing.T, s *testharness.Stack, ttl time.Duration) realSession {
 	t.Helper()
+	return loginSessionWith(t, s, testharness.ClientOptions{AccessTokenTTL: ttl}, 0)
+}
+
+// loginSessionWith logs bob in through a fresh client with opts and stores the session. Its
+// verifier allows leeway on exp, nbf and iat (0: the default).
+func loginSessionWith(t *testing.T, s *testharness.Stack, opts testharness.ClientOptions, leeway time.Duration) realSession {
+	t.Helper()
 	ctx := context.Background()
-	cl := s.NewClient(t, testharness.ClientOptions{AccessTokenTTL: ttl})
+	cl := s.NewClient(t, opts)
 	tok := cl.Login(t, "bob")
-	v, err := identity.NewVerifier(ctx, identity.VerifierOptions{Issuer: s.Env("OIDCFLOW_ISSUER"), ClientID: cl.ID, CacheTTL: -1})
+	v, err := identity.NewVerifier(ctx, identity.VerifierOptions{Issuer: s.Env("OIDCFLOW_ISSUER"), ClientID: cl.ID, CacheTTL: -1, Leeway: leeway})
 	if err != nil {
 		t.Fatal(err)
 	}

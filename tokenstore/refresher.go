@@ -26,10 +26,14 @@ type Sessions interface {
 }
 
 // IDTokenChecker verifies a refreshed ID token and compares it with the session's original
-// identity (OIDC Core section 12.2: same iss, sub and aud). *identity.Verifier implements it.
+// identity (OIDC Core section 12.2: same iss, sub and aud). When a refresh returns no ID
+// token, RecheckKeptIDToken re-checks the person of the kept one through the userinfo
+// endpoint with the new access token, which expires at until. *identity.Verifier
+// implements it.
 type IDTokenChecker interface {
 	VerifyIDToken(ctx context.Context, raw string) (*identity.Identity, error)
 	CheckRefreshed(orig, refreshed *identity.Identity) error
+	RecheckKeptIDToken(ctx context.Context, idToken, accessToken string, until time.Time) (*identity.Identity, error)
 }
 
 // RefresherOptions configures a Refresher.
@@ -57,8 +61,9 @@ type RefresherOptions struct {
 	// InsecureSkipIDTokenCheck uses refreshed tokens without checking the new ID token. Tests
 	// only.
 	InsecureSkipIDTokenCheck bool
-	// Skew: an access token valid for less than Skew is refreshed. Default 30s. It is capped at
-	// half the token's lifetime, so that a 5-second token is not refreshed on every use.
+	// Skew: a session whose access token or ID token is valid for less than Skew is
+	// refreshed. Default 30s. It is capped at half the token's lifetime, so that a 5-second
+	// token is not refreshed on every use.
 	Skew time.Duration
 	// ClaimTTL bounds how long one process may hold a session's refresh claim (see Fresh);
 	// after it, another process may refresh. Default 30s. Keep it above RefreshTimeout.
@@ -173,8 +178,8 @@ func NewRefresher(opts RefresherOptions) (*Refresher, error) {
 	return r, nil
 }
 
-// usable reports whether s's access token is valid for longer than the skew (capped at half
-// its lifetime) and checked.
+// usable reports whether s's tokens are valid for longer than the skew (capped at half
+// their lifetime) and checked.
 func (r *Refresher) usable(s Session) bool {
 	if s.AccessToken == "" || s.pendingCheck {
 		return false
@@ -182,16 +187,37 @@ func (r *Refresher) usable(s Session) bool {
 	return r.now().Before(r.RefreshDue(s))
 }
 
-// RefreshDue returns when s's access token stops being usable for Fresh (its expiry minus
-// the skew): the time to schedule the next refresh at.
+// RefreshDue returns when s stops being usable for Fresh: the earlier of the access token's
+// and the ID token's expiry, each minus the skew (capped at half the token's lifetime, as
+// far as IssuedAt tells it). It is the time to schedule the next refresh at.
+//
+// The ID token counts because the activities verify it: an identity provider whose ID
+// tokens live shorter than its access tokens would otherwise fail them between two
+// refreshes. It does not count when unknown (no exp readable) or kept (IDTokenKept): a
+// refresh returned none, so no refresh is sure to renew it, and the session's identity is
+// vouched for until the access token's expiry instead (see Fresh).
 func (r *Refresher) RefreshDue(s Session) time.Time {
+	due := r.due(s.Expiry, s.IssuedAt)
+	if s.IDTokenKept {
+		return due
+	}
+	if exp := s.idTokenExpiry(); !exp.IsZero() {
+		if d := r.due(exp, s.IssuedAt); d.Before(due) {
+			due = d
+		}
+	}
+	return due
+}
+
+// due returns exp minus the skew, capped at half the lifetime from issued (when known).
+func (r *Refresher) due(exp, issued time.Time) time.Time {
 	skew := r.skew
-	if !s.IssuedAt.IsZero() {
-		if life := s.Expiry.Sub(s.IssuedAt); life > 0 && skew > life/2 {
+	if !issued.IsZero() {
+		if life := exp.Sub(issued); life > 0 && skew > life/2 {
 			skew = life / 2
 		}
 	}
-	return s.Expiry.Add(-skew)
+	return exp.Add(-skew)
 }
 
 // get reads a session; a missing session means the person must consent again.
@@ -203,8 +229,8 @@ func (r *Refresher) get(ctx context.Context, id string) (Session, error) {
 	return s, err
 }
 
-// Fresh returns session id with an access token valid for longer than the skew, refreshing it
-// first if needed:
+// Fresh returns session id with an access token and an ID token valid for longer than the
+// skew (see RefreshDue), refreshing it first if needed:
 //
 //   - Within the process, concurrent calls for one session share one refresh (single-flight).
 //   - Across processes, the refresher first claims the refresh in Vault (a check-and-set
@@ -219,10 +245,20 @@ func (r *Refresher) get(ctx context.Context, id string) (Session, error) {
 //     which succeeds only within the identity provider's rotation grace period.
 //   - A refreshed ID token is checked against the original identity (OIDC Core section 12.2)
 //     right after the write; until it passed, the tokens are not handed out.
+//   - A refresh that returns no ID token (OIDC Core 12.2 makes it optional) keeps the last
+//     verified one and marks the session IDTokenKept. Right after the write, the person is
+//     re-checked through the userinfo endpoint with the new access token
+//     (IDTokenChecker.RecheckKeptIDToken: same subject, same authorization claims where
+//     userinfo shows them); until that passed, the tokens are not handed out. The session's
+//     identity is then vouched for until the access token's expiry, when the next refresh
+//     is due: the kept token's exp neither makes a refresh due (no refresh could renew it,
+//     so that would refresh on every call) nor ends the session. Readers verify a kept
+//     token with identity.Verifier.VerifyKeptIDToken until Expiry.
 //   - A CAS conflict means another writer won: re-read and use its tokens.
 //
 // Errors: identity.ErrReauthRequired (wrapped) when the identity provider refuses the refresh
-// token (invalid_grant), the refreshed ID token does not match, or the session is gone;
+// token (invalid_grant), the refreshed ID token does not match (or userinfo refuses the
+// person of a kept one), or the session is gone;
 // ErrUnavailable (wrapped; *RateLimitedError for 429) for transient failures of Vault or the
 // identity provider. Errors never contain a token.
 func (r *Refresher) Fresh(ctx context.Context, id string) (Session, error) {
@@ -349,11 +385,13 @@ func (r *Refresher) refreshClaimed(ctx context.Context, c Session) (Session, err
 	n.IssuedAt, n.Refreshed = now, now
 	n.Refreshes++
 	n.claimOwner, n.claimUntil = "", time.Time{}
-	n.pendingCheck = false
 	if raw, _ := tok.Extra("id_token").(string); raw != "" {
-		n.IDToken = raw
-		n.pendingCheck = r.checker != nil
+		// Until the check read the verified exp, the payload's is the best guess.
+		n.IDToken, n.IDTokenExpiry, n.IDTokenKept = raw, payloadExpiry(raw), false
+	} else {
+		n.IDTokenKept = true
 	}
+	n.pendingCheck = r.checker != nil
 	n, err = r.write(ctx, n, c.claimUntil)
 	if err != nil {
 		return Session{}, err
@@ -428,8 +466,10 @@ func (r *Refresher) exchange(ctx context.Context, c Session) (*oauth2.Token, err
 	return tok, nil
 }
 
-// check verifies the stored, refreshed ID token of s and clears pendingCheck. A definite
-// refusal wipes the tokens (so nothing uses them) and reports ErrReauthRequired.
+// check verifies the stored, refreshed ID token of s (or, when the refresh kept the old one,
+// re-checks its person through userinfo with the new access token) and clears
+// pendingCheck. A definite refusal wipes the tokens (so nothing uses them) and reports
+// ErrReauthRequired.
 func (r *Refresher) check(ctx context.Context, s Session) (Session, error) {
 	if r.checker == nil {
 		s.pendingCheck = false
@@ -439,11 +479,22 @@ func (r *Refresher) check(ctx context.Context, s Session) (Session, error) {
 	if len(orig.Audience) == 0 && s.ClientID != "" {
 		orig.Audience = []string{s.ClientID}
 	}
-	refreshed, err := r.checker.VerifyIDToken(ctx, s.IDToken)
+	var refreshed *identity.Identity
+	var err error
+	if s.IDTokenKept {
+		refreshed, err = r.checker.RecheckKeptIDToken(ctx, s.IDToken, s.AccessToken, s.Expiry)
+	} else {
+		refreshed, err = r.checker.VerifyIDToken(ctx, s.IDToken)
+	}
 	if err == nil {
 		err = r.checker.CheckRefreshed(orig, refreshed)
 	}
 	if err != nil {
+		if errors.Is(err, identity.ErrInvalidConfig) {
+			// No userinfo endpoint to re-check a kept ID token with: retrying does not help,
+			// configuring one does. The tokens stay pending, neither used nor wiped.
+			return Session{}, fmt.Errorf("tokenstore: checking the refreshed tokens of session %s: %w", s.ID, err)
+		}
 		if !isIdentityError(err) {
 			return Session{}, fmt.Errorf("tokenstore: checking the refreshed ID token of session %s: %w: %w", s.ID, ErrUnavailable, err)
 		}
@@ -453,9 +504,16 @@ func (r *Refresher) check(ctx context.Context, s Session) (Session, error) {
 		if _, werr := r.store.Update(ctx, w); werr != nil {
 			r.log.WarnContext(ctx, "tokenstore: wiping refused tokens failed", "session", s.ID, "err", werr)
 		}
-		r.log.WarnContext(ctx, "tokenstore: refreshed ID token refused", "session", s.ID, "err", err)
-		return Session{}, fmt.Errorf("tokenstore: the refreshed ID token of session %s was refused (%v); the person must sign in again: %w",
-			s.ID, err, identity.ErrReauthRequired)
+		what := "refreshed ID token"
+		if s.IDTokenKept {
+			what = "person of the kept ID token"
+		}
+		r.log.WarnContext(ctx, "tokenstore: "+what+" refused", "session", s.ID, "err", err)
+		return Session{}, fmt.Errorf("tokenstore: the %s of session %s was refused (%v); the person must sign in again: %w",
+			what, s.ID, err, identity.ErrReauthRequired)
+	}
+	if !s.IDTokenKept {
+		s.IDTokenExpiry = refreshed.Expiry
 	}
 	s.pendingCheck = false
 	return r.store.Update(ctx, s)

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -34,6 +36,17 @@ type Session struct {
 	TokenType    string
 	Expiry       time.Time // expiry of AccessToken
 	IssuedAt     time.Time // when AccessToken was obtained; bounds the refresh skew
+
+	// IDTokenExpiry is the exp of IDToken as its verification read it. Zero in sessions
+	// stored before it existed: then RefreshDue reads exp from IDToken's payload without
+	// verifying it (it only schedules a refresh; the activities still verify the token).
+	IDTokenExpiry time.Time
+	// IDTokenKept reports that the last refresh returned no ID token (OIDC Core 12.2 allows
+	// that), so IDToken is the one of an earlier sign-in or refresh. The Refresher then
+	// re-checked the person through the userinfo endpoint with the new access token (see
+	// identity.Verifier.RecheckKeptIDToken), and vouches for them until Expiry: the kept
+	// token's exp no longer makes a refresh due, since no refresh could renew it.
+	IDTokenKept bool
 
 	Created   time.Time // when the session was created
 	Refreshed time.Time // when the tokens were last refreshed (zero: never)
@@ -92,12 +105,16 @@ type SessionInfo struct {
 	Refreshed time.Time `json:"refreshed,omitzero"`
 	Refreshes int       `json:"refreshes,omitempty"`
 	Version   int       `json:"version"`
+	// IDTokenExpiry and IDTokenKept are Session's fields of these names.
+	IDTokenExpiry time.Time `json:"id_token_expiry,omitzero"`
+	IDTokenKept   bool      `json:"id_token_kept,omitempty"`
 }
 
 // Info returns the non-secret view of s.
 func (s Session) Info() SessionInfo {
 	return SessionInfo{ID: s.ID, Subject: s.Subject, Issuer: s.Issuer, ClientID: s.ClientID,
-		Expiry: s.Expiry, Refreshed: s.Refreshed, Refreshes: s.Refreshes, Version: s.Version}
+		Expiry: s.Expiry, Refreshed: s.Refreshed, Refreshes: s.Refreshes, Version: s.Version,
+		IDTokenExpiry: s.IDTokenExpiry, IDTokenKept: s.IDTokenKept}
 }
 
 // MarshalJSON encodes only Info, so a Session passed by mistake to a Temporal data converter
@@ -106,8 +123,8 @@ func (s Session) MarshalJSON() ([]byte, error) { return json.Marshal(s.Info()) }
 
 // NewSession returns a session (not yet stored: use Store.Create) for the tokens of a login
 // through client clientID: orig is the identity VerifyIDToken returned for tok's ID token,
-// recorded so that refreshed ID tokens can be compared with it. now is the time tok was
-// obtained.
+// recorded so that refreshed ID tokens can be compared with it (its Expiry is the ID
+// token's exp). now is the time tok was obtained.
 func NewSession(orig *identity.Identity, clientID string, tok *oauth2.Token, now time.Time) Session {
 	idToken, _ := tok.Extra("id_token").(string)
 	exp := tok.Expiry
@@ -118,15 +135,18 @@ func NewSession(orig *identity.Identity, clientID string, tok *oauth2.Token, now
 		Subject: orig.Subject, Issuer: orig.Issuer, Audience: slices.Clone(orig.Audience),
 		ClientID: clientID, AuthorizedParty: orig.ClientID,
 		AccessToken: tok.AccessToken, IDToken: idToken, RefreshToken: tok.RefreshToken, TokenType: tok.TokenType,
-		Expiry: exp, IssuedAt: now, Created: now,
+		Expiry: exp, IssuedAt: now, Created: now, IDTokenExpiry: orig.Expiry,
 	}
 }
 
 // WithTokens returns a copy of s carrying fresh tokens obtained at now (a re-consent, say),
 // with any refresh claim and pending check cleared. Version is kept for the CAS write.
+// IDTokenExpiry is cleared (RefreshDue then reads the new ID token's exp) and IDTokenKept
+// too.
 func (s Session) WithTokens(accessToken, idToken, refreshToken string, expiry, now time.Time) Session {
 	s.AccessToken, s.IDToken, s.RefreshToken = accessToken, idToken, refreshToken
 	s.Expiry, s.IssuedAt = expiry, now
+	s.IDTokenExpiry, s.IDTokenKept = time.Time{}, false
 	s.claimOwner, s.claimUntil, s.pendingCheck = "", time.Time{}, false
 	return s
 }
@@ -156,6 +176,9 @@ type record struct {
 	ClaimOwner   string    `json:"claim_owner,omitempty"`
 	ClaimUntil   time.Time `json:"claim_until,omitzero"`
 	PendingCheck bool      `json:"pending_check,omitempty"`
+	// Added later: records without them load with zero values.
+	IDTokenExpiry time.Time `json:"id_token_expiry,omitzero"`
+	IDTokenKept   bool      `json:"id_token_kept,omitempty"`
 }
 
 func toRecord(s Session) record {
@@ -163,6 +186,7 @@ func toRecord(s Session) record {
 		ClientID: s.ClientID, AZP: s.AuthorizedParty, AccessToken: s.AccessToken, IDToken: s.IDToken,
 		RefreshToken: s.RefreshToken, TokenType: s.TokenType, Expiry: s.Expiry,
 		IssuedAt: s.IssuedAt, Created: s.Created, Refreshed: s.Refreshed, Refreshes: s.Refreshes,
+		IDTokenExpiry: s.IDTokenExpiry, IDTokenKept: s.IDTokenKept,
 		ClaimOwner: s.claimOwner, ClaimUntil: s.claimUntil, PendingCheck: s.pendingCheck}
 }
 
@@ -171,7 +195,7 @@ func fromRecord(r record, version int) Session {
 		ClientID: r.ClientID, AuthorizedParty: r.AZP, AccessToken: r.AccessToken, IDToken: r.IDToken,
 		RefreshToken: r.RefreshToken, TokenType: r.TokenType, Expiry: r.Expiry,
 		IssuedAt: r.IssuedAt, Created: r.Created, Refreshed: r.Refreshed, Refreshes: r.Refreshes,
-		Version: version, claimOwner: r.ClaimOwner, claimUntil: r.ClaimUntil, pendingCheck: r.PendingCheck}
+		IDTokenExpiry: r.IDTokenExpiry, IDTokenKept: r.IDTokenKept, Version: version, claimOwner: r.ClaimOwner, claimUntil: r.ClaimUntil, pendingCheck: r.PendingCheck}
 }
 
 // NewSessionID returns a fresh random session id: 32 bytes from crypto/rand, base64url
@@ -197,3 +221,44 @@ func ValidateSessionID(id string) error {
 	}
 	return nil
 }
+
+// idTokenExpiry returns the exp of s's ID token: IDTokenExpiry, or for a session stored
+// before that field existed, the exp read from the token's payload without verifying it.
+// Zero when unknown.
+func (s Session) idTokenExpiry() time.Time {
+	if !s.IDTokenExpiry.IsZero() {
+		return s.IDTokenExpiry
+	}
+	return payloadExpiry(s.IDToken)
+}
+
+// maxPayload bounds the payload payloadExpiry decodes.
+const maxPayload = 16 << 10
+
+// payloadExpiry reads the exp claim (RFC 7519 section 4.1.4) from the payload of a compact
+// JWS without verifying anything: zero when raw is not one, has no numeric exp, or is
+// larger than maxPayload. Only for scheduling a refresh: nothing may trust the value.
+func payloadExpiry(raw string) time.Time {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 || len(parts[1]) > maxPayload {
+		return time.Time{}
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return time.Time{}
+	}
+	var c struct {
+		Exp json.Number `json:"exp"`
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return time.Time{}
+	}
+	f, err := c.Exp.Float64()
+	if err != nil || math.IsNaN(f) || f <= 0 || f > maxUnixTime {
+		return time.Time{}
+	}
+	return time.Unix(int64(f), 0).UTC()
+}
+
+// maxUnixTime is the largest exp payloadExpiry accepts (year 9999).
+const maxUnixTime = 253402300799

@@ -2,6 +2,9 @@ package app
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 
@@ -50,4 +53,76 @@ func LoadKeyring(ctx context.Context, c *vault.Client, mount, path string) (*env
 		return nil, nil, err
 	}
 	return ring, secrets, nil
+}
+
+// SessionIDKeyPath is where the pool's session-id key lives in the KV v2 mount.
+//
+// The pool's Vault layout (mount OIDCFLOW_VAULT_KV_MOUNT, cas_required on):
+//
+//	envelope/keys                 OIDCFLOW_ENVELOPE_KEYS_PATH: "current", the private text form
+//	                              of the current envelope key pair, and "previous", older ones
+//	                              still opened. Operators rotate it by writing a new version;
+//	                              the propagation secrets derive from it and rotate with it.
+//	                              Workers only read it.
+//	sessions/<id>                 one person's session (tokenstore.Store).
+//	sessions/holders/<id>         the runs that hold session <id> (see sessions).
+//	sessions/pool/session-id-key  "key", 32 random bytes in base64: the MAC key that maps a
+//	                              refresh token to its session id. Written once, with
+//	                              check-and-set 0, and never rotated: see LoadSessionIDKey.
+//
+// The worker policy of the dev stack lets workers create and read sessions/pool/*, not
+// update or delete it, so that a worker can seed the key but never change it.
+const SessionIDKeyPath = "sessions/pool/session-id-key"
+
+// sessionIDKeySize is the length of the session-id key in bytes.
+const sessionIDKeySize = 32
+
+// LoadSessionIDKey returns the pool's session-id key from KV v2 at mount/path
+// (SessionIDKeyPath in the worker). Every worker of the pool must map a refresh token to the
+// same session id, now and after any envelope key rotation: two sessions holding one
+// rotating refresh chain would refresh it twice, and the IdP's reuse detection would kill
+// it. So the key lives apart from the envelope keys and does not change when they rotate.
+//
+// When the key is missing, the first worker creates it with a create-only write
+// (check-and-set 0); a worker that loses that race reads the winner's, so all agree. The
+// created key is the one workers derived from the current envelope key before the key had a
+// place of its own (HKDF-SHA256 of seed, the current envelope key's text), so that the
+// sessions of a pool that upgrades keep their ids; the dev stack seeds a random one when it
+// creates the envelope keys. There is no rotation: a new key would move every live refresh
+// token to a second session. To replace it, drain the pool (no live sessions), delete the
+// secret, and let the next worker create one.
+func LoadSessionIDKey(ctx context.Context, c *vault.Client, mount, path string, seed []byte) ([]byte, error) {
+	kv := c.KVv2(mount)
+	key, err := readSessionIDKey(ctx, kv, mount, path)
+	if err == nil || !errors.Is(err, vault.ErrSecretNotFound) {
+		return key, err
+	}
+	derived, err := hkdf.Key(sha256.New, seed, nil, "oidcflow session id v1", sessionIDKeySize)
+	if err != nil {
+		return nil, fmt.Errorf("app: derive the session-id key: %w", err)
+	}
+	_, werr := kv.Put(ctx, path, map[string]any{"key": base64.StdEncoding.EncodeToString(derived)}, vault.WithCheckAndSet(0))
+	// Whether this write won or lost (check-and-set, or 403 where the policy lets workers
+	// only create), the stored key is the pool's.
+	key, err = readSessionIDKey(ctx, kv, mount, path)
+	if err != nil && werr != nil {
+		return nil, fmt.Errorf("app: create the session-id key at %s/%s (seed it, or let workers create %s): %w", mount, path, path, werr)
+	}
+	return key, err
+}
+
+func readSessionIDKey(ctx context.Context, kv *vault.KVv2, mount, path string) ([]byte, error) {
+	sec, err := kv.Get(ctx, path)
+	if err != nil {
+		if errors.Is(err, vault.ErrSecretNotFound) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("app: read the session-id key at %s/%s: %w", mount, path, err)
+	}
+	text, _ := sec.Data["key"].(string)
+	key, err := base64.StdEncoding.DecodeString(text)
+	if err != nil || len(key) < sessionIDKeySize {
+		return nil, fmt.Errorf("app: the session-id key at %s/%s is not %d bytes of base64", mount, path, sessionIDKeySize)
+	}
+	return key, nil
 }

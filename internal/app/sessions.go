@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	vault "github.com/hashicorp/vault/api"
 	"golang.org/x/oauth2"
@@ -33,14 +34,21 @@ type sessions struct {
 	idKey     []byte // MAC key for session ids
 }
 
+// sessionIDFor returns the id of the session that holds refreshToken: its MAC under the
+// pool's session-id key (see LoadSessionIDKey), or a new random id when there is no refresh
+// token to share.
+func (s *sessions) sessionIDFor(refreshToken string) string {
+	if refreshToken == "" {
+		return tokenstore.NewSessionID()
+	}
+	m := hmac.New(sha256.New, s.idKey)
+	m.Write([]byte(refreshToken))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
 func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, tok *oauth2.Token, holder string) (sessionID string, err error) {
 	idToken, _ := tok.Extra("id_token").(string)
-	sid := tokenstore.NewSessionID()
-	if tok.RefreshToken != "" {
-		m := hmac.New(sha256.New, s.idKey)
-		m.Write([]byte(tok.RefreshToken))
-		sid = base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-	}
+	sid := s.sessionIDFor(tok.RefreshToken)
 	added, err := s.hold(ctx, sid, holder, true)
 	if err != nil {
 		return "", err
@@ -68,6 +76,7 @@ func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, tok *oaut
 		RefreshToken:    tok.RefreshToken,
 		TokenType:       "Bearer",
 		Expiry:          tok.Expiry,
+		IDTokenExpiry:   id.Expiry, // the verified exp: the refresh is due before it
 	})
 	if errors.Is(err, tokenstore.ErrConflict) {
 		// Another run deposited this refresh token first: share its session, which may
@@ -87,13 +96,21 @@ func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, tok *oaut
 	return sid, nil
 }
 
-func (s *sessions) CurrentIDToken(ctx context.Context, sessionID string) (string, error) {
+// CurrentIDToken returns the session's ID token, refreshed when it or the access token is
+// due. When the identity provider's last refresh returned no ID token, the session keeps
+// the one before (tokenstore.Session.IDTokenKept), whose person the refresher re-checked
+// through userinfo with the new access token: it is vouched for until that access token's
+// expiry, which keptUntil reports.
+func (s *sessions) CurrentIDToken(ctx context.Context, sessionID string) (raw string, keptUntil time.Time, err error) {
 	sess, err := s.refresher.Fresh(ctx, sessionID)
 	s.counts.observe(err)
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
-	return sess.IDToken, nil
+	if sess.IDTokenKept {
+		keptUntil = sess.Expiry
+	}
+	return sess.IDToken, keptUntil, nil
 }
 
 func (s *sessions) End(ctx context.Context, sessionID, holder string) error {

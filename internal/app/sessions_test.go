@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 
 	vault "github.com/hashicorp/vault/api"
@@ -54,5 +57,53 @@ func TestDepositRefusedLeavesNoHolder(t *testing.T) {
 	}
 	if len(h.list) != 1 || h.list[0] != "run-a" {
 		t.Errorf("holders = %q, want [run-a]", h.list)
+	}
+}
+
+// Workers that start at once, each seeding from another envelope key (a rotation between
+// their starts), agree on one session-id key on the real Vault, logged in as the worker:
+// the losers of the create-only write read the winner's.
+func TestIntegrationSessionIDKeyOneForThePool(t *testing.T) {
+	st := testharness.Load(t)
+	ctx := context.Background()
+	cfg := vault.DefaultConfig()
+	cfg.Address = st.Env("VAULT_ADDR")
+	root, err := vault.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root.SetToken(st.Env("VAULT_TOKEN"))
+	mount := st.Env("OIDCFLOW_VAULT_KV_MOUNT")
+	path := strings.TrimSuffix(SessionIDKeyPath, "session-id-key") + "test-" + rand.Text()[:8]
+	t.Cleanup(func() { _ = root.KVv2(mount).DeleteMetadata(context.Background(), path) })
+
+	keys := make([][]byte, 8)
+	errs := make([]error, 8)
+	var wg sync.WaitGroup
+	for i := range keys {
+		wg.Go(func() {
+			c, err := vault.NewClient(cfg)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			login, err := c.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{
+				"role_id": st.Env("OIDCFLOW_VAULT_ROLE_ID"), "secret_id": st.Env("OIDCFLOW_VAULT_SECRET_ID")})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			c.SetToken(login.Auth.ClientToken)
+			keys[i], errs[i] = LoadSessionIDKey(ctx, c, mount, path, []byte("envelope key of worker "+strconv.Itoa(i)))
+		})
+	}
+	wg.Wait()
+	for i := range keys {
+		if errs[i] != nil {
+			t.Fatalf("worker %d: %v", i, errs[i])
+		}
+		if string(keys[i]) != string(keys[0]) {
+			t.Fatalf("workers 0 and %d disagree on the session-id key", i)
+		}
 	}
 }

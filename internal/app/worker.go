@@ -6,8 +6,6 @@ package app
 
 import (
 	"context"
-	"crypto/hkdf"
-	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"net"
@@ -125,7 +123,7 @@ func NewParts(ctx context.Context, opts WorkerOptions) (*Parts, error) {
 	if w.Refresher, err = tokenstore.NewRefresher(ro); err != nil {
 		return nil, err
 	}
-	idKey, err := hkdf.Key(sha256.New, secrets[0], nil, "oidcflow session id v1", 32)
+	idKey, err := LoadSessionIDKey(ctx, w.Vault, mount, SessionIDKeyPath, secrets[0])
 	if err != nil {
 		return nil, err
 	}

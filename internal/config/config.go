@@ -48,7 +48,7 @@ var Vars = []Var{
 	{"VAULT_TOKEN", "", "Vault token (token auth; the dev stack's root token for tests)", true},
 	{"OIDCFLOW_VAULT_KV_MOUNT", "oidcflow", "KV v2 mount holding sessions and keys (cas_required)", false},
 	{"OIDCFLOW_VAULT_TRANSIT_KEY", "oidcflow", "Vault Transit key name", false},
-	{"OIDCFLOW_REFRESH_SKEW", "30s", "refresh a session's access token when it expires within this", false},
+	{"OIDCFLOW_REFRESH_SKEW", "30s", "refresh a session when its access or ID token expires within this", false},
 	{"OIDCFLOW_LEEWAY", "60s", "clock leeway for exp/nbf/iat, and between sealers' clocks and the server's", false},
 	{"OIDCFLOW_ENVELOPE_MAX_AGE", "5m", "how old a start's envelope may be when the server records the start; the pool honours each envelope once within this", false},
 	{"OIDCFLOW_MAX_BACKLOG", "1h", "how long an update or signal bound to its run may wait for a worker before its envelope is refused (keep it equal on every worker of a pool)", false},

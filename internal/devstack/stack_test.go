@@ -3,6 +3,7 @@ package devstack_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"strings"
 	"testing"
@@ -154,5 +155,78 @@ func TestPostgresSeeded(t *testing.T) {
 	var db string
 	if err := conn.QueryRow(context.Background(), "SELECT current_database()").Scan(&db); err != nil || db != devstack.PostgresDatabase {
 		t.Errorf("database = %q, %v", db, err)
+	}
+}
+
+// The worker policy lets a worker create a key under the pool's folder (the session-id key)
+// once and read it, but never change or delete it, while it still may do all of that with
+// its sessions. The policy text of this devstack is checked under a policy and token of the
+// test's own, so the running stack's worker policy (seeded by whichever devstack started
+// it) is not touched.
+func TestVaultSessionIDKeyCreateOnly(t *testing.T) {
+	s := testharness.Load(t)
+	ctx := context.Background()
+	cfg := vault.DefaultConfig()
+	cfg.Address = s.Env(devstack.EnvVaultAddr)
+	root, err := vault.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root.SetToken(s.Env(devstack.EnvVaultToken))
+	suffix := strings.ToLower(rand.Text()[:8])
+	policy := devstack.VaultWorkerPolicy + "-test-" + suffix
+	if err := root.Sys().PutPolicyWithContext(ctx, policy, devstack.WorkerPolicy()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = root.Sys().DeletePolicyWithContext(context.Background(), policy) })
+	tok, err := root.Auth().Token().CreateWithContext(ctx, &vault.TokenCreateRequest{
+		Policies: []string{policy}, TTL: "5m", NoParent: true, NoDefaultPolicy: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = root.Auth().Token().RevokeOrphanWithContext(context.Background(), tok.Auth.ClientToken) })
+	worker, _ := vault.NewClient(cfg)
+	worker.SetToken(tok.Auth.ClientToken)
+	kv := worker.KVv2(devstack.VaultKVMount)
+	path := strings.TrimSuffix(devstack.VaultSessionIDKeyPath, "session-id-key") + "stack-test-" + suffix
+	t.Cleanup(func() { _ = root.KVv2(devstack.VaultKVMount).DeleteMetadata(context.Background(), path) })
+
+	if _, err := kv.Put(ctx, path, map[string]any{"key": "first"}, vault.WithCheckAndSet(0)); err != nil {
+		t.Fatalf("worker creates the key: %v", err)
+	}
+	if sec, err := kv.Get(ctx, path); err != nil || sec.Data["key"] != "first" {
+		t.Fatalf("worker reads the key: %v", err)
+	}
+	var re *vault.ResponseError
+	if _, err := kv.Put(ctx, path, map[string]any{"key": "second"}, vault.WithCheckAndSet(1)); !errors.As(err, &re) || re.StatusCode != 403 {
+		t.Errorf("worker overwrites the key: %v, want 403", err)
+	}
+	if _, err := kv.Put(ctx, path, map[string]any{"key": "again"}, vault.WithCheckAndSet(0)); !errors.As(err, &re) || re.StatusCode != 403 {
+		t.Errorf("worker creates the key a second time: %v, want 403", err)
+	}
+	if err := kv.Delete(ctx, path); !errors.As(err, &re) || re.StatusCode != 403 {
+		t.Errorf("worker deletes the key: %v, want 403", err)
+	}
+	if err := kv.DeleteMetadata(ctx, path); !errors.As(err, &re) || re.StatusCode != 403 {
+		t.Errorf("worker destroys the key: %v, want 403", err)
+	}
+	if err := kv.Destroy(ctx, path, []int{1}); !errors.As(err, &re) || re.StatusCode != 403 {
+		t.Errorf("worker destroys the key's version: %v, want 403", err)
+	}
+	if sec, err := root.KVv2(devstack.VaultKVMount).Get(ctx, path); err != nil || sec.Data["key"] != "first" {
+		t.Fatalf("the key changed: %v", err)
+	}
+
+	// Its sessions stay the worker's to write and destroy.
+	session := devstack.VaultSessionsPrefix + "/stack-test-" + suffix
+	t.Cleanup(func() { _ = root.KVv2(devstack.VaultKVMount).DeleteMetadata(context.Background(), session) })
+	if _, err := kv.Put(ctx, session, map[string]any{"x": "1"}, vault.WithCheckAndSet(0)); err != nil {
+		t.Fatalf("worker creates a session: %v", err)
+	}
+	if _, err := kv.Put(ctx, session, map[string]any{"x": "2"}, vault.WithCheckAndSet(1)); err != nil {
+		t.Errorf("worker updates a session: %v", err)
+	}
+	if err := kv.DeleteMetadata(ctx, session); err != nil {
+		t.Errorf("worker destroys a session: %v", err)
 	}
 }

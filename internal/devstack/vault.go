@@ -2,11 +2,15 @@ package devstack
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 
 	vault "github.com/hashicorp/vault/api"
@@ -20,15 +24,26 @@ type vaultInit struct {
 	RootToken string `json:"root_token"`
 }
 
+// VaultSessionIDKeyPath holds the pool's session-id key (in VaultKVMount): field "key", 32
+// random bytes in base64, the MAC key that maps a refresh token to its session id. It does
+// not rotate with the envelope keys (see app.LoadSessionIDKey, which uses the same path).
+const VaultSessionIDKeyPath = VaultSessionsPrefix + "/pool/session-id-key"
+
 // WorkerPolicy is the Vault policy of the worker's AppRole: its sessions, its envelope
-// keys (read only) and its Transit key; nothing else.
+// keys (read only), the pool's session-id key (create once and read: a worker may seed it
+// but never change or delete it) and its Transit key; nothing else. Vault applies the most
+// specific path, so the pool rules override the sessions rules for the key.
 func WorkerPolicy() string {
 	kv := VaultKVMount
-	return fmt.Sprintf(`# oidcflow worker: sessions, envelope keys (read), transit key
+	return fmt.Sprintf(`# oidcflow worker: sessions, envelope keys (read), session-id key (create, read), transit key
 path "%[1]s/data/%[2]s/*" { capabilities = ["create", "read", "update", "delete"] }
 path "%[1]s/metadata/%[2]s/*" { capabilities = ["read", "list", "delete"] }
 path "%[1]s/delete/%[2]s/*" { capabilities = ["update"] }
 path "%[1]s/destroy/%[2]s/*" { capabilities = ["update"] }
+path "%[1]s/data/%[2]s/pool/*" { capabilities = ["create", "read"] }
+path "%[1]s/metadata/%[2]s/pool/*" { capabilities = ["read"] }
+path "%[1]s/delete/%[2]s/pool/*" { capabilities = ["deny"] }
+path "%[1]s/destroy/%[2]s/pool/*" { capabilities = ["deny"] }
 path "%[1]s/data/%[3]s" { capabilities = ["read"] }
 path "%[4]s/encrypt/%[5]s" { capabilities = ["update"] }
 path "%[4]s/decrypt/%[5]s" { capabilities = ["update"] }
@@ -245,7 +260,9 @@ func (l *Launcher) vaultSecretID(ctx context.Context, c *vault.Client, role stri
 
 // vaultEnvelopeKeys creates the worker pool's HPKE key pair on first use (a CAS write of
 // version 0, so that two launchers never both create one) and returns the public text
-// form of the current key.
+// form of the current key. With a new key pair it also seeds a random session-id key
+// (VaultSessionIDKeyPath), as no session exists yet; a stack whose keys predate it gets
+// its key from the first worker, derived so that existing session ids stay the same.
 func (l *Launcher) vaultEnvelopeKeys(ctx context.Context, c *vault.Client) (string, error) {
 	kv := c.KVv2(VaultKVMount)
 	sec, err := kv.Get(ctx, VaultEnvelopeKeysPath)
@@ -265,6 +282,9 @@ func (l *Launcher) vaultEnvelopeKeys(ctx context.Context, c *vault.Client) (stri
 			vault.WithCheckAndSet(0)); err != nil {
 			return "", fmt.Errorf("write envelope keys: %w", err)
 		}
+		if err := seedSessionIDKey(ctx, kv); err != nil {
+			return "", err
+		}
 		if sec, err = kv.Get(ctx, VaultEnvelopeKeysPath); err != nil {
 			return "", fmt.Errorf("read envelope keys: %w", err)
 		}
@@ -275,6 +295,22 @@ func (l *Launcher) vaultEnvelopeKeys(ctx context.Context, c *vault.Client) (stri
 		return "", fmt.Errorf("envelope keys in %s/%s: %w", VaultKVMount, VaultEnvelopeKeysPath, err)
 	}
 	return kp.Public().String(), nil
+}
+
+// seedSessionIDKey writes a random session-id key unless one exists (check-and-set 0).
+func seedSessionIDKey(ctx context.Context, kv *vault.KVv2) error {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key) // crypto/rand.Read never fails (it crashes the program instead)
+	_, err := kv.Put(ctx, VaultSessionIDKeyPath, map[string]any{"key": base64.StdEncoding.EncodeToString(key)},
+		vault.WithCheckAndSet(0))
+	var re *vault.ResponseError
+	if errors.As(err, &re) && slices.ContainsFunc(re.Errors, func(m string) bool { return strings.Contains(m, "check-and-set") }) {
+		return nil // it exists: never replace it
+	}
+	if err != nil {
+		return fmt.Errorf("write session-id key: %w", err)
+	}
+	return nil
 }
 
 func readJSON(path string, v any) error {
