@@ -53,6 +53,9 @@ const (
 	// the server's host and port, and history must not carry internal addresses; the worker
 	// logs the full error.
 	TypeDatabase = "oidcflow.DatabaseError"
+	// TypeRunsUnavailable is a retryable failure to learn from Temporal whether a run is
+	// still running (Runs); the sweep then keeps that run's role and fails after the rest.
+	TypeRunsUnavailable = "oidcflow.RunsUnavailable"
 )
 
 // ErrInvalidInput reports an activity input that can never succeed.

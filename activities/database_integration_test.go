@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/internal/testharness"
@@ -60,7 +61,7 @@ func TestGrantRevokeAgainstPostgres(t *testing.T) {
 	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}), "bootstrap is idempotent")
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
-	defer pool.Close()
+	t.Cleanup(pool.Close) // after the tests' own cleanups (LIFO), which drop roles through it
 
 	a := &DatabaseActivities{DB: pool}
 	requestID := "test-" + time.Now().Format("20060102T150405.000000000")
@@ -111,11 +112,14 @@ func TestGrantRevokeAgainstPostgres(t *testing.T) {
 	_, err = a.GrantAccess(identity.WithActivity(ctx, &identity.Identity{Subject: "bob", Department: "sales"}), in)
 	require.Error(t, err)
 
-	r1, err := a.RevokeAccess(bobCtx, RevokeAccessInput{RequestID: requestID, Requester: "bob"})
+	_, err = a.RevokeAccess(bobCtx, RevokeAccessInput{RequestID: requestID, Requester: "bob"})
+	require.ErrorContains(t, err, "pool's own authority", "the requester's session cannot revoke")
+	poolCtx := identity.WithPool(ctx)
+	r1, err := a.RevokeAccess(poolCtx, RevokeAccessInput{RequestID: requestID, Requester: "bob"})
 	require.NoError(t, err)
 	require.True(t, r1.Dropped)
-	r2, err := a.RevokeAccess(identity.WithActivity(ctx, alice), RevokeAccessInput{RequestID: requestID, Requester: "bob"})
-	require.NoError(t, err, "a second revoke (by an admin) is fine")
+	r2, err := a.RevokeAccess(poolCtx, RevokeAccessInput{RequestID: requestID, Requester: "bob"})
+	require.NoError(t, err, "a second revoke is fine")
 	require.False(t, r2.Dropped)
 	require.False(t, inspectRole(t, ctx, pool, role, group).exists, "the role is gone")
 }
@@ -127,7 +131,7 @@ func TestGrantRefusesRolesItDidNotMake(t *testing.T) {
 	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}))
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
-	defer pool.Close()
+	t.Cleanup(pool.Close) // after the tests' own cleanups (LIFO), which drop roles through it
 
 	requestID := "foreign-" + time.Now().Format("150405.000000000")
 	role := RoleName(requestID, "bob")
@@ -140,8 +144,12 @@ func TestGrantRefusesRolesItDidNotMake(t *testing.T) {
 	_, err = a.GrantAccess(bobCtx, GrantAccessInput{RequestID: requestID, Requester: "bob",
 		Database: "demo", Access: AccessWrite, ValidUntil: time.Now().Add(time.Minute)})
 	require.ErrorContains(t, err, "not managed by oidcflow")
-	_, err = a.RevokeAccess(bobCtx, RevokeAccessInput{RequestID: requestID, Requester: "bob"})
+	_, err = a.RevokeAccess(identity.WithPool(ctx), RevokeAccessInput{RequestID: requestID, Requester: "bob"})
 	require.ErrorContains(t, err, "not managed by oidcflow")
+	var app *temporal.ApplicationError
+	require.ErrorAs(t, err, &app)
+	require.Equal(t, TypeNotManaged, app.Type())
+	require.True(t, app.NonRetryable(), "a role oidcflow did not make is never dropped, however often it is tried")
 }
 
 func TestSweepExpiredAgainstPostgres(t *testing.T) {
@@ -151,7 +159,7 @@ func TestSweepExpiredAgainstPostgres(t *testing.T) {
 	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}))
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
-	defer pool.Close()
+	t.Cleanup(pool.Close) // after the tests' own cleanups (LIFO), which drop roles through it
 	a := &DatabaseActivities{DB: pool}
 	bobCtx := identity.WithActivity(ctx, bob)
 
@@ -188,7 +196,7 @@ func TestGrantDurationCountsFromCreation(t *testing.T) {
 	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}))
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
-	defer pool.Close()
+	t.Cleanup(pool.Close) // after the tests' own cleanups (LIFO), which drop roles through it
 
 	created := time.Now().UTC().Truncate(time.Second)
 	now := created

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -32,8 +33,12 @@ type TemporalRuns struct {
 	Client client.Client
 }
 
-// Running implements Runs.
+// Running implements Runs. A run id that is no UUID was never issued by Temporal (Temporal
+// would refuse the question as malformed), so such a run is not running.
 func (r TemporalRuns) Running(ctx context.Context, workflowID, runID string) (bool, error) {
+	if runID != "" && !isUUID(runID) {
+		return false, nil
+	}
 	d, err := r.Client.DescribeWorkflowExecution(ctx, workflowID, runID)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
@@ -43,6 +48,26 @@ func (r TemporalRuns) Running(ctx context.Context, workflowID, runID string) (bo
 		return false, err
 	}
 	return d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
+}
+
+// isUUID reports whether s has the textual form of a UUID (RFC 9562 section 4).
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // SweepGrantsInput is the input of SweepGrants. It has no fields: a sweep decides from the
@@ -124,7 +149,7 @@ func (a *DatabaseActivities) sweep(ctx context.Context) (SweepGrantsResult, erro
 				a.logger().WarnContext(ctx, "sweep: cannot tell whether a run is running", "role", r.RoleName,
 					"workflow_id", r.WorkflowID, "run_id", r.RunID, "error", err.Error())
 				failed = append(failed, temporal.NewApplicationError(
-					"activities: sweep "+r.RoleName+": cannot tell whether workflow "+r.WorkflowID+" is running", TypeDatabase))
+					"activities: sweep "+r.RoleName+": cannot tell whether workflow "+r.WorkflowID+" is running", TypeRunsUnavailable))
 				continue
 			}
 			if running {
@@ -165,12 +190,12 @@ func (a *DatabaseActivities) sweep(ctx context.Context) (SweepGrantsResult, erro
 	return res, nil
 }
 
-// sweepFailed returns the first failure, telling how many there were; it stays retryable
-// unless every failure is non-retryable.
+// sweepFailed returns the first failure (errs are ApplicationErrors), telling how many there
+// were; it is retryable unless every failure is non-retryable.
 func sweepFailed(errs []error) error {
-	first := errs[0]
-	if len(errs) == 1 {
-		return first
+	var first *temporal.ApplicationError
+	if !errors.As(errs[0], &first) || len(errs) == 1 {
+		return errs[0]
 	}
 	retry := false
 	for _, err := range errs {
@@ -181,9 +206,9 @@ func sweepFailed(errs []error) error {
 	}
 	msg := first.Error() + " (and " + strconv.Itoa(len(errs)-1) + " more failures; see the worker's log)"
 	if retry {
-		return temporal.NewApplicationError(msg, TypeDatabase)
+		return temporal.NewApplicationError(msg, first.Type())
 	}
-	return temporal.NewNonRetryableApplicationError(msg, TypeDatabase, nil)
+	return temporal.NewNonRetryableApplicationError(msg, first.Type(), nil)
 }
 
 // endOrphanSessions ends the client sessions whose role no longer exists. Only client
