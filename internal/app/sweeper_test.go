@@ -42,7 +42,7 @@ func TestEnsureSweeperScheduleIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(c.Close) // after the schedule's deletion below (LIFO)
 	b := make([]byte, 4)
 	rand.Read(b)
 	queue := "sweeper-schedule-" + hex.EncodeToString(b)
