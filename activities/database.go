@@ -314,8 +314,9 @@ func roleComment(ctx context.Context, tx pgx.Tx, role string) (exists bool, comm
 // in the role's comment (ownerComment): the sweep drops the role once that run is no longer
 // running. It is idempotent: a re-run finds the role it made (by the ManagedComment), keeps
 // VALID UNTIL (Duration) or sets it to the same instant (ValidUntil), records the current
-// run when another run of the same request took the grant over (a reset), and grants the
-// membership only if missing, so it never double-grants.
+// run when another run of the same request took the grant over (a reset), makes sure the
+// role can log in (a drop may have begun, see dropRole), and grants the membership only if
+// missing, so it never double-grants.
 //
 // The role has no password: connecting is left to the database's own authentication (client
 // certificates, a proxy, or a secrets engine); no credential ever enters workflow history.
@@ -389,6 +390,11 @@ func (a *DatabaseActivities) GrantAccess(ctx context.Context, in GrantAccessInpu
 		}
 		if !exists || (current != comment && g.WorkflowID != "") {
 			if _, err := tx.Exec(ctx, "COMMENT ON ROLE "+role+" IS "+commentLiteral(comment)); err != nil {
+				return err
+			}
+		}
+		if exists { // a drop may have begun (dropRole's NOLOGIN) and then found the grant taken over
+			if _, err := tx.Exec(ctx, "ALTER ROLE "+role+" LOGIN"); err != nil {
 				return err
 			}
 		}
@@ -471,42 +477,67 @@ func readRole(ctx context.Context, tx pgx.Tx, name string, now time.Time) (r man
 	return r, true, nil
 }
 
-// endSessions ends the sessions (backends) of the role with oid. It counts them by oid, not
-// name: pg_stat_activity shows no name for a role that was dropped under its sessions.
-func endSessions(ctx context.Context, tx pgx.Tx, oid uint32) (int, error) {
+// endSessions ends the sessions (backends) of the role with oid and counts them. It finds
+// them by oid, not name: pg_stat_activity shows no name for a role dropped under them.
+func (a *DatabaseActivities) endSessions(ctx context.Context, oid uint32) (int, error) {
 	var n int
-	err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT pg_terminate_backend(pid) AS ended
-		FROM pg_stat_activity WHERE usesysid = $1 AND pid <> pg_backend_pid()) s WHERE ended`, oid).Scan(&n)
+	err := pgx.BeginFunc(ctx, a.DB, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT pg_terminate_backend(pid) AS ended
+			FROM pg_stat_activity WHERE usesysid = $1 AND pid <> pg_backend_pid()) s WHERE ended`, oid).Scan(&n)
+	})
 	return n, err
 }
 
 // dropRole drops the managed role name, if it exists and still(role) holds (nil: always),
-// and ends its sessions. Under the role's lock, in one transaction: NOLOGIN, end the
-// sessions open so far, REASSIGN and DROP OWNED, DROP ROLE. After the commit it ends the
-// sessions of the role's oid once more, for a login that passed its check before NOLOGIN
-// was committed. VALID UNTIL and NOLOGIN stop new logins only; open sessions stay connected
-// until they are ended, which is why this step matters.
+// and ends its sessions, in three steps, each under the role's lock where it touches the
+// role:
+//
+//  1. NOLOGIN, committed: no new session can start.
+//  2. End the role's open sessions. VALID UNTIL and NOLOGIN stop new logins only; open
+//     sessions stay connected until they are ended. If they cannot be ended (the admin
+//     lacks pg_signal_backend), the error is returned and the role stays, NOLOGIN, for the
+//     next try: a role is never dropped from under sessions that could not be ended.
+//  3. REASSIGN and DROP OWNED, DROP ROLE, committed; then end the sessions of the role's
+//     oid once more, for a login that passed its check before step 1 was committed.
+//
+// still is asked again in step 3: a role that a live run took over between the steps
+// (GrantAccess records the run and restores LOGIN) is kept.
 func (a *DatabaseActivities) dropRole(ctx context.Context, name string, still func(managedRole) bool) (dropped bool, sessions int, err error) {
 	role := pgx.Identifier{name}.Sanitize()
-	var oid uint32
-	err = pgx.BeginFunc(ctx, a.DB, func(tx pgx.Tx) error {
+	// check reads the role under the lock and reports whether it is to be dropped.
+	check := func(tx pgx.Tx) (managedRole, bool, error) {
 		if err := lockRole(ctx, tx, name); err != nil {
-			return err
+			return managedRole{}, false, err
 		}
 		r, exists, err := readRole(ctx, tx, name, a.now())
 		if err != nil || !exists {
-			return err
+			return r, false, err
 		}
 		if managed, _, _ := parseComment(r.comment); !managed {
-			return nonRetryable(TypeNotManaged, "activities: role %s exists and is not managed by oidcflow", name)
+			return r, false, nonRetryable(TypeNotManaged, "activities: role %s exists and is not managed by oidcflow", name)
 		}
-		if still != nil && !still(r) {
-			return nil
-		}
-		if _, err := tx.Exec(ctx, "ALTER ROLE "+role+" NOLOGIN"); err != nil {
+		return r, still == nil || still(r), nil
+	}
+	var oid uint32
+	var drop bool
+	err = pgx.BeginFunc(ctx, a.DB, func(tx pgx.Tx) error {
+		r, ok, err := check(tx)
+		if err != nil || !ok {
 			return err
 		}
-		if sessions, err = endSessions(ctx, tx, r.oid); err != nil {
+		oid, drop = r.oid, true
+		_, err = tx.Exec(ctx, "ALTER ROLE "+role+" NOLOGIN")
+		return err
+	})
+	if err != nil || !drop {
+		return false, 0, err
+	}
+	if sessions, err = a.endSessions(ctx, oid); err != nil {
+		return false, 0, err
+	}
+	err = pgx.BeginFunc(ctx, a.DB, func(tx pgx.Tx) error {
+		r, ok, err := check(tx)
+		if err != nil || !ok || r.oid != oid {
 			return err
 		}
 		for _, stmt := range []string{
@@ -518,22 +549,15 @@ func (a *DatabaseActivities) dropRole(ctx context.Context, name string, still fu
 				return err
 			}
 		}
-		dropped, oid = true, r.oid
+		dropped = true
 		return nil
 	})
 	if err != nil || !dropped {
-		return false, 0, err
+		return false, sessions, err
 	}
-	err = pgx.BeginFunc(ctx, a.DB, func(tx pgx.Tx) error {
-		n, err := endSessions(ctx, tx, oid)
-		sessions += n
-		return err
-	})
-	if err != nil {
-		// The role is gone; the sweep ends sessions left without a role (endOrphanSessions).
-		return true, sessions, err
-	}
-	return true, sessions, nil
+	n, err := a.endSessions(ctx, oid)
+	// On an error here the role is gone; the sweep ends sessions left without a role.
+	return true, sessions + n, err
 }
 
 // ListGrantsInput is the input of ListGrants. It has no fields: the role required comes

@@ -80,6 +80,13 @@ func TestGrantRevokeAgainstPostgres(t *testing.T) {
 	require.False(t, second.Created)
 	require.Equal(t, first.Grant, second.Grant)
 
+	// A drop that began (NOLOGIN) and found the grant taken over leaves the login to the
+	// grant's re-run.
+	_, err = pool.Exec(ctx, "ALTER ROLE "+pgx.Identifier{role}.Sanitize()+" NOLOGIN")
+	require.NoError(t, err)
+	_, err = a.GrantAccess(bobCtx, in)
+	require.NoError(t, err)
+
 	st := inspectRole(t, ctx, pool, role, group)
 	require.True(t, st.exists)
 	require.True(t, st.login)

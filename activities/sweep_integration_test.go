@@ -262,3 +262,44 @@ type personInbound struct {
 func (p *personInbound) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
 	return p.Next.ExecuteActivity(identity.WithActivity(ctx, p.id), in)
 }
+
+// TestRevokeKeepsRoleWhoseSessionsCannotEnd: an admin connection that may not end other
+// roles' sessions (no pg_signal_backend) cannot revoke: the role is left NOLOGIN, its session
+// is not orphaned under a dropped role, and the failure says what kind it is. An admin that
+// may end sessions then finishes the revoke.
+func TestRevokeKeepsRoleWhoseSessionsCannotEnd(t *testing.T) {
+	r := newSweepRig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	role := r.role(t, ctx, "unended", ManagedComment, time.Now().Add(time.Hour))
+	conn, pid := r.session(t, ctx, role)
+
+	admin := RoleName("sweeptest-admin-"+r.stamp, "admin")
+	_, err := r.pool.Exec(ctx, "CREATE ROLE "+pgx.Identifier{admin}.Sanitize()+" LOGIN CREATEROLE PASSWORD 'sweeptest-pw'")
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = r.pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{admin}.Sanitize()) })
+	cfg, err := pgxpool.ParseConfig(r.url)
+	require.NoError(t, err)
+	cfg.ConnConfig.User, cfg.ConnConfig.Password = admin, "sweeptest-pw"
+	limited, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(limited.Close)
+
+	dropped, _, err := (&DatabaseActivities{DB: limited}).dropRole(ctx, role, nil)
+	require.False(t, dropped)
+	err = (&DatabaseActivities{DB: limited}).dbError(ctx, "revoke "+role, err)
+	var app *temporal.ApplicationError
+	require.ErrorAs(t, err, &app)
+	require.Equal(t, TypeDatabase, app.Type())
+	require.Contains(t, err.Error(), "SQLSTATE 42501")
+	var login bool
+	require.NoError(t, r.pool.QueryRow(ctx, "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1", role).Scan(&login))
+	require.False(t, login, "the role can log in no more")
+	require.NoError(t, conn.Ping(ctx), "the session could not be ended, so the role must still exist for it")
+
+	dropped, sessions, err := (&DatabaseActivities{DB: r.pool}).dropRole(ctx, role, nil)
+	require.NoError(t, err)
+	require.True(t, dropped)
+	require.Equal(t, 1, sessions)
+	r.waitEnded(t, ctx, conn, pid)
+}
