@@ -277,7 +277,9 @@ func TestRevokeKeepsRoleWhoseSessionsCannotEnd(t *testing.T) {
 	admin := RoleName("sweeptest-admin-"+r.stamp, "admin")
 	_, err := r.pool.Exec(ctx, "CREATE ROLE "+pgx.Identifier{admin}.Sanitize()+" LOGIN CREATEROLE PASSWORD 'sweeptest-pw'")
 	require.NoError(t, err)
-	t.Cleanup(func() { _, _ = r.pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{admin}.Sanitize()) })
+	t.Cleanup(func() {
+		_, _ = r.pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{admin}.Sanitize())
+	})
 	cfg, err := pgxpool.ParseConfig(r.url)
 	require.NoError(t, err)
 	cfg.ConnConfig.User, cfg.ConnConfig.Password = admin, "sweeptest-pw"
