@@ -3,12 +3,14 @@ package activities
 import (
 	"context"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/internal/testharness"
@@ -59,7 +61,7 @@ func TestGrantRevokeAgainstPostgres(t *testing.T) {
 	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}), "bootstrap is idempotent")
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
-	defer pool.Close()
+	t.Cleanup(pool.Close) // after the tests' own cleanups (LIFO), which drop roles through it
 
 	a := &DatabaseActivities{DB: pool}
 	requestID := "test-" + time.Now().Format("20060102T150405.000000000")
@@ -77,6 +79,13 @@ func TestGrantRevokeAgainstPostgres(t *testing.T) {
 	require.NoError(t, err, "a retry succeeds")
 	require.False(t, second.Created)
 	require.Equal(t, first.Grant, second.Grant)
+
+	// A drop that began (NOLOGIN) and found the grant taken over leaves the login to the
+	// grant's re-run.
+	_, err = pool.Exec(ctx, "ALTER ROLE "+pgx.Identifier{role}.Sanitize()+" NOLOGIN")
+	require.NoError(t, err)
+	_, err = a.GrantAccess(bobCtx, in)
+	require.NoError(t, err)
 
 	st := inspectRole(t, ctx, pool, role, group)
 	require.True(t, st.exists)
@@ -110,11 +119,14 @@ func TestGrantRevokeAgainstPostgres(t *testing.T) {
 	_, err = a.GrantAccess(identity.WithActivity(ctx, &identity.Identity{Subject: "bob", Department: "sales"}), in)
 	require.Error(t, err)
 
-	r1, err := a.RevokeAccess(bobCtx, RevokeAccessInput{RequestID: requestID, Requester: "bob"})
+	_, err = a.RevokeAccess(bobCtx, RevokeAccessInput{RequestID: requestID, Requester: "bob"})
+	require.ErrorContains(t, err, "pool's own authority", "the requester's session cannot revoke")
+	poolCtx := identity.WithPool(ctx)
+	r1, err := a.RevokeAccess(poolCtx, RevokeAccessInput{RequestID: requestID, Requester: "bob"})
 	require.NoError(t, err)
 	require.True(t, r1.Dropped)
-	r2, err := a.RevokeAccess(identity.WithActivity(ctx, alice), RevokeAccessInput{RequestID: requestID, Requester: "bob"})
-	require.NoError(t, err, "a second revoke (by an admin) is fine")
+	r2, err := a.RevokeAccess(poolCtx, RevokeAccessInput{RequestID: requestID, Requester: "bob"})
+	require.NoError(t, err, "a second revoke is fine")
 	require.False(t, r2.Dropped)
 	require.False(t, inspectRole(t, ctx, pool, role, group).exists, "the role is gone")
 }
@@ -126,7 +138,7 @@ func TestGrantRefusesRolesItDidNotMake(t *testing.T) {
 	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}))
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
-	defer pool.Close()
+	t.Cleanup(pool.Close) // after the tests' own cleanups (LIFO), which drop roles through it
 
 	requestID := "foreign-" + time.Now().Format("150405.000000000")
 	role := RoleName(requestID, "bob")
@@ -139,8 +151,12 @@ func TestGrantRefusesRolesItDidNotMake(t *testing.T) {
 	_, err = a.GrantAccess(bobCtx, GrantAccessInput{RequestID: requestID, Requester: "bob",
 		Database: "demo", Access: AccessWrite, ValidUntil: time.Now().Add(time.Minute)})
 	require.ErrorContains(t, err, "not managed by oidcflow")
-	_, err = a.RevokeAccess(bobCtx, RevokeAccessInput{RequestID: requestID, Requester: "bob"})
+	_, err = a.RevokeAccess(identity.WithPool(ctx), RevokeAccessInput{RequestID: requestID, Requester: "bob"})
 	require.ErrorContains(t, err, "not managed by oidcflow")
+	var app *temporal.ApplicationError
+	require.ErrorAs(t, err, &app)
+	require.Equal(t, TypeNotManaged, app.Type())
+	require.True(t, app.NonRetryable(), "a role oidcflow did not make is never dropped, however often it is tried")
 }
 
 func TestSweepExpiredAgainstPostgres(t *testing.T) {
@@ -150,28 +166,32 @@ func TestSweepExpiredAgainstPostgres(t *testing.T) {
 	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}))
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
-	defer pool.Close()
+	t.Cleanup(pool.Close) // after the tests' own cleanups (LIFO), which drop roles through it
 	a := &DatabaseActivities{DB: pool}
+	bobCtx := identity.WithActivity(ctx, bob)
 
-	requestID := "sweep-" + time.Now().Format("150405.000000000")
-	// The role is granted already expired, and the sweeps use instants up to now only: a
-	// sweep drops every managed role expired by its instant, so an instant in the future
-	// would also drop live grants of other runs on the shared database.
-	until := time.Now().Add(-time.Minute)
-	_, err = a.GrantAccess(identity.WithActivity(ctx, bob), GrantAccessInput{RequestID: requestID, Requester: "bob",
-		Database: "demo", Access: AccessWrite, ValidUntil: until})
-	require.NoError(t, err)
-	role := RoleName(requestID, "bob")
-	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()) })
+	// Granted outside an activity, so no run is recorded: VALID UNTIL alone decides. Other
+	// tests' sweepers share this database and may drop the expired role first; what counts
+	// is that it is gone and the live one is kept.
+	stamp := time.Now().Format("150405.000000000")
+	expired, live := RoleName("sweep-expired-"+stamp, "bob"), RoleName("sweep-live-"+stamp, "bob")
+	for id, until := range map[string]time.Time{
+		"sweep-expired-" + stamp: time.Now().Add(-time.Minute),
+		"sweep-live-" + stamp:    time.Now().Add(time.Hour),
+	} {
+		_, err = a.GrantAccess(bobCtx, GrantAccessInput{RequestID: id, Requester: "bob",
+			Database: "demo", Access: AccessWrite, ValidUntil: until})
+		require.NoError(t, err)
+		role := RoleName(id, "bob")
+		t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()) })
+	}
 
-	adminCtx := identity.WithActivity(ctx, alice)
-	res, err := a.SweepExpired(adminCtx, SweepExpiredInput{Now: until.Add(-time.Second)})
+	res, err := a.SweepExpired(identity.WithActivity(ctx, alice), SweepExpiredInput{})
 	require.NoError(t, err)
-	require.NotContains(t, res.Dropped, role, "not expired yet")
-	res, err = a.SweepExpired(adminCtx, SweepExpiredInput{Now: time.Now()})
-	require.NoError(t, err)
-	require.Contains(t, res.Dropped, role)
-	require.False(t, inspectRole(t, ctx, pool, role, GroupRole("demo", AccessWrite)).exists)
+	require.NotContains(t, res.Dropped, live)
+	require.False(t, inspectRole(t, ctx, pool, expired, GroupRole("demo", AccessWrite)).exists)
+	require.True(t, inspectRole(t, ctx, pool, live, GroupRole("demo", AccessWrite)).exists)
+	t.Logf("this sweep dropped the expired role: %v", slices.Contains(res.Dropped, expired))
 }
 
 // TestGrantDurationCountsFromCreation: with a Duration, VALID UNTIL is set when the role is
@@ -183,7 +203,7 @@ func TestGrantDurationCountsFromCreation(t *testing.T) {
 	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}))
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
-	defer pool.Close()
+	t.Cleanup(pool.Close) // after the tests' own cleanups (LIFO), which drop roles through it
 
 	created := time.Now().UTC().Truncate(time.Second)
 	now := created

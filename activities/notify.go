@@ -127,7 +127,7 @@ func (a *NotifyActivities) Notify(ctx context.Context, in NotifyInput) (NotifyRe
 	if err != nil {
 		// The URL may hold a secret path (Slack webhooks do), and the host or address is
 		// internal: report the kind of failure only.
-		return NotifyResult{}, fmt.Errorf("activities: notify: post failed: %s", failureKind(err))
+		return NotifyResult{}, fmt.Errorf("activities: notify: post failed: %s", postFailureKind(err))
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -153,10 +153,10 @@ var mrkdwnEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 // Formatting marks (*, _, ~, `) are left alone.
 func escapeMrkdwn(s string) string { return mrkdwnEscaper.Replace(s) }
 
-// failureKind names what went wrong with a post, without the request URL (which may hold
+// postFailureKind names what went wrong with a post, without the request URL (which may hold
 // a secret path, as Slack webhook URLs do) and without host, address or port, which the
 // errors of net and crypto/tls carry.
-func failureKind(err error) string {
+func postFailureKind(err error) string {
 	var dns *net.DNSError
 	var tlsRecord tls.RecordHeaderError
 	var tlsAlert tls.AlertError

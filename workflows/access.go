@@ -28,23 +28,25 @@ var grantOptions = workflow.ActivityOptions{
 }
 
 // revokeOptions: leaving a grant behind is worse than retrying, so the revoke retries without
-// an attempt limit (backing off to one try a minute) unless the failure can never heal.
+// an attempt limit (backing off to one try a minute) unless the failure can never heal. It
+// runs under the pool's authority and depends on no person's session, so no identity error
+// type is listed: nothing a requester does to their own tokens can stop it.
 var revokeOptions = workflow.ActivityOptions{
 	StartToCloseTimeout: 30 * time.Second,
 	RetryPolicy: &temporal.RetryPolicy{
-		InitialInterval:    time.Second,
-		BackoffCoefficient: 2,
-		MaximumInterval:    time.Minute,
-		NonRetryableErrorTypes: append(slices.Clone(identityErrorTypes),
-			activities.TypeInvalidInput, activities.TypeNotManaged),
+		InitialInterval:        time.Second,
+		BackoffCoefficient:     2,
+		MaximumInterval:        time.Minute,
+		NonRetryableErrorTypes: []string{activities.TypeInvalidInput, activities.TypeNotManaged},
 	},
 }
 
 // TypeGrantFailed is the error type of an AccessRequest whose grant failed.
 const TypeGrantFailed = "oidcflow.GrantFailed"
 
-// TypeRevokeFailed is the error type of an AccessRequest whose revoke failed for good; the
-// role's VALID UNTIL still ends the access, and the AdminTask sweep-expired removes the role.
+// TypeRevokeFailed is the error type of an AccessRequest whose revoke failed for good (the
+// role is not oidcflow's any more, or the activity was refused); the sweeper (SweeperWorkflow)
+// drops the role of a run that is no longer running at its next interval.
 const TypeRevokeFailed = "oidcflow.RevokeFailed"
 
 // AccessRequest asks for time-bound access to a database for the verified starter (the
@@ -53,11 +55,13 @@ const TypeRevokeFailed = "oidcflow.RevokeFailed"
 // self-approval), any eligible approver may deny. Without decisions the escalation role is
 // notified after EscalateAfter and the request expires after ExpireAfter. Once approved, a
 // login role with VALID UNTIL is granted, held for Duration on a durable timer and revoked
-// automatically; the requester or an admin may revoke earlier (revoke update).
+// automatically; the requester or an admin may revoke earlier (revoke update). The revoke
+// runs under the worker pool's own authority and retries until it is done; if the run never
+// gets there (terminated, reset, timed out), the sweeper drops the role within its interval.
 //
-// History stays bounded without continue-as-new: a run has a fixed number of timers (plus one
-// per KeepAliveEvery tick during the hold), one activity per notification, grant and revoke,
-// and one event group per update; MaxDuration (default 12 h) caps the hold.
+// History stays bounded without continue-as-new: a run has a fixed number of timers, one
+// activity per notification, grant and revoke, and one event group per update; MaxDuration
+// (default 12 h) caps the hold.
 func AccessRequest(ctx workflow.Context, in AccessRequestInput) (AccessRequestResult, error) {
 	w, err := newAccessRequest(ctx, in)
 	if err != nil {
@@ -263,8 +267,8 @@ func (w *accessRequest) grantHoldRevoke(ctx workflow.Context) (AccessRequestResu
 		w.setState(ctx, StateFailed)
 		w.record(ctx, "revoke", nil, OutcomeFailed, errorText(err))
 		w.notify(ctx, w.cfg.AdminRole, "access.revoke_failed", fmt.Sprintf(
-			"Revoking role `%s` failed: %s. VALID UNTIL %s still ends it; run the sweep-expired admin task.",
-			res.Grant.RoleName, errorText(err), res.Grant.ValidUntil.UTC().Format(time.RFC3339)))
+			"Revoking role `%s` failed: %s. The sweeper drops it once this run has ended; check it is gone.",
+			res.Grant.RoleName, errorText(err)))
 		return w.finish(ctx, temporal.NewNonRetryableApplicationError(
 			"workflows: revoke failed: "+errorText(err), TypeRevokeFailed, nil))
 	}
@@ -288,54 +292,32 @@ func (w *accessRequest) grantHoldRevoke(ctx workflow.Context) (AccessRequestResu
 	return w.finish(ctx, nil)
 }
 
-// hold waits until until, an early revoke, or cancellation (reported as true). With
-// KeepAliveEvery set it wakes at that interval to keep the requester's session fresh.
+// hold waits until until, an early revoke, or cancellation (reported as true), on one durable
+// timer. It does not keep the requester's session alive: the revoke does not need it.
 func (w *accessRequest) hold(ctx workflow.Context, until time.Time) (canceled bool) {
 	if w.revokeBy != nil {
 		return false
 	}
-	for {
-		remaining := until.Sub(workflow.Now(ctx))
-		if remaining <= 0 {
-			return false
-		}
-		wait := remaining
-		if w.cfg.KeepAliveEvery > 0 && w.cfg.KeepAliveEvery < wait {
-			wait = w.cfg.KeepAliveEvery
-		}
-		revoked, err := workflow.AwaitWithTimeout(ctx, wait, func() bool { return w.revokeBy != nil })
-		if err != nil {
-			return true
-		}
-		if revoked {
-			return false
-		}
-		if wait < remaining {
-			w.keepAlive(ctx)
-		}
+	remaining := until.Sub(workflow.Now(ctx))
+	if remaining <= 0 {
+		return false
 	}
+	if _, err := workflow.AwaitWithTimeout(ctx, remaining, func() bool { return w.revokeBy != nil }); err != nil {
+		return true
+	}
+	return false
 }
 
-// keepAlive refreshes the requester's session during long holds (DESIGN section 4), so the
-// revoke at the end runs with a session the activity interceptor can verify. It does not
-// park on a refused refresh: the hold must end on time; the revoke then needs an admin, and
-// the role's VALID UNTIL ends the access meanwhile.
-func (w *accessRequest) keepAlive(ctx workflow.Context) {
-	if _, err := refreshSession(ctx, nil); err != nil {
-		workflow.GetLogger(ctx).Warn("requester's session could not be refreshed during the hold", "error", err.Error())
-	}
-}
-
-// revoke runs RevokeAccess on a disconnected context, so it also runs after cancellation.
+// revoke runs RevokeAccess under the pool's own authority (identity.AsPool), never on the
+// requester's session, on a disconnected context, so it also runs after cancellation.
 func (w *accessRequest) revoke(ctx workflow.Context) error {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	dctx = workflow.WithActivityOptions(identity.AsPool(dctx), revokeOptions)
 	var db *activities.DatabaseActivities
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, revokeOptions), db.RevokeAccess,
-		activities.RevokeAccessInput{
-			RequestID: w.requestID,
-			Requester: w.requester.Subject,
-			AdminRole: w.cfg.AdminRole,
-		}).Get(dctx, nil)
+	return workflow.ExecuteActivity(dctx, db.RevokeAccess, activities.RevokeAccessInput{
+		RequestID: w.requestID,
+		Requester: w.requester.Subject,
+	}).Get(dctx, nil)
 }
 
 func (w *accessRequest) setState(ctx workflow.Context, s State) { setState(ctx, &w.state, s) }

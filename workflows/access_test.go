@@ -406,3 +406,113 @@ func TestAccessRequestAuditQuery(t *testing.T) {
 	require.True(t, slices.Equal(audit[0].Actor.Roles, []string{"engineer"}))
 	require.Equal(t, "engineering", audit[0].Actor.Department)
 }
+
+// TestAccessRequestRevokesAsPool is part of issue 10's attack 4: the revoke must not run on
+// the requester's session (whose refresh chain the requester can kill at the IdP), but under
+// the worker pool's own authority, after the full hold and after a failed grant alike.
+func TestAccessRequestRevokesAsPool(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		grantFails bool
+	}{
+		{"after the hold", false},
+		{"cleanup after a failed grant", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env, _ := newEnv(t, "bob")
+			var grantedAs string
+			env.OnActivity(dbAct.GrantAccess, mock.Anything, mock.Anything).Return(
+				func(ctx context.Context, in activities.GrantAccessInput) (activities.GrantAccessResult, error) {
+					if id, err := identity.FromActivity(ctx); err == nil {
+						grantedAs = id.Subject
+					}
+					if tc.grantFails {
+						return activities.GrantAccessResult{}, temporal.NewNonRetryableApplicationError("no", activities.TypeInvalidInput, nil)
+					}
+					return activities.GrantAccessResult{Grant: activities.Grant{RoleName: "jit_bob_1", ValidUntil: env.Now().Add(in.Duration)}}, nil
+				})
+			var revokes int
+			var asPool bool
+			var asPerson error
+			env.OnActivity(dbAct.RevokeAccess, mock.Anything, mock.Anything).Return(
+				func(ctx context.Context, in activities.RevokeAccessInput) (activities.RevokeAccessResult, error) {
+					revokes++
+					asPool = identity.RequirePool(ctx) == nil
+					_, asPerson = identity.FromActivity(ctx)
+					return activities.RevokeAccessResult{Dropped: true}, nil
+				})
+			send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+			env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
+
+			require.True(t, env.IsWorkflowCompleted())
+			require.Equal(t, "bob", grantedAs, "the grant checks the requester's own fresh claims")
+			require.Equal(t, 1, revokes)
+			require.True(t, asPool, "the revoke must run under the pool's authority")
+			require.ErrorIs(t, asPerson, identity.ErrUnauthenticated, "the revoke must carry no person's session")
+		})
+	}
+}
+
+// TestAccessRequestRevokeRetriesUntilDone: a revoke that keeps failing (the database is
+// unreachable for a long time) is retried, backing off to one try a minute, until it works;
+// the run does not give up and leave the grant behind.
+func TestAccessRequestRevokeRetriesUntilDone(t *testing.T) {
+	env, _ := newEnv(t, "bob")
+	m := &dbMock{}
+	env.OnActivity(dbAct.GrantAccess, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.GrantAccessInput) (activities.GrantAccessResult, error) {
+			m.grantAt = env.Now()
+			return activities.GrantAccessResult{Grant: activities.Grant{RoleName: "jit_bob_1", ValidUntil: env.Now().Add(in.Duration)}}, nil
+		})
+	var attempts int
+	env.OnActivity(dbAct.RevokeAccess, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.RevokeAccessInput) (activities.RevokeAccessResult, error) {
+			attempts++
+			if attempts < 9 { // the test environment stops unlimited retries after 10 attempts
+				return activities.RevokeAccessResult{}, errors.New("activities: revoke jit_bob_1: database unreachable")
+			}
+			m.revokeAt = env.Now()
+			return activities.RevokeAccessResult{Dropped: true}, nil
+		})
+	send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
+
+	res := result(t, env)
+	require.Equal(t, StateEnded, res.State)
+	require.Equal(t, 9, attempts)
+	require.Equal(t, time.Hour+(1+2+4+8+16+32+60+60)*time.Second, m.revokeAt.Sub(m.grantAt), "the retries back off to a minute")
+	for _, typ := range identityErrorTypes {
+		require.NotContains(t, revokeOptions.RetryPolicy.NonRetryableErrorTypes, typ,
+			"the revoke does not depend on a person, so no identity error may stop its retries")
+	}
+	require.Equal(t, time.Minute, revokeOptions.RetryPolicy.MaximumInterval)
+	require.Zero(t, revokeOptions.RetryPolicy.MaximumAttempts)
+}
+
+// TestAccessRequestKeepAliveEveryHasNoEffect is part of issue 10's attack 4: an input that
+// still carries keep_alive_every (removed from AccessConfig) must not make the hold wake up:
+// with 1 ns it used to fill the run's history until Temporal ended the run, before its
+// revoke. The hold is one durable timer whatever the input says.
+func TestAccessRequestKeepAliveEveryHasNoEffect(t *testing.T) {
+	type oldAccessConfig struct {
+		KeepAliveEvery time.Duration `json:"keep_alive_every,omitempty"`
+	}
+	type oldAccessRequestInput struct {
+		AccessRequestInput
+		Config *oldAccessConfig `json:"config,omitempty"`
+	}
+	env, _ := newEnv(t, "bob")
+	m := &dbMock{}
+	mockDB(env, m)
+	var timers int
+	env.SetOnTimerScheduledListener(func(string, time.Duration) { timers++ })
+	send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+	env.ExecuteWorkflow(AccessRequestWorkflow, oldAccessRequestInput{
+		AccessRequestInput: readDemo(10 * time.Minute), Config: &oldAccessConfig{KeepAliveEvery: time.Second},
+	})
+
+	res := result(t, env)
+	require.Equal(t, StateEnded, res.State)
+	require.Equal(t, 10*time.Minute, m.revokeAt.Sub(m.grantAt))
+	require.LessOrEqual(t, timers, 5, "the hold must not tick (escalation, expiry and hold timers only)")
+}

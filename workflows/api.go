@@ -23,7 +23,18 @@ const (
 	AccessRequestWorkflow   = "AccessRequest"
 	InvoiceApprovalWorkflow = "InvoiceApproval"
 	AdminTaskWorkflow       = "AdminTask"
+	// SweeperWorkflow is the name of Sweeper, which a Temporal Schedule of the worker pool
+	// runs every OIDCFLOW_SWEEP_INTERVAL (SweeperScheduleID) without a person's identity.
+	SweeperWorkflow = "Sweeper"
 )
+
+// SweeperSchedulePrefix starts the id of every pool's sweeper schedule (SweeperScheduleID),
+// and the workflow ids of the runs it starts.
+const SweeperSchedulePrefix = "oidcflow-sweeper-"
+
+// SweeperScheduleID is the id of the Temporal Schedule that runs Sweeper for the worker pool
+// on taskQueue: one schedule per pool, whichever of its workers creates it.
+func SweeperScheduleID(taskQueue string) string { return SweeperSchedulePrefix + taskQueue }
 
 // Update names. Each update carries the caller's own identity (sealed envelope, verified by the
 // worker); the handler checks policy with it. A refusal is a failed update, so it stays in
@@ -133,9 +144,9 @@ type AccessConfig struct {
 	ExpireAfter time.Duration `json:"expire_after,omitempty"`
 	// MaxDuration caps AccessRequestInput.Duration. Default 12h.
 	MaxDuration time.Duration `json:"max_duration,omitempty"`
-	// KeepAliveEvery is the interval at which a granted request keeps the requester's session
-	// fresh during the hold. Default 0: no keep-alive ticks (the hold is one durable timer).
-	KeepAliveEvery time.Duration `json:"keep_alive_every,omitempty"`
+	// (keep_alive_every, which made the hold wake up to refresh the requester's session for
+	// the revoke, is gone: the revoke runs under the pool's authority. An input that still
+	// carries it is accepted and the value ignored; the hold is one durable timer.)
 }
 
 // Route says who approves requests from one department.
@@ -292,19 +303,20 @@ type InvoiceApprovalResult struct {
 	Audit     []AuditEntry `json:"audit"`
 }
 
-// AdminTaskInput starts an AdminTask.
+// AdminTaskInput starts an AdminTask. The role required is the worker's configuration
+// (OIDCFLOW_ADMIN_ROLE, AdminTaskOptions.AdminRole), never part of the input: an input that
+// still carries admin_role is accepted and the value ignored.
 type AdminTaskInput struct {
 	// Task is one of AdminTaskListGrants, AdminTaskSweepExpired.
 	Task string `json:"task"`
-	// AdminRole is the role required. Default "admin".
-	AdminRole string `json:"admin_role,omitempty"`
 }
 
 // Admin tasks.
 const (
 	// AdminTaskListGrants lists the database roles oidcflow manages.
 	AdminTaskListGrants = "list-grants"
-	// AdminTaskSweepExpired drops managed roles whose VALID UNTIL has passed.
+	// AdminTaskSweepExpired runs the sweeper's database step now: drops managed roles whose
+	// VALID UNTIL has passed or whose run is no longer running, and ends their sessions.
 	AdminTaskSweepExpired = "sweep-expired"
 )
 

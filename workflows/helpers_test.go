@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
@@ -40,8 +41,11 @@ var personas = map[string]*identity.Identity{
 }
 
 // testIdentity stands in for the identity interceptors: the test environment sends no headers,
-// so it puts the starter's identity into the workflow and activity contexts, and the caller's
-// identity into update handlers, looked up from the update id "<action>-<persona>[-n]".
+// so it puts the starter's identity into the workflow context and the caller's identity into
+// update handlers, looked up from the update id "<action>-<persona>[-n]". An activity runs
+// as whoever scheduled it: the subject of the scheduling context's identity, or the worker
+// pool (identity.WithPool) when it was scheduled from identity.AsPool or a context without
+// identity, as the real interceptors do; the test header testRunsAs carries which.
 type testIdentity struct {
 	interceptor.WorkerInterceptorBase
 	starter string
@@ -62,6 +66,32 @@ func (t *testIdentity) InterceptActivity(_ context.Context, next interceptor.Act
 type testWorkflowInbound struct {
 	interceptor.WorkflowInboundInterceptorBase
 	starter string
+}
+
+// testRunsAs is the header the test interceptors pass from the scheduling workflow context
+// to the activity: a persona's subject, or testPool.
+const (
+	testRunsAs = "test-runs-as"
+	testPool   = "<pool>"
+)
+
+func (i *testWorkflowInbound) Init(outbound interceptor.WorkflowOutboundInterceptor) error {
+	return i.Next.Init(&testWorkflowOutbound{WorkflowOutboundInterceptorBase: interceptor.WorkflowOutboundInterceptorBase{Next: outbound}})
+}
+
+type testWorkflowOutbound struct {
+	interceptor.WorkflowOutboundInterceptorBase
+}
+
+func (o *testWorkflowOutbound) ExecuteActivity(ctx workflow.Context, activityType string, args ...any) workflow.Future {
+	as := testPool
+	if id, err := identity.FromWorkflow(ctx); err == nil {
+		as = id.Subject
+	}
+	if p, err := converter.GetDefaultDataConverter().ToPayload(as); err == nil {
+		interceptor.WorkflowHeader(ctx)[testRunsAs] = p
+	}
+	return o.Next.ExecuteActivity(ctx, activityType, args...)
 }
 
 func (i *testWorkflowInbound) ExecuteWorkflow(ctx workflow.Context, in *interceptor.ExecuteWorkflowInput) (any, error) {
@@ -86,7 +116,13 @@ type testActivityInbound struct {
 }
 
 func (i *testActivityInbound) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
-	if id := personas[i.starter]; id != nil {
+	as := i.starter
+	if p := interceptor.Header(ctx)[testRunsAs]; p != nil {
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &as)
+	}
+	if as == testPool {
+		ctx = identity.WithPool(ctx)
+	} else if id := personas[as]; id != nil {
 		ctx = identity.WithActivity(ctx, id)
 	}
 	return i.Next.ExecuteActivity(ctx, in)

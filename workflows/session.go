@@ -57,15 +57,28 @@ func refreshSession(ctx workflow.Context, parked func(bool)) (activities.Refresh
 	}
 }
 
+// Bounds of KeepAliveInput: the starter writes the input, so how long the pool keeps a
+// session alive, how often it wakes, and how large one run's history grows are capped.
+const (
+	// KeepAliveMaxSpan caps KeepAliveInput.Until: at most this long after the run starts.
+	KeepAliveMaxSpan = 90 * 24 * time.Hour
+	// KeepAliveMinEvery is the shortest KeepAliveInput.Every.
+	KeepAliveMinEvery = time.Minute
+	// KeepAliveMaxRefreshesPerRun caps KeepAliveInput.RefreshesPerRun.
+	KeepAliveMaxRefreshesPerRun = 100
+)
+
 // KeepAliveInput starts KeepAlive.
 type KeepAliveInput struct {
-	// Until is when the run ends (and its session is revoked). Required.
+	// Until is when the run ends (and its session is revoked). Required; at most
+	// KeepAliveMaxSpan after the start of each run.
 	Until time.Time `json:"until"`
 	// Every is the longest wait between two refreshes; refreshes also run when the access
-	// token is due (RefreshSessionResult.RefreshDue). Default 1h.
+	// token is due (RefreshSessionResult.RefreshDue). Default 1h; at least
+	// KeepAliveMinEvery.
 	Every time.Duration `json:"every,omitempty"`
 	// RefreshesPerRun bounds one run's history: after that many refreshes the workflow
-	// continues as new. Default 24.
+	// continues as new. Default 24; at most KeepAliveMaxRefreshesPerRun.
 	RefreshesPerRun int `json:"refreshes_per_run,omitempty"`
 	// Progress carries the counts across continue-as-new; leave it empty.
 	Progress KeepAliveResult `json:"progress"`
@@ -85,13 +98,20 @@ type KeepAliveResult struct {
 // workflow that acts for a person over days, and the reference for tests of token lifetimes.
 // Each run's history holds at most RefreshesPerRun refresh activities and timers.
 func KeepAlive(ctx workflow.Context, in KeepAliveInput) (KeepAliveResult, error) {
-	if in.Until.IsZero() {
+	switch {
+	case in.Until.IsZero():
 		return KeepAliveResult{}, invalidInput("KeepAliveInput.Until is required")
+	case in.Until.Sub(workflow.Now(ctx)) > KeepAliveMaxSpan:
+		return KeepAliveResult{}, invalidInput("KeepAliveInput.Until may be at most %s ahead", KeepAliveMaxSpan)
+	case in.Every < 0 || (in.Every > 0 && in.Every < KeepAliveMinEvery):
+		return KeepAliveResult{}, invalidInput("KeepAliveInput.Every must be at least %s", KeepAliveMinEvery)
+	case in.RefreshesPerRun < 0 || in.RefreshesPerRun > KeepAliveMaxRefreshesPerRun:
+		return KeepAliveResult{}, invalidInput("KeepAliveInput.RefreshesPerRun must be between 1 and %d", KeepAliveMaxRefreshesPerRun)
 	}
-	if in.Every <= 0 {
+	if in.Every == 0 {
 		in.Every = time.Hour
 	}
-	if in.RefreshesPerRun <= 0 {
+	if in.RefreshesPerRun == 0 {
 		in.RefreshesPerRun = 24
 	}
 	p := in.Progress

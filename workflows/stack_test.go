@@ -460,6 +460,7 @@ func startWorkerProcess(t *testing.T, st *testharness.Stack, bin, queue, name st
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start worker %s: %v", name, err)
 	}
+	apptest.DeleteSweeperSchedule(t, st, queue)
 	go func() {
 		_ = p.cmd.Wait()
 		close(p.done)

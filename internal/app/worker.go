@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
@@ -39,7 +40,8 @@ type WorkerOptions struct {
 	Logger *slog.Logger
 	// Register adds more workflows and activities (tests register the conformance set).
 	Register func(worker.Registry)
-	// AllowAnonymous lists workflow types that may run without identity. Default none.
+	// AllowAnonymous lists more workflow types that may run without identity. Default none;
+	// workflows.SweeperWorkflow, which the pool's schedule starts, is always allowed.
 	AllowAnonymous []string
 	// Refresher adjusts the session refresher's options before it is built (tests: hooks).
 	Refresher func(*tokenstore.RefresherOptions)
@@ -70,7 +72,9 @@ type Worker struct {
 	Client client.Client
 	Worker worker.Worker
 
-	closers []func()
+	queue      string
+	sweepEvery time.Duration // 0: the schedule is left alone
+	closers    []func()
 }
 
 // NewParts logs in to Vault, loads the pool's keys and builds the verifier, the session
@@ -161,7 +165,7 @@ func NewParts(ctx context.Context, opts WorkerOptions) (*Parts, error) {
 	wi, err := interceptors.NewWorkerInterceptor(interceptors.WorkerOptions{
 		Authenticator:      newCountingAuth(auth, opts.Metrics),
 		PropagationSecrets: secrets,
-		AllowAnonymous:     opts.AllowAnonymous,
+		AllowAnonymous:     append(slices.Clone(opts.AllowAnonymous), workflows.SweeperWorkflow),
 		ReferenceTTL:       maxBacklog,
 		ListingSearchAttributes: []interceptors.ListingKey{workflows.RequesterKey, workflows.RequesterDepartmentKey,
 			workflows.ResourceKey, workflows.ApprovalStateKey, workflows.ApproversKey},
@@ -209,7 +213,11 @@ func NewWorker(ctx context.Context, opts WorkerOptions) (w *Worker, err error) {
 	if opts.Worker != nil {
 		opts.Worker(&wo)
 	}
-	w.Worker = worker.New(w.Client, env.String("OIDCFLOW_TASK_QUEUE"), wo)
+	w.queue = env.String("OIDCFLOW_TASK_QUEUE")
+	if w.sweepEvery, err = sweepInterval(env.Duration("OIDCFLOW_SWEEP_INTERVAL")); err != nil {
+		return nil, err
+	}
+	w.Worker = worker.New(w.Client, w.queue, wo)
 
 	if err := w.register(ctx, env, opts.Register); err != nil {
 		return nil, err
@@ -219,11 +227,13 @@ func NewWorker(ctx context.Context, opts WorkerOptions) (w *Worker, err error) {
 
 // register adds oidcflow's workflows and activities (and the caller's extras).
 func (w *Worker) register(ctx context.Context, env *config.Env, extra func(worker.Registry)) error {
+	adminRole := env.String("OIDCFLOW_ADMIN_ROLE")
 	for name, fn := range map[string]any{
 		workflows.AccessRequestWorkflow:   workflows.AccessRequest,
 		workflows.InvoiceApprovalWorkflow: workflows.InvoiceApproval,
-		workflows.AdminTaskWorkflow:       workflows.AdminTask,
+		workflows.AdminTaskWorkflow:       workflows.NewAdminTask(workflows.AdminTaskOptions{AdminRole: adminRole}),
 		workflows.KeepAliveWorkflow:       workflows.KeepAlive,
+		workflows.SweeperWorkflow:         workflows.Sweeper,
 	} {
 		w.Worker.RegisterWorkflowWithOptions(fn, workflow.RegisterOptions{Name: name})
 	}
@@ -233,7 +243,9 @@ func (w *Worker) register(ctx context.Context, env *config.Env, extra func(worke
 			return fmt.Errorf("app: OIDCFLOW_POSTGRES_URL: %w", err)
 		}
 		w.closers = append(w.closers, pool.Close)
-		w.Worker.RegisterActivity(&activities.DatabaseActivities{DB: pool, Logger: w.Logger})
+		w.Worker.RegisterActivity(&activities.DatabaseActivities{
+			DB: pool, AdminRole: adminRole, Runs: activities.TemporalRuns{Client: w.Client}, Logger: w.Logger,
+		})
 	} else {
 		w.Logger.Warn("OIDCFLOW_POSTGRES_URL is not set; database grants are not available on this worker")
 	}
@@ -245,9 +257,18 @@ func (w *Worker) register(ctx context.Context, env *config.Env, extra func(worke
 	return nil
 }
 
-// Run starts polling and blocks until ctx is done, then stops, letting in-flight
-// activities finish within OIDCFLOW_SHUTDOWN_TIMEOUT.
+// Run creates or updates the pool's sweeper schedule (EnsureSweeperSchedule, unless
+// OIDCFLOW_SWEEP_INTERVAL is 0), starts polling and blocks until ctx is done, then stops,
+// letting in-flight activities finish within OIDCFLOW_SHUTDOWN_TIMEOUT.
 func (w *Worker) Run(ctx context.Context) error {
+	if w.sweepEvery > 0 {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := EnsureSweeperSchedule(sctx, w.Client, w.queue, w.sweepEvery)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
 	vctx, stopVault := context.WithCancel(context.Background())
 	vaultDone := make(chan struct{})
 	go func() {

@@ -24,6 +24,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/oidcflow/oidcflow/activities"
+	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/config"
 	"github.com/oidcflow/oidcflow/internal/leakcheck"
 	"github.com/oidcflow/oidcflow/internal/testharness"
@@ -190,6 +191,7 @@ func startWorkerProc(t *testing.T, st *testharness.Stack, name, queue string, ex
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start worker %s: %v", name, err)
 	}
+	apptest.DeleteSweeperSchedule(t, st, queue)
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)

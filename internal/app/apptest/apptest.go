@@ -17,6 +17,7 @@ import (
 	"github.com/oidcflow/oidcflow/internal/app"
 	"github.com/oidcflow/oidcflow/internal/config"
 	"github.com/oidcflow/oidcflow/internal/testharness"
+	"github.com/oidcflow/oidcflow/workflows"
 )
 
 // Env returns the stack's configuration with overrides (name, value pairs) on top.
@@ -47,7 +48,8 @@ func TaskQueue(prefix string) string {
 	return prefix + "-" + hex.EncodeToString(b)
 }
 
-// StartWorker builds a worker with app.NewWorker and runs it until the test ends.
+// StartWorker builds a worker with app.NewWorker and runs it until the test ends; then it
+// deletes the sweeper schedule the worker made for its task queue.
 func StartWorker(t testing.TB, opts app.WorkerOptions) *app.Worker {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -70,9 +72,33 @@ func StartWorker(t testing.TB, opts app.WorkerOptions) *app.Worker {
 	t.Cleanup(func() {
 		stop()
 		<-done
+		deleteSweeperSchedule(w.Client, opts.Env.String("OIDCFLOW_TASK_QUEUE"))
 		w.Close()
 	})
 	return w
+}
+
+// DeleteSweeperSchedule deletes, when the test ends, the sweeper schedule that worker
+// processes of the test made for queue (StartWorker's workers clean up after themselves).
+func DeleteSweeperSchedule(t testing.TB, st *testharness.Stack, queue string) {
+	t.Helper()
+	t.Cleanup(func() {
+		c, err := client.Dial(client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")})
+		if err != nil {
+			t.Logf("delete the sweeper schedule of %s: %v", queue, err)
+			return
+		}
+		defer c.Close()
+		deleteSweeperSchedule(c, queue)
+	})
+}
+
+// deleteSweeperSchedule deletes queue's sweeper schedule; one already gone (another worker
+// of the test deleted it) is fine.
+func deleteSweeperSchedule(c client.Client, queue string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = c.ScheduleClient().GetHandle(ctx, workflows.SweeperScheduleID(queue)).Delete(ctx)
 }
 
 // Client dials Temporal as persona: a real login through the dev IdP, sealed envelopes on
