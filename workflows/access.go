@@ -78,6 +78,8 @@ type accessRequest struct {
 	route     Route
 	requester *identity.Identity
 	requestID string
+	runID     string
+	digest    string // accessDigest: what approvers decide on
 
 	state     State
 	escalated bool
@@ -165,6 +167,8 @@ func newAccessRequest(ctx workflow.Context, in AccessRequestInput) (*accessReque
 		route:     route,
 		requester: requester,
 		requestID: id,
+		runID:     workflow.GetInfo(ctx).WorkflowExecution.RunID,
+		digest:    accessDigest(requester, in, route),
 		state:     StatePending,
 	}, nil
 }
@@ -332,17 +336,19 @@ func (w *accessRequest) finish(ctx workflow.Context, err error) (AccessRequestRe
 
 func (w *accessRequest) status() AccessStatus {
 	st := AccessStatus{
-		State:        w.state,
-		Requester:    *actorOf(w.requester),
-		Resource:     w.in.Resource,
-		Role:         w.in.Role,
-		Duration:     w.in.Duration,
-		Reason:       w.in.Reason,
-		ApproverRole: w.route.ApproverRole,
-		Required:     w.route.Required,
-		Approvers:    slices.Clone(w.approvals),
-		Escalated:    w.escalated,
-		DecideBy:     w.decideBy,
+		State:         w.state,
+		Requester:     *actorOf(w.requester),
+		Resource:      w.in.Resource,
+		Role:          w.in.Role,
+		Duration:      w.in.Duration,
+		Reason:        w.in.Reason,
+		ApproverRole:  w.route.ApproverRole,
+		Required:      w.route.Required,
+		Approvers:     slices.Clone(w.approvals),
+		Escalated:     w.escalated,
+		DecideBy:      w.decideBy,
+		RunID:         w.runID,
+		RequestDigest: w.digest,
 	}
 	if w.escalated {
 		st.EscalationRole = w.route.EscalationRole
@@ -417,6 +423,9 @@ func (w *accessRequest) approve(ctx workflow.Context, in ApproveInput) (AccessSt
 	if w.state != StatePending && w.state != StateEscalated {
 		return AccessStatus{}, w.refuse(ctx, UpdateApprove, actor, fmt.Errorf("%w (state %s)", errClosed, w.state))
 	}
+	if err := checkNamed(ctx, UpdateApprove, w.digest, in.RunID, in.RequestDigest); err != nil {
+		return AccessStatus{}, w.refuse(ctx, UpdateApprove, actor, err)
+	}
 	if err := checkApprover(actor, w.requester, w.route, w.escalated); err != nil {
 		return AccessStatus{}, w.refuse(ctx, UpdateApprove, actor, err)
 	}
@@ -442,6 +451,9 @@ func (w *accessRequest) deny(ctx workflow.Context, in DenyInput) (AccessStatus, 
 	}
 	if w.state != StatePending && w.state != StateEscalated {
 		return AccessStatus{}, w.refuse(ctx, UpdateDeny, actor, fmt.Errorf("%w (state %s)", errClosed, w.state))
+	}
+	if err := checkNamed(ctx, UpdateDeny, w.digest, in.RunID, in.RequestDigest); err != nil {
+		return AccessStatus{}, w.refuse(ctx, UpdateDeny, actor, err)
 	}
 	if err := checkApprover(actor, w.requester, w.route, w.escalated); err != nil {
 		return AccessStatus{}, w.refuse(ctx, UpdateDeny, actor, err)

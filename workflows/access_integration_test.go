@@ -44,7 +44,7 @@ func TestAccessRequestAgainstPostgres(t *testing.T) {
 		require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", role).Scan(&n))
 		return n == 1
 	}
-	send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+	send(env, time.Minute, UpdateApprove, "approve-carol", approveSeen(t, env, ""))
 	var during bool
 	env.RegisterDelayedCallback(func() { during = exists() }, 2*time.Minute)
 	env.ExecuteWorkflow(AccessRequest, readDemo(2*time.Minute))

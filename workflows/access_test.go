@@ -47,10 +47,31 @@ func mockDB(env *testsuite.TestWorkflowEnvironment, m *dbMock) {
 		}).Maybe()
 }
 
+// send sends update name with id (which names the caller, see testIdentity) after the given
+// time; an arg of type seen is built when the update is sent.
 func send(env *testsuite.TestWorkflowEnvironment, after time.Duration, name, id string, arg any) *upd {
 	u := &upd{}
-	env.RegisterDelayedCallback(func() { env.UpdateWorkflow(name, id, u.callbacks(), arg) }, after)
+	env.RegisterDelayedCallback(func() {
+		if f, ok := arg.(seen); ok {
+			arg = f()
+		}
+		env.UpdateWorkflow(name, id, u.callbacks(), arg)
+	}, after)
 	return u
+}
+
+// seen builds an update argument from what the sender sees when it sends the update.
+type seen func() any
+
+// approveSeen approves the access request the status query shows when the update is sent,
+// as ApproveAccess builds it for clients.
+func approveSeen(t *testing.T, env *testsuite.TestWorkflowEnvironment, comment string) seen {
+	return func() any { return ApproveAccess("", queryStatus(t, env), comment).Args[0] }
+}
+
+// denySeen denies the access request the status query shows when the update is sent.
+func denySeen(t *testing.T, env *testsuite.TestWorkflowEnvironment, comment string) seen {
+	return func() any { return DenyAccess("", queryStatus(t, env), comment).Args[0] }
 }
 
 func result(t *testing.T, env *testsuite.TestWorkflowEnvironment) AccessRequestResult {
@@ -88,7 +109,7 @@ func TestAccessRequestApprovedGrantedAndRevokedAtTheEnd(t *testing.T) {
 	m := &dbMock{}
 	mockDB(env, m)
 	start := env.Now()
-	approve := send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{Comment: "ok"})
+	approve := send(env, time.Minute, UpdateApprove, "approve-carol", approveSeen(t, env, "ok"))
 	var during AccessStatus
 	env.RegisterDelayedCallback(func() { during = queryStatus(t, env) }, 2*time.Minute)
 	env.ExecuteWorkflow(AccessRequest, readDemo(2*time.Minute))
@@ -118,8 +139,8 @@ func TestAccessRequestDenied(t *testing.T) {
 	m := &dbMock{}
 	mockDB(env, m)
 	noComment := send(env, time.Minute, UpdateDeny, "deny-carol-1", DenyInput{})
-	deny := send(env, 2*time.Minute, UpdateDeny, "deny-carol-2", DenyInput{Comment: "use the replica"})
-	late := send(env, 3*time.Minute, UpdateApprove, "approve-chuck", ApproveInput{})
+	deny := send(env, 2*time.Minute, UpdateDeny, "deny-carol-2", denySeen(t, env, "use the replica"))
+	late := send(env, 3*time.Minute, UpdateApprove, "approve-chuck", approveSeen(t, env, ""))
 	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
 
 	res := result(t, env)
@@ -138,8 +159,8 @@ func TestAccessRequestSelfApprovalRefused(t *testing.T) {
 	env, _ := newEnv(t, "carol") // carol holds db-approver herself
 	m := &dbMock{}
 	mockDB(env, m)
-	self := send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
-	other := send(env, 2*time.Minute, UpdateApprove, "approve-chuck", ApproveInput{})
+	self := send(env, time.Minute, UpdateApprove, "approve-carol", approveSeen(t, env, ""))
+	other := send(env, 2*time.Minute, UpdateApprove, "approve-chuck", approveSeen(t, env, ""))
 	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
 
 	res := result(t, env)
@@ -163,11 +184,11 @@ func TestAccessRequestMOfN(t *testing.T) {
 	in := readDemo(time.Hour)
 	in.Config = &cfg
 
-	first := send(env, time.Minute, UpdateApprove, "approve-carol-1", ApproveInput{})
-	again := send(env, 2*time.Minute, UpdateApprove, "approve-carol-2", ApproveInput{})
+	first := send(env, time.Minute, UpdateApprove, "approve-carol-1", approveSeen(t, env, ""))
+	again := send(env, 2*time.Minute, UpdateApprove, "approve-carol-2", approveSeen(t, env, ""))
 	var afterOne AccessStatus
 	env.RegisterDelayedCallback(func() { afterOne = queryStatus(t, env) }, 3*time.Minute)
-	second := send(env, 4*time.Minute, UpdateApprove, "approve-chuck", ApproveInput{})
+	second := send(env, 4*time.Minute, UpdateApprove, "approve-chuck", approveSeen(t, env, ""))
 	env.ExecuteWorkflow(AccessRequest, in)
 
 	res := result(t, env)
@@ -187,8 +208,8 @@ func TestAccessRequestEscalation(t *testing.T) {
 	env, n := newEnv(t, "bob")
 	m := &dbMock{}
 	mockDB(env, m)
-	early := send(env, 30*time.Minute, UpdateApprove, "approve-alice-1", ApproveInput{})
-	late := send(env, 90*time.Minute, UpdateApprove, "approve-alice-2", ApproveInput{Comment: "on call"})
+	early := send(env, 30*time.Minute, UpdateApprove, "approve-alice-1", approveSeen(t, env, ""))
+	late := send(env, 90*time.Minute, UpdateApprove, "approve-alice-2", approveSeen(t, env, "on call"))
 	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
 
 	res := result(t, env)
@@ -208,7 +229,7 @@ func TestAccessRequestExpires(t *testing.T) {
 	m := &dbMock{}
 	mockDB(env, m)
 	start := env.Now()
-	late := send(env, 25*time.Hour, UpdateApprove, "approve-carol", ApproveInput{})
+	late := send(env, 25*time.Hour, UpdateApprove, "approve-carol", approveSeen(t, env, ""))
 	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
 
 	res := result(t, env)
@@ -232,7 +253,7 @@ func TestAccessRequestEarlyRevoke(t *testing.T) {
 			env, _ := newEnv(t, "bob")
 			m := &dbMock{}
 			mockDB(env, m)
-			send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+			send(env, time.Minute, UpdateApprove, "approve-carol", approveSeen(t, env, ""))
 			stranger := send(env, 10*time.Minute, UpdateRevoke, "revoke-erin", RevokeInput{Reason: "mine now"})
 			revoke := send(env, 30*time.Minute, UpdateRevoke, "revoke-"+tc.by, RevokeInput{Reason: "done early"})
 			env.ExecuteWorkflow(AccessRequest, readDemo(4*time.Hour))
@@ -268,11 +289,11 @@ func TestAccessRequestApproverWithoutRoleRefused(t *testing.T) {
 	env, _ := newEnv(t, "bob")
 	m := &dbMock{}
 	mockDB(env, m)
-	noRole := send(env, time.Minute, UpdateApprove, "approve-erin", ApproveInput{})
-	otherDept := send(env, 2*time.Minute, UpdateApprove, "approve-mallory", ApproveInput{})
-	denyNoRole := send(env, 3*time.Minute, UpdateDeny, "deny-erin", DenyInput{Comment: "no"})
-	anonymous := send(env, 4*time.Minute, UpdateApprove, "approve-nobody", ApproveInput{})
-	ok := send(env, 5*time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+	noRole := send(env, time.Minute, UpdateApprove, "approve-erin", approveSeen(t, env, ""))
+	otherDept := send(env, 2*time.Minute, UpdateApprove, "approve-mallory", approveSeen(t, env, ""))
+	denyNoRole := send(env, 3*time.Minute, UpdateDeny, "deny-erin", denySeen(t, env, "no"))
+	anonymous := send(env, 4*time.Minute, UpdateApprove, "approve-nobody", approveSeen(t, env, ""))
+	ok := send(env, 5*time.Minute, UpdateApprove, "approve-carol", approveSeen(t, env, ""))
 	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
 
 	res := result(t, env)
@@ -306,7 +327,7 @@ func TestAccessRequestGrantRetriedAfterFailure(t *testing.T) {
 				ValidUntil: env.Now().Add(in.Duration)}}, nil
 		})
 	env.OnActivity(dbAct.RevokeAccess, mock.Anything, mock.Anything).Return(activities.RevokeAccessResult{Dropped: true}, nil).Once()
-	send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+	send(env, time.Minute, UpdateApprove, "approve-carol", approveSeen(t, env, ""))
 	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
 
 	res := result(t, env)
@@ -324,7 +345,7 @@ func TestAccessRequestGrantRefusedCleansUp(t *testing.T) {
 			return activities.GrantAccessResult{}, identity.ApplicationError(&identity.DeniedError{Subject: "bob", Reason: "department changed"})
 		})
 	env.OnActivity(dbAct.RevokeAccess, mock.Anything, mock.Anything).Return(activities.RevokeAccessResult{}, nil).Once()
-	send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+	send(env, time.Minute, UpdateApprove, "approve-carol", approveSeen(t, env, ""))
 	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
 
 	require.True(t, env.IsWorkflowCompleted())
@@ -343,7 +364,7 @@ func TestAccessRequestFailingWebhookNeverBlocks(t *testing.T) {
 	env.OnActivity(notifyAct.Notify, mock.Anything, mock.Anything).Return(activities.NotifyResult{}, errors.New("webhook down"))
 	m := &dbMock{}
 	mockDB(env, m)
-	send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+	send(env, time.Minute, UpdateApprove, "approve-carol", approveSeen(t, env, ""))
 	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
 	res := result(t, env)
 	require.Equal(t, StateEnded, res.State)
@@ -354,7 +375,7 @@ func TestAccessRequestCanceledWhileGrantedRevokes(t *testing.T) {
 	env, _ := newEnv(t, "bob")
 	m := &dbMock{}
 	mockDB(env, m)
-	send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+	send(env, time.Minute, UpdateApprove, "approve-carol", approveSeen(t, env, ""))
 	env.RegisterDelayedCallback(env.CancelWorkflow, 10*time.Minute)
 	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
 	require.True(t, env.IsWorkflowCompleted())
@@ -392,14 +413,14 @@ func TestAccessRequestRejectsBadStarts(t *testing.T) {
 func TestAccessRequestAuditQuery(t *testing.T) {
 	env, _ := newEnv(t, "bob")
 	mockDB(env, &dbMock{})
-	send(env, time.Minute, UpdateApprove, "approve-erin", ApproveInput{})
+	send(env, time.Minute, UpdateApprove, "approve-erin", approveSeen(t, env, ""))
 	var audit []AuditEntry
 	env.RegisterDelayedCallback(func() {
 		v, err := env.QueryWorkflow(QueryAudit)
 		require.NoError(t, err)
 		require.NoError(t, v.Get(&audit))
 	}, 2*time.Minute)
-	send(env, 3*time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+	send(env, 3*time.Minute, UpdateApprove, "approve-carol", approveSeen(t, env, ""))
 	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
 	result(t, env)
 	require.Equal(t, []string{"requested:ok:bob", "approve:refused:erin"}, actions(audit))

@@ -177,15 +177,30 @@ func DefaultAccessConfig() AccessConfig {
 	}
 }
 
-// ApproveInput is the argument of the approve update.
+// ApproveInput is the argument of the approve update. RunID and RequestDigest name what is
+// approved: copy both from the status the approver was shown (ApproveAccess and
+// ApproveInvoice do). The handler refuses, with TypeApprovalMismatch, an approval that names
+// another run or another request, or none: no wildcard is accepted. Send the update with
+// client.UpdateWorkflowOptions.RunID set to the same RunID, so the server delivers it to
+// that run only.
 type ApproveInput struct {
 	Comment string `json:"comment,omitempty"`
+	// RunID is the run the approver looked at (AccessStatus.RunID, InvoiceStatus.RunID).
+	RunID string `json:"run_id"`
+	// RequestDigest is the digest of the request the approver was shown
+	// (AccessStatus.RequestDigest, InvoiceStatus.RequestDigest).
+	RequestDigest string `json:"request_digest"`
 }
 
-// DenyInput is the argument of the deny update.
+// DenyInput is the argument of the deny update. RunID and RequestDigest name what is denied,
+// as in ApproveInput (DenyAccess and DenyInvoice fill them in).
 type DenyInput struct {
 	// Comment says why; required.
 	Comment string `json:"comment"`
+	// RunID is the run the approver looked at.
+	RunID string `json:"run_id"`
+	// RequestDigest is the digest of the request the approver was shown.
+	RequestDigest string `json:"request_digest"`
 }
 
 // RevokeInput is the argument of the revoke update.
@@ -240,6 +255,12 @@ type AccessStatus struct {
 	DecideBy       time.Time     `json:"decide_by"` // request expiry
 	// Grant is set once the database role exists.
 	Grant *activities.Grant `json:"grant,omitempty"`
+	// RunID is the run that answered. An approval or denial names it (ApproveAccess).
+	RunID string `json:"run_id"`
+	// RequestDigest is the SHA-256 (hex) of what approvers decide on: requester (subject,
+	// issuer, department), resource, role, duration, reason, approver role, required count
+	// and escalation role. It is fixed for the run; an approval or denial names it.
+	RequestDigest string `json:"request_digest"`
 }
 
 // AccessRequestResult is the result of an AccessRequest run.
@@ -287,13 +308,21 @@ func DefaultInvoiceConfig() InvoiceConfig {
 
 // InvoiceStatus is the answer of the invoice status query and update results.
 type InvoiceStatus struct {
-	State     State    `json:"state"`
-	Submitter Actor    `json:"submitter"`
-	InvoiceID string   `json:"invoice_id"`
-	Amount    int64    `json:"amount_cents"`
-	Currency  string   `json:"currency"`
-	Required  int      `json:"required"`
-	Approvers []string `json:"approvers,omitempty"`
+	State       State    `json:"state"`
+	Submitter   Actor    `json:"submitter"`
+	InvoiceID   string   `json:"invoice_id"`
+	Vendor      string   `json:"vendor"`
+	Amount      int64    `json:"amount_cents"`
+	Currency    string   `json:"currency"`
+	Description string   `json:"description,omitempty"`
+	Required    int      `json:"required"`
+	Approvers   []string `json:"approvers,omitempty"`
+	// RunID is the run that answered. An approval or denial names it (ApproveInvoice).
+	RunID string `json:"run_id"`
+	// RequestDigest is the SHA-256 (hex) of what approvers decide on: submitter (subject,
+	// issuer, department), invoice id, vendor, amount, currency, description and required
+	// count. An approval or denial names it.
+	RequestDigest string `json:"request_digest"`
 }
 
 // InvoiceApprovalResult is the result of an InvoiceApproval run.
@@ -331,4 +360,7 @@ type AdminTaskResult struct {
 const (
 	TypeInvalidInput = "oidcflow.InvalidInput"
 	TypeNoRoute      = "oidcflow.NoRoute"
+	// TypeApprovalMismatch: an approve or deny update named another run or another request
+	// than the one it reached, or none. Look at the request again and decide again.
+	TypeApprovalMismatch = "oidcflow.ApprovalMismatch"
 )

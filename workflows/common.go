@@ -58,26 +58,42 @@ func samePerson(a, b *identity.Identity) bool {
 }
 
 // validateApprove is the validator of an approve update: a comment of at most maxComment
-// bytes, and open() (the request still takes decisions). Like every validator it only
-// rejects; the handler checks who the caller is.
+// bytes, a run id and digest of at most maxNameLength bytes, and open() (the request still
+// takes decisions). Like every validator it only rejects; the handler checks who the caller
+// is and that the approval names this run and request (checkNamed). A wrong or missing name
+// is left to the handler on purpose, so that its refusal is in history and the audit trail.
 func validateApprove(open func() error) func(workflow.Context, ApproveInput) error {
 	return func(_ workflow.Context, in ApproveInput) error {
 		if len(in.Comment) > maxComment {
 			return fmt.Errorf("workflows: comment longer than %d bytes", maxComment)
 		}
+		if err := validateName(in.RunID, in.RequestDigest); err != nil {
+			return err
+		}
 		return open()
 	}
 }
 
-// validateDeny is the validator of a deny update: a comment of 1 to maxComment bytes, and
-// open().
+// validateDeny is the validator of a deny update: a comment of 1 to maxComment bytes, names
+// as in validateApprove, and open().
 func validateDeny(open func() error) func(workflow.Context, DenyInput) error {
 	return func(_ workflow.Context, in DenyInput) error {
 		if in.Comment == "" || len(in.Comment) > maxComment {
 			return fmt.Errorf("workflows: a denial needs a comment (at most %d bytes)", maxComment)
 		}
+		if err := validateName(in.RunID, in.RequestDigest); err != nil {
+			return err
+		}
 		return open()
 	}
+}
+
+// validateName rejects a run id or request digest longer than any real one.
+func validateName(runID, digest string) error {
+	if len(runID) > maxNameLength || len(digest) > maxNameLength {
+		return fmt.Errorf("workflows: run id and request digest are at most %d bytes", maxNameLength)
+	}
+	return nil
 }
 
 func invalidInput(format string, args ...any) error {

@@ -39,17 +39,20 @@ func InvoiceApproval(ctx workflow.Context, in InvoiceApprovalInput) (InvoiceAppr
 	case cfg.ExpireAfter <= 0:
 		return InvoiceApprovalResult{}, invalidInput("expire_after must be positive")
 	}
+	exec := workflow.GetInfo(ctx).WorkflowExecution
 	w := &invoiceApproval{
-		trail:     trail{workflowID: workflow.GetInfo(ctx).WorkflowExecution.ID},
+		trail:     trail{workflowID: exec.ID},
 		in:        in,
 		cfg:       cfg,
 		submitter: submitter,
+		runID:     exec.RunID,
 		state:     StatePending,
 		required:  1,
 	}
 	if in.AmountCents > cfg.SecondApproverAboveCents {
 		w.required = 2
 	}
+	w.digest = invoiceDigest(submitter, in, w.required)
 	return w.run(ctx)
 }
 
@@ -75,6 +78,8 @@ type invoiceApproval struct {
 	in        InvoiceApprovalInput
 	cfg       InvoiceConfig
 	submitter *identity.Identity
+	runID     string
+	digest    string // invoiceDigest: what approvers decide on
 	state     State
 	required  int
 	approvers []*identity.Identity
@@ -126,8 +131,9 @@ func (w *invoiceApproval) subjects() []string {
 
 func (w *invoiceApproval) status() InvoiceStatus {
 	return InvoiceStatus{
-		State: w.state, Submitter: *actorOf(w.submitter), InvoiceID: w.in.InvoiceID,
-		Amount: w.in.AmountCents, Currency: w.in.Currency, Required: w.required, Approvers: w.subjects(),
+		State: w.state, Submitter: *actorOf(w.submitter), InvoiceID: w.in.InvoiceID, Vendor: w.in.Vendor,
+		Amount: w.in.AmountCents, Currency: w.in.Currency, Description: w.in.Description,
+		Required: w.required, Approvers: w.subjects(), RunID: w.runID, RequestDigest: w.digest,
 	}
 }
 
@@ -154,8 +160,9 @@ func (w *invoiceApproval) register(ctx workflow.Context) error {
 		workflow.UpdateHandlerOptions{Validator: validateDeny(pending)})
 }
 
-// decide runs the checks every decision shares and records a refusal.
-func (w *invoiceApproval) decide(ctx workflow.Context, action string) (*identity.Identity, error) {
+// decide runs the checks every decision shares (the caller, an open invoice, a decision that
+// names this run and request, the approver's permission) and records a refusal.
+func (w *invoiceApproval) decide(ctx workflow.Context, action, runID, digest string) (*identity.Identity, error) {
 	actor, err := identity.FromWorkflow(ctx)
 	if err != nil {
 		w.record(ctx, action, nil, OutcomeRefused, err.Error())
@@ -163,7 +170,7 @@ func (w *invoiceApproval) decide(ctx workflow.Context, action string) (*identity
 	}
 	if w.state != StatePending {
 		err = fmt.Errorf("%w (state %s)", errClosed, w.state)
-	} else {
+	} else if err = checkNamed(ctx, action, w.digest, runID, digest); err == nil {
 		err = checkInvoiceApprover(actor, w.submitter, w.cfg.Permission)
 	}
 	if err != nil {
@@ -174,7 +181,7 @@ func (w *invoiceApproval) decide(ctx workflow.Context, action string) (*identity
 }
 
 func (w *invoiceApproval) approve(ctx workflow.Context, in ApproveInput) (InvoiceStatus, error) {
-	actor, err := w.decide(ctx, UpdateApprove)
+	actor, err := w.decide(ctx, UpdateApprove, in.RunID, in.RequestDigest)
 	if err != nil {
 		return InvoiceStatus{}, err
 	}
@@ -208,7 +215,7 @@ func (w *invoiceApproval) approve(ctx workflow.Context, in ApproveInput) (Invoic
 }
 
 func (w *invoiceApproval) deny(ctx workflow.Context, in DenyInput) (InvoiceStatus, error) {
-	actor, err := w.decide(ctx, UpdateDeny)
+	actor, err := w.decide(ctx, UpdateDeny, in.RunID, in.RequestDigest)
 	if err != nil {
 		return InvoiceStatus{}, err
 	}

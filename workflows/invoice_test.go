@@ -15,6 +15,25 @@ func invoice(cents int64) InvoiceApprovalInput {
 	return InvoiceApprovalInput{InvoiceID: "INV-7", Vendor: "ACME", AmountCents: cents, Currency: "EUR"}
 }
 
+func queryInvoice(t *testing.T, env *testsuite.TestWorkflowEnvironment) InvoiceStatus {
+	t.Helper()
+	v, err := env.QueryWorkflow(QueryStatus)
+	require.NoError(t, err)
+	var st InvoiceStatus
+	require.NoError(t, v.Get(&st))
+	return st
+}
+
+// approveInvoiceSeen approves the invoice the status query shows when the update is sent.
+func approveInvoiceSeen(t *testing.T, env *testsuite.TestWorkflowEnvironment, comment string) seen {
+	return func() any { return ApproveInvoice("", queryInvoice(t, env), comment).Args[0] }
+}
+
+// denyInvoiceSeen denies the invoice the status query shows when the update is sent.
+func denyInvoiceSeen(t *testing.T, env *testsuite.TestWorkflowEnvironment, comment string) seen {
+	return func() any { return DenyInvoice("", queryInvoice(t, env), comment).Args[0] }
+}
+
 func invoiceResult(t *testing.T, env *testsuite.TestWorkflowEnvironment) InvoiceApprovalResult {
 	t.Helper()
 	require.True(t, env.IsWorkflowCompleted())
@@ -68,9 +87,9 @@ func TestInvoiceApproval(t *testing.T) {
 			env, _ := newEnv(t, tc.submitter)
 			var us []*upd
 			for i, s := range tc.steps {
-				name, arg := UpdateApprove, any(ApproveInput{})
+				name, arg := UpdateApprove, approveInvoiceSeen(t, env, "")
 				if s.id[:4] == "deny" {
-					name, arg = UpdateDeny, DenyInput{Comment: "duplicate invoice"}
+					name, arg = UpdateDeny, denyInvoiceSeen(t, env, "duplicate invoice")
 				}
 				us = append(us, send(env, time.Duration(i+1)*time.Minute, name, s.id, arg))
 			}

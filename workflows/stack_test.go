@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -116,10 +117,22 @@ func psqlRole(t *testing.T, ctx context.Context, st *testharness.Stack, role str
 // identity is verified; an update sent in the same instant as the start is rejected as
 // unknown (and leaves no trace), so that is retried briefly.
 func update(ctx context.Context, c client.Client, id, name string, arg, out any) error {
+	return send(ctx, c, client.UpdateWorkflowOptions{
+		WorkflowID: id, UpdateName: name, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted,
+	}, out)
+}
+
+// approve approves the request c sees in the status of run id, as an approver does
+// (workflows.ApproveAccess: addressed to that run, naming its request digest).
+func approve(t *testing.T, ctx context.Context, c client.Client, id, comment string, out *workflows.AccessStatus) error {
+	t.Helper()
+	return send(ctx, c, workflows.ApproveAccess(id, status(t, ctx, c, id), comment), out)
+}
+
+// send sends an update (see update).
+func send(ctx context.Context, c client.Client, o client.UpdateWorkflowOptions, out any) error {
 	for attempt := 0; ; attempt++ {
-		h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-			WorkflowID: id, UpdateName: name, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted,
-		})
+		h, err := c.UpdateWorkflow(ctx, o)
 		if err == nil {
 			err = h.Get(ctx, out)
 		}
@@ -236,7 +249,7 @@ func TestStackAccessRequest(t *testing.T) {
 
 	// erin has no db-approver role (and another department): refused, with a reason.
 	var s workflows.AccessStatus
-	err = update(ctx, erin, id, workflows.UpdateApprove, workflows.ApproveInput{Comment: "looks fine"}, &s)
+	err = approve(t, ctx, erin, id, "looks fine", &s)
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != identity.TypeForbidden {
 		t.Fatalf("erin's approval: %v; want an ApplicationError of type %s", err, identity.TypeForbidden)
@@ -250,7 +263,7 @@ func TestStackAccessRequest(t *testing.T) {
 	}
 
 	approved := time.Now()
-	if err := update(ctx, carol, id, workflows.UpdateApprove, workflows.ApproveInput{Comment: "ok for the incident"}, &s); err != nil {
+	if err := approve(t, ctx, carol, id, "ok for the incident", &s); err != nil {
 		t.Fatalf("carol's approval: %v", err)
 	}
 	if !slices.Equal(s.Approvers, []string{"carol"}) {
@@ -625,7 +638,7 @@ func TestStackWorkerKilledDuringGrantAndRevoke(t *testing.T) {
 	// retry runs once the dead attempt's start-to-close timeout (30s) has passed.
 	lock := lockRoleFor(t, ctx, st, role)
 	var s workflows.AccessStatus
-	if err := update(ctx, carol, id, workflows.UpdateApprove, workflows.ApproveInput{}, &s); err != nil {
+	if err := approve(t, ctx, carol, id, "", &s); err != nil {
 		t.Fatalf("carol's approval: %v", err)
 	}
 	lock.waitBlocked(t, ctx)
@@ -713,5 +726,98 @@ func TestStackWorkerKilledDuringGrantAndRevoke(t *testing.T) {
 	}
 	if revokes[0].Attempt != 2 || !rr.Dropped {
 		t.Errorf("revoke completed by attempt %d with %+v; want attempt 2 dropping the role", revokes[0].Attempt, rr)
+	}
+}
+
+// TestStackApprovalForAReplacedRun is attack 2 through the real server: carol looks at bob's
+// request (read, 1 h); bob withdraws it and starts a new run under the same workflow id with
+// other input (write, 12 h); carol's approval, built from the status she saw, must not approve
+// the new run. Sent as workflows.ApproveAccess builds it (addressed to the run she saw), the
+// server does not deliver it; sent to the latest run instead (as `starter approve` did before
+// approvals named their request), or without any name, the workflow refuses it with
+// oidcflow.ApprovalMismatch. The new run stays pending, with the refusals in its audit trail,
+// and no role exists.
+func TestStackApprovalForAReplacedRun(t *testing.T) {
+	t.Parallel()
+	st := testharness.Load(t)
+	pool := stackDB(t, st)
+	queue := apptest.TaskQueue("stack-swap")
+	apptest.StartWorker(t, app.WorkerOptions{Env: apptest.Env(t, st, "OIDCFLOW_TASK_QUEUE", queue)})
+	bob, _ := apptest.Client(t, st, "bob")
+	carol, _ := apptest.Client(t, st, "carol")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	id := "stack-swap-" + queue
+	first, err := bob.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue},
+		workflows.AccessRequestWorkflow, workflows.AccessRequestInput{
+			Resource: "demo", Role: workflows.AccessRead, Duration: time.Hour, Reason: "read the slow query log",
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := status(t, ctx, carol, id) // what carol is shown
+	if seen.Role != workflows.AccessRead || seen.Duration != time.Hour || seen.RunID != first.GetRunID() || len(seen.RequestDigest) != 64 {
+		t.Fatalf("carol sees %+v; want read for 1h in run %s, with a digest", seen, first.GetRunID())
+	}
+
+	// bob swaps the request under carol's eyes.
+	var s workflows.AccessStatus
+	if err := update(ctx, bob, id, workflows.UpdateRevoke, workflows.RevokeInput{Reason: "swap"}, &s); err != nil {
+		t.Fatalf("bob withdraws: %v", err)
+	}
+	if err := first.Get(ctx, nil); err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	second, err := bob.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue},
+		workflows.AccessRequestWorkflow, workflows.AccessRequestInput{
+			Resource: "demo", Role: workflows.AccessWrite, Duration: 12 * time.Hour, Reason: "read the slow query log",
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now := status(t, ctx, bob, id); now.RunID != second.GetRunID() || now.Role != workflows.AccessWrite {
+		t.Fatalf("the latest run is %+v; want bob's write request in run %s", now, second.GetRunID())
+	}
+
+	// As ApproveAccess builds it: addressed to the run carol saw, which has ended.
+	err = send(ctx, carol, workflows.ApproveAccess(id, seen, "ok"), &s)
+	var nf *serviceerror.NotFound
+	if !errors.As(err, &nf) {
+		t.Errorf("carol's approval for the run she saw: %v; want the server's not found", err)
+	} else {
+		t.Logf("addressed to the ended run: %v", err)
+	}
+	// To the latest run, naming what she saw; and with no name at all.
+	latest := workflows.ApproveAccess(id, seen, "ok")
+	latest.RunID = ""
+	for name, o := range map[string]client.UpdateWorkflowOptions{
+		"to the latest run": latest,
+		"unnamed": {WorkflowID: id, UpdateName: workflows.UpdateApprove, WaitForStage: client.WorkflowUpdateStageCompleted,
+			Args: []any{workflows.ApproveInput{Comment: "ok"}}},
+	} {
+		err := send(ctx, carol, o, &s)
+		var app *temporal.ApplicationError
+		if !errors.As(err, &app) || app.Type() != workflows.TypeApprovalMismatch || !app.NonRetryable() {
+			t.Errorf("carol's approval %s: %v; want a non-retryable %s", name, err, workflows.TypeApprovalMismatch)
+			continue
+		}
+		t.Logf("%s: %s", name, app.Error())
+	}
+
+	now := status(t, ctx, bob, id)
+	if now.RunID != second.GetRunID() || now.State != workflows.StatePending || len(now.Approvers) != 0 {
+		t.Errorf("after carol's approvals the new run is %+v; want it pending with no approvers", now)
+	}
+	if got := steps(auditQuery(t, ctx, bob, id)); !slices.Equal(got, []string{
+		"requested bob ok", "approve carol refused", "approve carol refused",
+	}) {
+		t.Errorf("audit of the new run: %q", got)
+	}
+	if got := lookupRole(t, ctx, pool, activities.RoleName(id, now.Requester.Subject)); got.Count != 0 {
+		t.Errorf("a role exists: %+v", got)
+	}
+	if err := update(ctx, bob, id, workflows.UpdateRevoke, workflows.RevokeInput{Reason: "done"}, &s); err != nil {
+		t.Errorf("bob withdraws the second request: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -263,6 +264,9 @@ func (r *runner) printRequest(out RequestJSON, headline string) error {
 			fmt.Fprintln(w, headline)
 		}
 		fmt.Fprintf(w, "Workflow\t%s\n", out.WorkflowID)
+		if out.RunID != "" {
+			fmt.Fprintf(w, "Run\t%s\n", out.RunID)
+		}
 		state := string(out.State)
 		if state == "" {
 			state = "unknown (no worker answered yet)"
@@ -279,11 +283,7 @@ func (r *runner) printRequest(out RequestJSON, headline string) error {
 			fmt.Fprintf(w, "Requester\t%s\n", req)
 			fmt.Fprintf(w, "Access\t%s on %s for %s\n", st.Role, st.Resource, st.Duration)
 			fmt.Fprintf(w, "Reason\t%s\n", st.Reason)
-			appr := fmt.Sprintf("%d of %d (role %s)", len(st.Approvers), st.Required, st.ApproverRole)
-			if len(st.Approvers) > 0 {
-				appr += ": " + strings.Join(st.Approvers, ", ")
-			}
-			fmt.Fprintf(w, "Approvals\t%s\n", appr)
+			fmt.Fprintf(w, "Approvals\t%s\n", approvals(st))
 			if st.Escalated {
 				fmt.Fprintf(w, "Escalated\tto role %s\n", st.EscalationRole)
 			}
@@ -293,12 +293,24 @@ func (r *runner) printRequest(out RequestJSON, headline string) error {
 			if st.Grant != nil {
 				fmt.Fprintf(w, "Grant\tdatabase role %s until %s\n", st.Grant.RoleName, st.Grant.ValidUntil.Local().Format(time.RFC3339))
 			}
+			if st.RequestDigest != "" {
+				fmt.Fprintf(w, "Digest\t%s\n", st.RequestDigest)
+			}
 		}
 		fmt.Fprintf(w, "Web UI\t%s\n", out.UIURL)
 	})
 }
 
-// update sends one of the decision updates and prints the resulting status.
+// approvals says how many approvals a request has and needs, and whose.
+func approvals(st *workflows.AccessStatus) string {
+	appr := fmt.Sprintf("%d of %d (role %s)", len(st.Approvers), st.Required, st.ApproverRole)
+	if len(st.Approvers) > 0 {
+		appr += ": " + strings.Join(st.Approvers, ", ")
+	}
+	return appr
+}
+
+// update sends the revoke update and prints the resulting status.
 func (r *runner) update(ctx context.Context, workflowID, name string, arg any, headline string) error {
 	c, err := r.connect(ctx, true)
 	if err != nil {
@@ -339,18 +351,20 @@ type notFoundError struct{ msg string }
 func (e *notFoundError) Error() string { return e.msg }
 
 func (r *runner) approve(ctx context.Context, args []string) error {
-	fs := r.flags("approve", "<workflow-id> [--comment \"...\"]")
+	fs := r.flags("approve", "<workflow-id> [--comment \"...\"] [--run <run-id>] [--digest <request-digest>]")
 	comment := fs.String("comment", "", "comment for the audit trail")
+	seen := pinFlags(fs, "approve")
 	pos, err := parse(fs, args, 1, "a workflow id")
 	if err != nil {
 		return err
 	}
-	return r.update(ctx, pos[0], workflows.UpdateApprove, workflows.ApproveInput{Comment: *comment}, "Approved.")
+	return r.decide(ctx, pos[0], workflows.UpdateApprove, *comment, *seen)
 }
 
 func (r *runner) deny(ctx context.Context, args []string) error {
-	fs := r.flags("deny", "<workflow-id> --comment \"...\"")
+	fs := r.flags("deny", "<workflow-id> --comment \"...\" [--run <run-id>] [--digest <request-digest>]")
 	comment := fs.String("comment", "", "why (required)")
+	seen := pinFlags(fs, "deny")
 	pos, err := parse(fs, args, 1, "a workflow id")
 	if err != nil {
 		return err
@@ -358,8 +372,93 @@ func (r *runner) deny(ctx context.Context, args []string) error {
 	if *comment == "" {
 		return usageErrorf("deny needs --comment (the requester sees it)")
 	}
-	return r.update(ctx, pos[0], workflows.UpdateDeny, workflows.DenyInput{Comment: *comment}, "Denied.")
+	return r.decide(ctx, pos[0], workflows.UpdateDeny, *comment, *seen)
 }
+
+// pin is what an approver saw earlier (`starter status`): a decision with a pin is sent only
+// if the request is still that one. Empty fields pin nothing.
+type pin struct{ runID, digest string }
+
+func pinFlags(fs *flag.FlagSet, verb string) *pin {
+	p := &pin{}
+	fs.StringVar(&p.runID, "run", "", "only "+verb+" this run of the workflow (the Run `starter status` shows); default: the latest run, shown first")
+	fs.StringVar(&p.digest, "digest", "", "only "+verb+" a request with this digest (the Digest `starter status` shows)")
+	return p
+}
+
+// decide sends an approve or deny update for exactly the request it shows: it queries the
+// status (of the pinned run, else the latest), shows the request, and sends the decision
+// addressed to that run (UpdateWorkflowOptions.RunID) and naming the request's digest
+// (workflows.ApproveAccess, DenyAccess). When the run ended or was replaced in between, the
+// server does not deliver it; when the request differs, the workflow refuses it. Both end
+// in a changedError: nothing was decided.
+func (r *runner) decide(ctx context.Context, workflowID, name, comment string, seen pin) error {
+	c, err := r.connect(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	st, err := queryStatus(ctx, c, workflowID, seen.runID)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) && seen.runID != "" {
+		return r.changed(workflowID, name, fmt.Sprintf("it has no run %s (%s)", seen.runID, nf.Message))
+	}
+	if err != nil {
+		return r.workflowError(workflowID, "status query", err)
+	}
+	switch {
+	case st.RunID == "" || st.RequestDigest == "":
+		return fmt.Errorf("workflow %s did not name its run and request in its status (a worker older than this starter); "+
+			"nothing was decided: upgrade the worker pool", workflowID)
+	case seen.runID != "" && st.RunID != seen.runID:
+		return r.changed(workflowID, name, fmt.Sprintf("its run is %s, not %s", st.RunID, seen.runID))
+	case seen.digest != "" && st.RequestDigest != seen.digest:
+		return r.changed(workflowID, name, fmt.Sprintf("its request digest is %s, not %s", st.RequestDigest, seen.digest))
+	}
+	verb, done := "Approving", "Approved."
+	opts := workflows.ApproveAccess(workflowID, *st, comment)
+	if name == workflows.UpdateDeny {
+		verb, done = "Denying", "Denied."
+		opts = workflows.DenyAccess(workflowID, *st, comment)
+	}
+	if !r.json {
+		if err := r.printRequest(RequestJSON{WorkflowID: workflowID, RunID: st.RunID, State: st.State, Status: st,
+			UIURL: r.uiURL(workflowID)}, verb+" this request:"); err != nil {
+			return err
+		}
+	}
+	h, err := c.UpdateWorkflow(ctx, opts)
+	var res workflows.AccessStatus
+	if err == nil {
+		err = h.Get(ctx, &res)
+	}
+	var app *temporal.ApplicationError
+	switch {
+	case errors.As(err, &nf):
+		return r.changed(workflowID, name, fmt.Sprintf("its run %s ended or was replaced (%s)", st.RunID, nf.Message))
+	case errors.As(err, &app) && app.Type() == workflows.TypeApprovalMismatch:
+		return &changedError{strings.TrimPrefix(app.Message(), "workflows: ") + " (nothing was decided)"}
+	case err != nil:
+		return r.workflowError(workflowID, name, err)
+	}
+	out := RequestJSON{WorkflowID: workflowID, RunID: res.RunID, State: res.State, Status: &res, UIURL: r.uiURL(workflowID)}
+	return r.emit(out, func(w io.Writer) {
+		fmt.Fprintf(w, "\n%s\n", done)
+		fmt.Fprintf(w, "State\t%s\n", res.State)
+		fmt.Fprintf(w, "Approvals\t%s\n", approvals(&res))
+	})
+}
+
+// changed returns the error of a decision whose request changed since the approver looked.
+func (r *runner) changed(workflowID, name, what string) error {
+	return &changedError{fmt.Sprintf("request %s changed since you looked at it: %s; nothing was decided. "+
+		"Run `starter status %s` and %s again", workflowID, what, workflowID, name)}
+}
+
+// changedError: the run or the request a decision named is not the one there now.
+type changedError struct{ msg string }
+
+func (e *changedError) Error() string { return e.msg }
 
 func (r *runner) revoke(ctx context.Context, args []string) error {
 	fs := r.flags("revoke", "<workflow-id> [--reason \"...\"]")
@@ -439,9 +538,9 @@ func (r *runner) status(ctx context.Context, args []string) error {
 	if err != nil {
 		return r.workflowError(id, "status query", err)
 	}
-	out := RequestJSON{WorkflowID: id, State: st.State, Status: st, UIURL: r.uiURL(id)}
+	out := RequestJSON{WorkflowID: id, RunID: st.RunID, State: st.State, Status: st, UIURL: r.uiURL(id)}
 	if *audit {
-		v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryAudit)
+		v, err := c.QueryWorkflow(ctx, id, st.RunID, workflows.QueryAudit) // the run shown
 		if err != nil {
 			return r.workflowError(id, "audit query", err)
 		}

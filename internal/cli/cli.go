@@ -42,6 +42,9 @@ const (
 	CodeIdPUnreachable = "idp_unreachable"
 	CodeForbidden      = "forbidden"
 	CodeNotFound       = "not_found"
+	// CodeRequestChanged: approve or deny found another run or another request than the one
+	// the approver saw; nothing was decided.
+	CodeRequestChanged = "request_changed"
 	CodeTemporal       = "temporal_unreachable"
 	CodeUsage          = "usage"
 	CodeError          = "error"
@@ -68,8 +71,8 @@ Session:
 
 Access requests:
   request-access   ask for time-bound database access (--resource --role --duration --reason [--wait])
-  approve <id>     approve a pending request [--comment]
-  deny <id>        deny a pending request --comment
+  approve <id>     show a pending request, then approve exactly that one [--comment] [--run --digest]
+  deny <id>        show a pending request, then deny exactly that one --comment [--run --digest]
   revoke <id>      withdraw a pending request, or revoke a granted one early [--reason]
   status <id>      show a request's state [--audit]
   list             list requests [--requester me|<sub>] [--state pending|granted|...]

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -588,5 +589,147 @@ func TestWorkerRefusedIdentity(t *testing.T) {
 	want := "starter: your session expired (token expired at 2030-01-01T10:02:00Z); run `starter login`\n"
 	if res.code != ExitError || res.stderr != want {
 		t.Errorf("stderr %q, want %q", res.stderr, want)
+	}
+}
+
+func TestDecisionShowsAndNamesTheRequest(t *testing.T) {
+	f := newFixture(t)
+	f.login()
+	f.mustRun("request-access", "--resource", "demo", "--duration", "1h", "--reason", "ticket 7", "--id", "access-1")
+	res := f.mustRun("approve", "access-1", "--comment", "ok")
+	t.Logf("approve:\n%s", res.stdout)
+	for _, want := range []string{"Approving this request:", "Run        run-access-1", "Requester  bob (Bob Builder), engineering",
+		"Access     read on demo for 1h0m0s", "Reason     ticket 7", "Approved.", "State      approved"} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("approve output lacks %q:\n%s", want, res.stdout)
+		}
+	}
+	if strings.Index(res.stdout, "Approving this request:") > strings.Index(res.stdout, "Approved.") {
+		t.Errorf("the request is shown after the decision:\n%s", res.stdout)
+	}
+	o := f.tc.sent[len(f.tc.sent)-1]
+	want := workflows.ApproveInput{Comment: "ok", RunID: "run-access-1", RequestDigest: fakeDigest(f.tc.started[0])}
+	if o.RunID != "run-access-1" || o.Args[0] != want {
+		t.Errorf("approve sent run %q with %+v; want run run-access-1 with %+v", o.RunID, o.Args[0], want)
+	}
+
+	f.mustRun("request-access", "--resource", "demo", "--reason", "x", "--id", "access-2")
+	res = f.mustRun("deny", "access-2", "--comment", "no", "--json")
+	out := decode[RequestJSON](t, res.stdout)
+	wantKeys(t, res.stdout, "workflow_id", "run_id", "state", "status", "ui_url")
+	if out.RunID != "run-access-2" || out.Status.RunID != "run-access-2" || out.Status.RequestDigest != fakeDigest(f.tc.started[1]) {
+		t.Errorf("deny --json = %+v", out)
+	}
+	if o := f.tc.sent[len(f.tc.sent)-1]; o.RunID != "run-access-2" || o.Args[0].(workflows.DenyInput).RequestDigest != out.Status.RequestDigest {
+		t.Errorf("deny sent %+v", o)
+	}
+
+	// status shows what a decision can pin.
+	f.mustRun("request-access", "--resource", "demo", "--reason", "x", "--id", "access-3")
+	res = f.mustRun("status", "access-3")
+	for _, want := range []string{"Run        run-access-3", "Digest     " + fakeDigest(f.tc.started[2])} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, res.stdout)
+		}
+	}
+}
+
+// TestDecisionRefusedWhenTheRequestChanged is attack 2 against the starter: bob replaces the
+// run carol looked at with another request under the same workflow id. Each way it can happen
+// ends with exit 1, code request_changed, and nothing decided on the new run.
+func TestDecisionRefusedWhenTheRequestChanged(t *testing.T) {
+	swap := func(f *fixture, id string) {
+		f.tc.mu.Lock()
+		defer f.tc.mu.Unlock()
+		old := f.tc.runs[id]
+		old.status.State = workflows.StateRevoked
+		f.tc.started = append(f.tc.started, workflows.AccessRequestInput{})
+		in := workflows.AccessRequestInput{Resource: "demo", Role: workflows.AccessWrite, Duration: 12 * time.Hour, Reason: "x"}
+		runID := fmt.Sprintf("run-%s-%d", id, len(f.tc.started))
+		st := old.status
+		st.State, st.Role, st.Duration, st.RunID, st.RequestDigest = workflows.StatePending, in.Role, in.Duration, runID, fakeDigest(in)
+		wf := &fakeWF{status: st}
+		f.tc.runs[id], f.tc.byRun[runID] = wf, wf
+	}
+	for _, tc := range []struct {
+		name string
+		// decide runs carol's decision after she looked at the request (seen).
+		decide func(f *fixture, seen RequestJSON) result
+		errHas string
+	}{
+		{"pinned run ended", func(f *fixture, seen RequestJSON) result {
+			swap(f, "access-1")
+			return f.run("approve", "access-1", "--run", seen.RunID, "--digest", seen.Status.RequestDigest, "--json")
+		}, "ended or was replaced"},
+		{"pinned run, deny", func(f *fixture, seen RequestJSON) result {
+			swap(f, "access-1")
+			return f.run("deny", "access-1", "--comment", "no", "--run", seen.RunID, "--json")
+		}, "ended or was replaced"},
+		{"pinned digest differs", func(f *fixture, seen RequestJSON) result {
+			swap(f, "access-1")
+			return f.run("approve", "access-1", "--digest", seen.Status.RequestDigest, "--json")
+		}, "its request digest is"},
+		{"pinned run unknown", func(f *fixture, seen RequestJSON) result {
+			return f.run("approve", "access-1", "--run", "run-nope", "--json")
+		}, "it has no run run-nope"},
+		{"swapped between the status query and the update", func(f *fixture, seen RequestJSON) result {
+			f.tc.beforeUpdate = func() { swap(f, "access-1") }
+			return f.run("approve", "access-1", "--json")
+		}, "ended or was replaced"},
+		{"the workflow refuses", func(f *fixture, seen RequestJSON) result {
+			f.tc.onUpdate = func(string, string, any) (workflows.AccessStatus, error) {
+				return workflows.AccessStatus{}, temporal.NewNonRetryableApplicationError(
+					"workflows: approve names request digest \"abc\", but this request's is def: the request changed since you looked at it; "+
+						"run `starter status access-1` and approve again", workflows.TypeApprovalMismatch, nil)
+			}
+			return f.run("approve", "access-1", "--json")
+		}, "approve names request digest \"abc\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.login()
+			f.mustRun("request-access", "--resource", "demo", "--duration", "1h", "--reason", "x", "--id", "access-1")
+			seen := decode[RequestJSON](t, f.mustRun("status", "access-1", "--json").stdout)
+			res := tc.decide(f, seen)
+			e := decode[ErrorJSON](t, res.stderr)
+			if res.code != ExitError || e.Code != CodeRequestChanged || !strings.Contains(e.Error, tc.errHas) ||
+				!strings.Contains(e.Error, "nothing was decided") || !strings.Contains(e.Error, "starter status access-1") {
+				t.Errorf("exit %d, %+v; want exit 1, code %s, an error with %q", res.code, e, CodeRequestChanged, tc.errHas)
+			}
+			if res.stdout != "" {
+				t.Errorf("--json printed to stdout on failure: %s", res.stdout)
+			}
+			f.tc.mu.Lock()
+			defer f.tc.mu.Unlock()
+			if st := f.tc.runs["access-1"].status; st.State != workflows.StatePending || len(st.Approvers) != 0 {
+				t.Errorf("the request now: %+v; want the latest run still pending, nothing decided", st)
+			}
+		})
+	}
+
+	// Without --json the refusal says what to do.
+	f := newFixture(t)
+	f.login()
+	f.mustRun("request-access", "--resource", "demo", "--reason", "x", "--id", "access-1")
+	f.tc.beforeUpdate = func() { swap(f, "access-1") }
+	res := f.run("approve", "access-1")
+	if res.code != ExitError || !strings.HasPrefix(res.stderr, "starter: request access-1 changed since you looked at it: its run run-access-1 ended or was replaced") ||
+		!strings.Contains(res.stderr, "Run `starter status access-1` and approve again") {
+		t.Errorf("exit %d, stderr %s", res.code, res.stderr)
+	}
+}
+
+// TestDecisionRefusedByAnOlderWorker: a status without run id and digest cannot be named, so
+// nothing is sent.
+func TestDecisionRefusedByAnOlderWorker(t *testing.T) {
+	f := newFixture(t)
+	f.login()
+	f.mustRun("request-access", "--resource", "demo", "--reason", "x", "--id", "access-1")
+	f.tc.mu.Lock()
+	f.tc.runs["access-1"].status.RunID, f.tc.runs["access-1"].status.RequestDigest = "", ""
+	f.tc.mu.Unlock()
+	res := f.run("approve", "access-1")
+	if res.code != ExitError || !strings.Contains(res.stderr, "upgrade the worker pool") || len(f.tc.sent) != 0 {
+		t.Errorf("exit %d, %s; sent %d updates", res.code, res.stderr, len(f.tc.sent))
 	}
 }

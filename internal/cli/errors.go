@@ -19,6 +19,7 @@ func (r *runner) classify(err error) (code, msg string, exit int) {
 		idp      *idpError
 		tmp      *temporalError
 		nf       *notFoundError
+		changed  *changedError
 		expired  *tokencache.SessionExpiredError
 		app      *temporal.ApplicationError
 		tokenExp *identity.TokenExpiredError
@@ -56,6 +57,8 @@ func (r *runner) classify(err error) (code, msg string, exit int) {
 		return CodeTemporal, tmp.Error(), ExitError
 	case errors.As(err, &nf):
 		return CodeNotFound, nf.msg, ExitError
+	case errors.As(err, &changed):
+		return CodeRequestChanged, changed.msg, ExitError
 	case errors.Is(err, context.DeadlineExceeded):
 		return CodeError, err.Error(), ExitError
 	}

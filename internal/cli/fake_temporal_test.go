@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"golang.org/x/oauth2"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -24,12 +26,17 @@ import (
 type fakeTemporal struct {
 	mu        sync.Mutex
 	ts        oauth2.TokenSource
-	runs      map[string]*fakeWF
+	runs      map[string]*fakeWF // by workflow id: the latest run
+	byRun     map[string]*fakeWF // by run id: every run
 	started   []workflows.AccessRequestInput
 	updates   []string // name:id
+	sent      []client.UpdateWorkflowOptions
 	listQuery string
-	// onUpdate decides an update; default: approve -> approved, deny -> denied, revoke -> revoked.
+	// onUpdate decides an update; default: approve -> approved, deny -> denied, revoke -> revoked,
+	// after the checks the server (run id) and the workflow (named run and digest) make.
 	onUpdate func(id, name string, arg any) (workflows.AccessStatus, error)
+	// beforeUpdate runs first in UpdateWorkflow, without the lock (to swap runs in between).
+	beforeUpdate func()
 }
 
 type fakeWF struct {
@@ -37,7 +44,14 @@ type fakeWF struct {
 	audit  []workflows.AuditEntry
 }
 
-func newFakeTemporal() *fakeTemporal { return &fakeTemporal{runs: map[string]*fakeWF{}} }
+// fakeDigest stands in for the workflow's request digest: it changes with the request.
+func fakeDigest(in workflows.AccessRequestInput) string {
+	return fmt.Sprintf("digest(%s,%s,%d,%s)", in.Resource, in.Role, in.Duration, in.Reason)
+}
+
+func newFakeTemporal() *fakeTemporal {
+	return &fakeTemporal{runs: map[string]*fakeWF{}, byRun: map[string]*fakeWF{}}
+}
 
 func (f *fakeTemporal) dial(_ context.Context, _ *runner, ts oauth2.TokenSource) (temporalClient, error) {
 	f.mu.Lock()
@@ -62,29 +76,43 @@ func (f *fakeTemporal) ExecuteWorkflow(_ context.Context, o client.StartWorkflow
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.started = append(f.started, in)
-	f.runs[o.ID] = &fakeWF{
+	// A start under an id in use replaces the run, as a start after the old run ended does.
+	runID := "run-" + o.ID
+	if f.runs[o.ID] != nil {
+		runID = fmt.Sprintf("run-%s-%d", o.ID, len(f.started))
+	}
+	wf := &fakeWF{
 		status: workflows.AccessStatus{State: workflows.StatePending, Requester: workflows.Actor{Subject: "bob", Name: "Bob Builder", Department: "engineering"},
 			Resource: in.Resource, Role: in.Role, Duration: in.Duration, Reason: in.Reason, ApproverRole: "db-approver", Required: 1,
-			DecideBy: time.Now().Add(24 * time.Hour)},
+			DecideBy: time.Now().Add(24 * time.Hour), RunID: runID, RequestDigest: fakeDigest(in)},
 		audit: []workflows.AuditEntry{{Time: time.Now(), Action: "requested", Actor: &workflows.Actor{Subject: "bob"}, Outcome: workflows.OutcomeOK, Detail: in.Reason}},
 	}
-	return fakeRun{id: o.ID, f: f}, nil
+	f.runs[o.ID], f.byRun[runID] = wf, wf
+	return fakeRun{id: o.ID, runID: runID, f: f}, nil
 }
 
 func (f *fakeTemporal) GetWorkflow(_ context.Context, id, runID string) client.WorkflowRun {
-	return fakeRun{id: id, f: f}
+	return fakeRun{id: id, runID: runID, f: f}
 }
 
 func (f *fakeTemporal) UpdateWorkflow(_ context.Context, o client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error) {
 	if err := f.seal(); err != nil {
 		return nil, err
 	}
+	if f.beforeUpdate != nil {
+		f.beforeUpdate()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.updates = append(f.updates, o.UpdateName+":"+o.WorkflowID)
+	f.sent = append(f.sent, o)
 	wf, ok := f.runs[o.WorkflowID]
 	if !ok {
 		return nil, serviceerror.NewNotFound("workflow not found")
+	}
+	if o.RunID != "" && o.RunID != wf.status.RunID {
+		// The server delivers an update with a run id to that run only, and it has ended.
+		return nil, serviceerror.NewNotFound("workflow execution already completed")
 	}
 	var st workflows.AccessStatus
 	var err error
@@ -92,12 +120,24 @@ func (f *fakeTemporal) UpdateWorkflow(_ context.Context, o client.UpdateWorkflow
 		st, err = f.onUpdate(o.WorkflowID, o.UpdateName, o.Args[0])
 	} else {
 		st = wf.status
-		switch o.UpdateName {
-		case workflows.UpdateApprove:
+		var runID, digest string
+		switch in := o.Args[0].(type) {
+		case workflows.ApproveInput:
+			runID, digest = in.RunID, in.RequestDigest
+		case workflows.DenyInput:
+			runID, digest = in.RunID, in.RequestDigest
+		}
+		switch {
+		case (o.UpdateName == workflows.UpdateApprove || o.UpdateName == workflows.UpdateDeny) &&
+			(runID != st.RunID || digest != st.RequestDigest):
+			err = temporal.NewNonRetryableApplicationError("workflows: "+o.UpdateName+" names another run or request: the request "+
+				"changed since you looked at it; run `starter status "+o.WorkflowID+"` and "+o.UpdateName+" again",
+				workflows.TypeApprovalMismatch, nil)
+		case o.UpdateName == workflows.UpdateApprove:
 			st.State, st.Approvers = workflows.StateApproved, []string{"carol"}
-		case workflows.UpdateDeny:
+		case o.UpdateName == workflows.UpdateDeny:
 			st.State = workflows.StateDenied
-		case workflows.UpdateRevoke:
+		case o.UpdateName == workflows.UpdateRevoke:
 			st.State = workflows.StateRevoked
 		}
 	}
@@ -107,10 +147,13 @@ func (f *fakeTemporal) UpdateWorkflow(_ context.Context, o client.UpdateWorkflow
 	return fakeHandle{id: o.WorkflowID, st: st, err: err}, nil
 }
 
-func (f *fakeTemporal) QueryWorkflow(_ context.Context, id, _, q string, _ ...any) (converter.EncodedValue, error) {
+func (f *fakeTemporal) QueryWorkflow(_ context.Context, id, runID, q string, _ ...any) (converter.EncodedValue, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	wf, ok := f.runs[id]
+	if runID != "" {
+		wf, ok = f.byRun[runID]
+	}
 	if !ok {
 		return nil, serviceerror.NewNotFound("workflow not found")
 	}
@@ -157,13 +200,13 @@ func (f *fakeTemporal) ListWorkflow(_ context.Context, req *workflowservice.List
 func (f *fakeTemporal) Close() {}
 
 type fakeRun struct {
-	id string
-	f  *fakeTemporal
+	id, runID string
+	f         *fakeTemporal
 }
 
 func (r fakeRun) GetID() string                  { return r.id }
-func (r fakeRun) GetRunID() string               { return "run-" + r.id }
-func (r fakeRun) GetFirstExecutionRunID() string { return "run-" + r.id }
+func (r fakeRun) GetRunID() string               { return r.runID }
+func (r fakeRun) GetFirstExecutionRunID() string { return r.runID }
 func (r fakeRun) Get(context.Context, any) error { return nil }
 func (r fakeRun) GetWithOptions(context.Context, any, client.WorkflowRunGetOptions) error {
 	return nil

@@ -301,3 +301,55 @@ func TestIntegrationAccessRequestCommands(t *testing.T) {
 	}
 	_ = json.Valid
 }
+
+// TestIntegrationApproveRefusedWhenTheRequestChanged is attack 2 with the real starter:
+// carol runs `starter status W` (read, 1 h); bob withdraws W and asks again under the same id
+// for write access for 12 h; carol's `starter approve W --run R --digest D` with what status
+// showed her is refused (exit 1, code request_changed) and the new request stays pending.
+// `starter deny W` without pins shows her the new request before it decides.
+func TestIntegrationApproveRefusedWhenTheRequestChanged(t *testing.T) {
+	st := testharness.Load(t)
+	queue := apptest.TaskQueue("cli-swap")
+	bctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := activities.Bootstrap(bctx, st.Env("OIDCFLOW_POSTGRES_URL"), activities.BootstrapOptions{}); err != nil {
+		t.Fatalf("bootstrap the demo database: %v", err)
+	}
+	apptest.StartWorker(t, app.WorkerOptions{Env: apptest.Env(t, st, "OIDCFLOW_TASK_QUEUE", queue)})
+	bob := newStackUser(t, st, "bob", queue)
+	carol := newStackUser(t, st, "carol", queue)
+	bob.mustRun("login")
+	carol.mustRun("login")
+
+	id := "cli-swap-" + queue
+	bob.mustRun("request-access", "--id", id, "--resource", "demo", "--role", "read", "--duration", "1h", "--reason", "slow query log")
+	seen := decode[RequestJSON](t, carol.mustRun("status", id, "--json").stdout)
+	if seen.Status.Role != workflows.AccessRead || seen.RunID == "" || seen.RunID != seen.Status.RunID || seen.Status.RequestDigest == "" {
+		t.Fatalf("carol sees %+v", seen)
+	}
+	human := carol.mustRun("status", id)
+	if !strings.Contains(human.stdout, seen.RunID) || !strings.Contains(human.stdout, seen.Status.RequestDigest) {
+		t.Errorf("status does not show the run and digest to pin:\n%s", human.stdout)
+	}
+
+	bob.mustRun("revoke", id, "--reason", "swap")
+	bob.mustRun("request-access", "--id", id, "--resource", "demo", "--role", "write", "--duration", "12h", "--reason", "slow query log")
+
+	res := carol.run("approve", id, "--run", seen.RunID, "--digest", seen.Status.RequestDigest, "--json")
+	e := decode[ErrorJSON](t, res.stderr)
+	if res.code != ExitError || e.Code != CodeRequestChanged || !strings.Contains(e.Error, "nothing was decided") {
+		t.Errorf("carol's pinned approval: exit %d, %+v; want exit 1, code %s", res.code, e, CodeRequestChanged)
+	}
+	t.Logf("refused: %s", e.Error)
+	now := decode[RequestJSON](t, bob.mustRun("status", id, "--audit", "--json").stdout)
+	if now.State != workflows.StatePending || now.Status.Role != workflows.AccessWrite || len(now.Status.Approvers) != 0 || now.RunID == seen.RunID {
+		t.Errorf("the new request after carol's approval: %+v", now)
+	}
+
+	// Unpinned, carol is shown the new request first, and decides on what she was shown.
+	res = carol.mustRun("deny", id, "--comment", "write is too much")
+	shown, _, _ := strings.Cut(res.stdout, "Denied.")
+	if !strings.Contains(shown, "Denying this request:") || !strings.Contains(shown, "write on demo for 12h0m0s") || !strings.Contains(shown, now.RunID) {
+		t.Errorf("deny did not show the request it denied:\n%s", res.stdout)
+	}
+}

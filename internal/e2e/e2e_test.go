@@ -75,20 +75,26 @@ func accessInput(reason string, d time.Duration) workflows.AccessRequestInput {
 	}
 }
 
-// approve sends the approve update as c's persona and waits for its result. The run registers
-// its handlers once its identity is verified; an update sent in the same instant as the start
-// is rejected as unknown (leaving no trace), so it is retried briefly.
+// approve sends the approve update as c's persona for the request c sees in the status query
+// (workflows.ApproveAccess: that run, that request digest) and waits for its result. The run
+// registers its handlers once its identity is verified; a query or update sent in the same
+// instant as the start is refused (leaving no trace), so both are retried briefly.
 func approve(ctx context.Context, c client.Client, workflowID string) (workflows.AccessStatus, error) {
 	var st workflows.AccessStatus
 	for attempt := 0; ; attempt++ {
-		h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-			WorkflowID: workflowID, UpdateName: workflows.UpdateApprove,
-			Args: []any{workflows.ApproveInput{Comment: "ok"}}, WaitForStage: client.WorkflowUpdateStageCompleted,
-		})
-		if err == nil {
-			err = h.Get(ctx, &st)
+		var seen workflows.AccessStatus
+		v, qerr := c.QueryWorkflow(ctx, workflowID, "", workflows.QueryStatus)
+		if qerr == nil {
+			qerr = v.Get(&seen)
 		}
-		if err != nil && strings.Contains(err.Error(), "unknown update") && attempt < 100 && ctx.Err() == nil {
+		err := qerr
+		if err == nil {
+			var h client.WorkflowUpdateHandle
+			if h, err = c.UpdateWorkflow(ctx, workflows.ApproveAccess(workflowID, seen, "ok")); err == nil {
+				err = h.Get(ctx, &st)
+			}
+		}
+		if (qerr != nil || (err != nil && strings.Contains(err.Error(), "unknown update"))) && attempt < 100 && ctx.Err() == nil {
 			time.Sleep(200 * time.Millisecond)
 			continue
 		}
