@@ -18,9 +18,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/interceptors"
-	"github.com/oidcflow/oidcflow/interceptors/envelope"
 	"github.com/oidcflow/oidcflow/internal/app"
 	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/testharness"
@@ -31,26 +29,6 @@ import (
 // run ids): a run whose approval was handled before approvals named their request
 // ("unnamed", recorded by a worker of that time), and one whose approvals name it ("named",
 // recorded by TestStackSaveDecisionHistory with OIDCFLOW_UPDATE_TESTDATA=1).
-
-// offline fails every call: replay must never need Vault or the IdP.
-type offline struct{ t *testing.T }
-
-var errOffline = errors.New("offline: replay tried to reach Vault or the IdP")
-
-func (o offline) Open(context.Context, envelope.Binding, []byte, string) (*identity.Identity, error) {
-	o.t.Error(errOffline)
-	return nil, errOffline
-}
-
-func (o offline) Resume(context.Context, string) (*identity.Identity, error) {
-	o.t.Error(errOffline)
-	return nil, errOffline
-}
-
-func (o offline) End(context.Context, string, string) error {
-	o.t.Error(errOffline)
-	return errOffline
-}
 
 // savedHistory is one entry of testdata/decisions.json.
 type savedHistory struct {
@@ -79,7 +57,7 @@ func TestReplayDecisionHistories(t *testing.T) {
 	for _, h := range saved {
 		t.Run(h.File, func(t *testing.T) {
 			wi, err := interceptors.NewWorkerInterceptor(interceptors.WorkerOptions{
-				Authenticator:      offline{t},
+				Authenticator:      testharness.Offline(t),
 				PropagationSecrets: [][]byte{[]byte("replay-needs-no-real-secret-0123456789")},
 			})
 			if err != nil {

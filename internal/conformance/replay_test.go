@@ -1,47 +1,19 @@
 package conformance_test
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/interceptors"
+	"github.com/oidcflow/oidcflow/internal/testharness"
 )
-
-// offline fails every call: replay must never need the network, Vault or the IdP.
-type offline struct{ t *testing.T }
-
-var errOffline = errors.New("offline: replay tried to reach Vault or the IdP")
-
-func (o offline) Open(context.Context, interceptors.Operation, []byte) (*identity.Identity, error) {
-	o.t.Error(errOffline)
-	return nil, errOffline
-}
-
-func (o offline) Resume(context.Context, string) (*identity.Identity, error) {
-	o.t.Error(errOffline)
-	return nil, errOffline
-}
-
-func (o offline) End(context.Context, string, string) error {
-	o.t.Error(errOffline)
-	return errOffline
-}
-
-func (o offline) Spend(context.Context, string, string, time.Time) error {
-	o.t.Error(errOffline)
-	return errOffline
-}
 
 func mustOpen(t *testing.T, path string) *os.File {
 	f, err := os.Open(path)
@@ -71,7 +43,7 @@ func replayFolder(t *testing.T, dir string) {
 		t.Fatalf("no saved histories in testdata (%v); run the conformance test with OIDCFLOW_UPDATE_TESTDATA=1", err)
 	}
 	wi, err := interceptors.NewWorkerInterceptor(interceptors.WorkerOptions{
-		Authenticator:      offline{t},
+		Authenticator:      testharness.Offline(t),
 		PropagationSecrets: [][]byte{[]byte("replay-needs-no-real-secret-0123456789")},
 	})
 	if err != nil {
