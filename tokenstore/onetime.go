@@ -76,9 +76,9 @@ type OneTimeOptions struct {
 // spent; the caller seals a new envelope); records are not encrypted (they hold ids and
 // times); ids are not hashed (they are random and not secret).
 //
-// The Vault policy needs create and update on <mount>/data/<prefix>/* (a second Spend of an
-// id is an update that check-and-set refuses) and list and delete on
-// <mount>/metadata/<prefix>/*.
+// The Vault policy needs create, read and update on <mount>/data/<prefix>/* (a second Spend
+// of an id is an update that check-and-set refuses, then a read of its owner) and list and
+// delete on <mount>/metadata/<prefix>/*.
 type OneTime struct {
 	client *vault.Client
 	kv     *vault.KVv2

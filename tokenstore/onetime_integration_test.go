@@ -152,7 +152,7 @@ func TestIntegrationOneTimeSweep(t *testing.T) {
 }
 
 // TestIntegrationOneTimePolicy runs OneTime under exactly the policy its documentation names
-// (create and update on data, list and delete on metadata, for its prefix only): Spend, a
+// (create, read and update on data, list and delete on metadata, for its prefix only): Spend, a
 // replay, and Sweep all behave; and a write outside the prefix is denied.
 func TestIntegrationOneTimePolicy(t *testing.T) {
 	s := testharness.Load(t)
@@ -161,7 +161,7 @@ func TestIntegrationOneTimePolicy(t *testing.T) {
 	mount := s.Env("OIDCFLOW_VAULT_KV_MOUNT")
 	prefix := testPrefix(t, s)
 	name := "oidcflow-onetime-test-" + strings.ToLower(rand.Text()[:8])
-	policy := fmt.Sprintf(`path "%[1]s/data/%[2]s/*" { capabilities = ["create", "update"] }
+	policy := fmt.Sprintf(`path "%[1]s/data/%[2]s/*" { capabilities = ["create", "read", "update"] }
 path "%[1]s/metadata/%[2]s/*" { capabilities = ["list", "delete"] }
 `, mount, prefix)
 	if err := root.Sys().PutPolicyWithContext(ctx, name, policy); err != nil {

@@ -66,6 +66,8 @@ const (
 	VaultKVMount = "oidcflow"
 	// VaultSessionsPrefix is where tokenstore keeps one secret per session (in VaultKVMount).
 	VaultSessionsPrefix = "sessions"
+	// VaultOneTimePrefix holds the pool's one-time records (tokenstore.OneTime's default).
+	VaultOneTimePrefix = "onetime"
 	// VaultEnvelopeKeysPath holds the worker pool's HPKE private keys (in VaultKVMount):
 	// field "current" is the private text form of the current key pair, field "previous"
 	// a JSON array of older ones still accepted for opening.

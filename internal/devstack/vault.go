@@ -31,11 +31,12 @@ const VaultSessionIDKeyPath = VaultSessionsPrefix + "/pool/session-id-key"
 
 // WorkerPolicy is the Vault policy of the worker's AppRole: its sessions, its envelope
 // keys (read only), the pool's session-id key (create once and read: a worker may seed it
-// but never change or delete it) and its Transit key; nothing else. Vault applies the most
+// but never change or delete it), the one-time record of honoured envelopes (spend, read
+// the owner, sweep) and its Transit key; nothing else. Vault applies the most
 // specific path, so the pool rules override the sessions rules for the key.
 func WorkerPolicy() string {
 	kv := VaultKVMount
-	return fmt.Sprintf(`# oidcflow worker: sessions, envelope keys (read), session-id key (create, read), transit key
+	return fmt.Sprintf(`# oidcflow worker: sessions, envelope keys (read), session-id key (create, read), one-time records, transit key
 path "%[1]s/data/%[2]s/*" { capabilities = ["create", "read", "update", "delete"] }
 path "%[1]s/metadata/%[2]s/*" { capabilities = ["read", "list", "delete"] }
 path "%[1]s/delete/%[2]s/*" { capabilities = ["update"] }
@@ -44,10 +45,12 @@ path "%[1]s/data/%[2]s/pool/*" { capabilities = ["create", "read"] }
 path "%[1]s/metadata/%[2]s/pool/*" { capabilities = ["read"] }
 path "%[1]s/delete/%[2]s/pool/*" { capabilities = ["deny"] }
 path "%[1]s/destroy/%[2]s/pool/*" { capabilities = ["deny"] }
+path "%[1]s/data/%[6]s/*" { capabilities = ["create", "read", "update"] }
+path "%[1]s/metadata/%[6]s/*" { capabilities = ["list", "delete"] }
 path "%[1]s/data/%[3]s" { capabilities = ["read"] }
 path "%[4]s/encrypt/%[5]s" { capabilities = ["update"] }
 path "%[4]s/decrypt/%[5]s" { capabilities = ["update"] }
-`, kv, VaultSessionsPrefix, VaultEnvelopeKeysPath, VaultTransitMount, VaultTransitKey)
+`, kv, VaultSessionsPrefix, VaultEnvelopeKeysPath, VaultTransitMount, VaultTransitKey, VaultOneTimePrefix)
 }
 
 // VaultConfig is the Vault server configuration of the dev stack with file storage in
