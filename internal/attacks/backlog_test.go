@@ -2,14 +2,17 @@ package attacks_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"golang.org/x/oauth2"
 
+	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/interceptors"
 	"github.com/oidcflow/oidcflow/internal/app"
 	"github.com/oidcflow/oidcflow/internal/app/apptest"
@@ -103,7 +106,8 @@ func TestBacklog(t *testing.T) {
 		t.Fatalf("approvers %v, want carol", got)
 	}
 
-	// The same envelope, replayed onto a new run, is refused: its server time is new.
+	// The same envelope, replayed onto a new run, is refused: judged at the new run's start
+	// time, its tokens have expired (within their life, the one-time record refuses it).
 	copied := copyHeader(ctx, t, bob, queued.GetID(), queued.GetRunID(), started, interceptors.EnvelopeHeader)
 	replay, err := st.PlainClient(t, copied).ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: queued.GetID(),
 		TaskQueue: queue, WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE},
@@ -111,5 +115,8 @@ func TestBacklog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantRefused(t, "the queued start, replayed", replay.Get(ctx, nil))
+	var appErr *temporal.ApplicationError
+	if err := replay.Get(ctx, nil); !errors.As(err, &appErr) || appErr.Type() != identity.TypeTokenExpired || !appErr.NonRetryable() {
+		t.Fatalf("the queued start, replayed: %v; want a non-retryable %s", err, identity.TypeTokenExpired)
+	}
 }

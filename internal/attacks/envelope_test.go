@@ -32,7 +32,7 @@ func TestAttackReplayedStartEnvelope(t *testing.T) {
 		args               any
 		says               string
 	}{
-		{"same input", attacks.ApprovableName, attacks.ApprovableInput{What: "read for 1h"}, "used before"},
+		{"same input", attacks.ApprovableName, attacks.ApprovableInput{What: "read for 1h"}, "honoured once"},
 		{"other input", attacks.ApprovableName, attacks.ApprovableInput{What: "write for 12h"}, "other arguments"},
 		{"other type", workflows.AccessRequestWorkflow, workflows.AccessRequestInput{Resource: "demo",
 			Role: workflows.AccessWrite, Duration: time.Hour, Reason: "replayed"}, "other arguments"},

@@ -4,64 +4,91 @@ import (
 	"context"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/testharness"
 )
 
-// TestAttackReset (attack 8): a real `temporal workflow reset` to before carol's approval
-// re-applies her update, with its original header, to the new run. The envelope was sealed
-// for the old run and is spent, so the new run is not approved.
+// TestAttackReset (attack 8): a real `temporal workflow reset` makes a new run from a copy of
+// the old one's history and, by default, re-applies later updates with their original headers.
+// Reset to just before carol's approval: the re-applied approval names the old run and its
+// envelope is spent, so the new run is not approved. Reset to the first workflow task: the
+// new run would verify bob's start envelope again, which is spent, so it fails.
 func TestAttackReset(t *testing.T) {
 	r := newRig(t)
-	ctx := testContext(t, 2*time.Minute)
+	ctx := testContext(t, 3*time.Minute)
 	bob, _ := apptest.Client(t, r.st, "bob")
 	carol, _ := apptest.Client(t, r.st, "carol")
-	id := "attack-reset-" + r.queue
-	run := r.startApprovable(ctx, t, bob, id, "read for 1h")
-	if who, err := approve(ctx, carol, id, run.GetRunID()); err != nil || who != "carol" {
-		t.Fatalf("carol's approval: %q, %v", who, err)
+
+	for _, to := range []string{"before the approval", "the first workflow task"} {
+		t.Run(to, func(t *testing.T) {
+			id := "attack-reset-" + strings.ReplaceAll(to, " ", "-") + "-" + r.queue
+			run := r.startApprovable(ctx, t, bob, id, "read for 1h")
+			if who, err := approve(ctx, carol, id, run.GetRunID()); err != nil || who != "carol" {
+				t.Fatalf("carol's approval: %q, %v", who, err)
+			}
+			t.Cleanup(func() { _ = bob.TerminateWorkflow(context.Background(), id, "", "test over") })
+			var first, beforeApproval int64
+			for _, e := range testharness.History(ctx, t, bob, id, run.GetRunID()) {
+				if e.GetWorkflowTaskCompletedEventAttributes() != nil {
+					if first == 0 {
+						first = e.GetEventId()
+					}
+					beforeApproval = e.GetEventId()
+				}
+				if updateAccepted(e) {
+					break
+				}
+			}
+			resetTo := beforeApproval
+			if to == "the first workflow task" {
+				resetTo = first
+			}
+			newRun := reset(ctx, t, r, id, run.GetRunID(), resetTo)
+
+			if to == "the first workflow task" {
+				wantRefused(t, "the reset run", bob.GetWorkflow(ctx, id, newRun).Get(ctx, nil), "honoured once")
+				return
+			}
+			// The re-applied update is refused (a failed update in history); no approval.
+			for refused := false; !refused; sleep(ctx, t) {
+				for _, e := range testharness.History(ctx, t, bob, id, newRun) {
+					if a := e.GetWorkflowExecutionUpdateCompletedEventAttributes(); a != nil {
+						refused = true
+						if f := a.GetOutcome().GetFailure(); f.GetApplicationFailureInfo().GetType() != identity.TypeUnauthenticated {
+							t.Fatalf("the re-applied approval was not refused: %v", a.GetOutcome())
+						}
+					}
+				}
+			}
+			if got := waitQuery(ctx, t, bob, id, newRun); len(got) != 0 {
+				t.Fatalf("the reset run is approved by %v", got)
+			}
+		})
 	}
-	// The first completed workflow task verified bob; reset to just after it.
-	var resetTo int64
-	for _, e := range testharness.History(ctx, t, bob, id, run.GetRunID()) {
-		if e.GetWorkflowTaskCompletedEventAttributes() != nil {
-			resetTo = e.GetEventId()
-			break
-		}
-	}
+}
+
+// reset runs `temporal workflow reset` to eventID and returns the new run's id.
+func reset(ctx context.Context, t *testing.T, r *rig, id, runID string, eventID int64) string {
+	t.Helper()
 	out, err := exec.CommandContext(ctx, r.st.TemporalCLI(), "workflow", "reset",
 		"--address", r.st.Env("TEMPORAL_ADDRESS"), "--namespace", r.st.Env("TEMPORAL_NAMESPACE"),
-		"--workflow-id", id, "--run-id", run.GetRunID(), "--event-id", strconv.FormatInt(resetTo, 10),
+		"--workflow-id", id, "--run-id", runID, "--event-id", strconv.FormatInt(eventID, 10),
 		"--reason", "attack test").CombinedOutput()
 	if err != nil {
 		t.Fatalf("temporal workflow reset: %v\n%s", err, out)
 	}
-	d, err := bob.DescribeWorkflowExecution(ctx, id, "")
+	d, err := r.st.PlainClient(t, nil).DescribeWorkflowExecution(ctx, id, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	newRun := d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
-	if newRun == run.GetRunID() {
+	if newRun == runID {
 		t.Fatal("the reset made no new run")
 	}
-	// The re-applied update is refused (recorded as a failed update); the run stays unapproved.
-	reapplied := false
-	for !reapplied {
-		for _, e := range testharness.History(ctx, t, bob, id, newRun) {
-			if a := e.GetWorkflowExecutionUpdateCompletedEventAttributes(); a != nil {
-				reapplied = true
-				if f := a.GetOutcome().GetFailure(); f == nil || f.GetApplicationFailureInfo().GetType() != "oidcflow.Unauthenticated" {
-					t.Fatalf("the re-applied approval was not refused: %v", a.GetOutcome())
-				}
-			}
-		}
-		sleep(ctx, t)
-	}
-	if got := waitQuery(ctx, t, bob, id, newRun); len(got) != 0 {
-		t.Fatalf("the reset run is approved by %v", got)
-	}
-	_ = bob.TerminateWorkflow(context.Background(), id, "", "test over")
+	return newRun
 }
