@@ -78,6 +78,7 @@ func TestConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	firstRunID := run.GetRunID() // once Get follows continue-as-new, the handle names the last run
 	// Handlers are registered once the run's identity is verified; an update sent in the same
 	// instant as the start is rejected as unknown (and leaves no trace), so it is retried.
 	var approver string
@@ -172,7 +173,7 @@ func TestConformance(t *testing.T) {
 	for _, wid := range ids {
 		histories[wid] = history(ctx, t, bob, wid, "")
 	}
-	first := history(ctx, t, bob, id, run.GetRunID()) // the run before continue-as-new
+	first := history(ctx, t, bob, id, firstRunID) // the run before continue-as-new
 	histories[id+" (first run)"] = first
 	checkNoLeak(t, tokens, histories, logs.String(), errs)
 	if os.Getenv("OIDCFLOW_UPDATE_TESTDATA") == "1" {
