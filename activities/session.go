@@ -35,8 +35,11 @@ type SessionRefresher interface {
 // policy: transient Vault and IdP failures are retried; a refused refresh
 // (identity.TypeReauthRequired) is not.
 type SessionActivities struct {
-	// Refresher refreshes and revokes sessions (required).
+	// Refresher refreshes sessions (required).
 	Refresher SessionRefresher
+	// Sweeper removes what dead runs left in the token store (the pool's sweeper calls
+	// SweepSessions). Default none: SweepSessions does nothing.
+	Sweeper SessionSweeper
 	// Logger receives one record per call (never a token). Default slog.Default().
 	Logger *slog.Logger
 }
@@ -96,6 +99,50 @@ func (a *SessionActivities) RefreshSession(ctx context.Context, in RefreshSessio
 		Refreshed: !s.Refreshed.Before(start), Refreshes: s.Refreshes,
 	}
 	a.logger().DebugContext(ctx, "activities: session fresh", "session", s.ID, "expiry", s.Expiry, "refreshed", res.Refreshed)
+	return res, nil
+}
+
+// SessionSweeper removes what runs that ended without closing (terminated, reset) left in the
+// token store.
+type SessionSweeper interface {
+	// SweepSessions releases the holds of runs that are no longer running and ends (revokes
+	// and destroys) every session left without a holder; it returns how many it ended.
+	SweepSessions(ctx context.Context) (int, error)
+	// SweepOneTime removes expired records of honoured envelopes; it returns how many.
+	SweepOneTime(ctx context.Context) (int, error)
+}
+
+// SweepSessionsInput starts SweepSessions. It has no fields: what a sweep removes follows
+// from the runs' states, never from a starter's input.
+type SweepSessionsInput struct{}
+
+// SweepSessionsResult reports what SweepSessions removed.
+type SweepSessionsResult struct {
+	SessionsEnded  int `json:"sessions_ended"`
+	OneTimeRemoved int `json:"one_time_removed"`
+}
+
+// SweepSessions is the token store's part of the pool's sweep; only the pool may run it
+// (identity.RequirePool).
+func (a *SessionActivities) SweepSessions(ctx context.Context, _ SweepSessionsInput) (SweepSessionsResult, error) {
+	if err := identity.RequirePool(ctx); err != nil {
+		return SweepSessionsResult{}, identity.ApplicationError(err)
+	}
+	var res SweepSessionsResult
+	if a.Sweeper == nil {
+		return res, nil
+	}
+	var err error
+	if res.SessionsEnded, err = a.Sweeper.SweepSessions(ctx); err != nil {
+		return res, fmt.Errorf("activities: sweep sessions: %w", err)
+	}
+	if res.OneTimeRemoved, err = a.Sweeper.SweepOneTime(ctx); err != nil {
+		return res, fmt.Errorf("activities: sweep one-time records: %w", err)
+	}
+	if res.SessionsEnded+res.OneTimeRemoved > 0 {
+		a.logger().InfoContext(ctx, "activities: swept the token store", "sessions_ended", res.SessionsEnded,
+			"one_time_removed", res.OneTimeRemoved)
+	}
 	return res, nil
 }
 

@@ -25,6 +25,8 @@ type SweeperInput struct{}
 type SweeperResult struct {
 	// Grants is the database step's result: roles dropped, sessions ended.
 	Grants activities.SweepGrantsResult `json:"grants"`
+	// Sessions is the token store's step's result: sessions ended, one-time records removed.
+	Sessions activities.SweepSessionsResult `json:"sessions"`
 }
 
 // sweepOptions: a step retries transient failures for a few minutes, then the run ends and
@@ -55,6 +57,10 @@ var sweepSteps = []sweepStep{
 		var db *activities.DatabaseActivities
 		return workflow.ExecuteActivity(ctx, db.SweepGrants, activities.SweepGrantsInput{}).Get(ctx, &res.Grants)
 	}},
+	{"sessions", func(ctx workflow.Context, res *SweeperResult) error {
+		var s *activities.SessionActivities
+		return workflow.ExecuteActivity(ctx, s.SweepSessions, activities.SweepSessionsInput{}).Get(ctx, &res.Sessions)
+	}},
 }
 
 // Sweeper removes what runs left behind, whatever happened to them: it is how oidcflow's
@@ -63,7 +69,9 @@ var sweepSteps = []sweepStep{
 // (its type is allowed without one) and its steps run under the pool's own authority
 // (identity.AsPool), so no token of anyone is needed. The grants step drops just-in-time
 // roles whose VALID UNTIL has passed or whose AccessRequest run is no longer running
-// (terminated, reset away, timed out) and ends their database sessions.
+// (terminated, reset away, timed out) and ends their database sessions; the sessions step
+// revokes and destroys token sessions whose runs are all gone, and removes expired records of
+// honoured envelopes.
 //
 // A failing step does not stop the others; the run then fails with TypeSweepFailed, naming
 // the steps, and the next scheduled run tries again.

@@ -30,6 +30,8 @@ type sessions struct {
 	refresher *tokenstore.Refresher
 	counts    *refreshCounter
 	kv        *vault.KVv2
+	vault     *vault.Client // lists holder lists (sweep)
+	mount     string
 	prefix    string // where holder lists live in the mount
 	idKey     []byte // MAC key for session ids
 }
@@ -188,3 +190,72 @@ func isCASError(err error) bool {
 		return strings.Contains(m, "check-and-set")
 	})
 }
+
+// closedWorkflows tells whether Temporal knows a workflow and none of its runs is running;
+// activities.TemporalRuns is one.
+type closedWorkflows interface {
+	Closed(ctx context.Context, workflowID string) (bool, error)
+}
+
+// sweep releases the holds of workflows that are closed and ends every session left without
+// a holder: revocation at the IdP and the Vault secret destroyed, as the last End would have
+// done. Terminated and reset runs never call End; this is how their sessions go. It returns
+// how many sessions it ended. A hold is a workflow id, or an update of one
+// ("<workflow id>/update/<update id>"): both go once the workflow is closed. A hold of a
+// workflow Temporal does not know is left alone.
+func (s *sessions) sweep(ctx context.Context, runs closedWorkflows) (int, error) {
+	sec, err := s.vault.Logical().ListWithContext(ctx, s.mount+"/metadata/"+s.prefix)
+	if err != nil {
+		return 0, fmt.Errorf("app: list session holders: %w", err)
+	}
+	var ids []string
+	if sec != nil {
+		raw, _ := sec.Data["keys"].([]any)
+		for _, k := range raw {
+			if id, ok := k.(string); ok && !strings.HasSuffix(id, "/") {
+				ids = append(ids, id)
+			}
+		}
+	}
+	ended := 0
+	for _, sid := range ids {
+		h, err := s.holders(ctx, sid)
+		if err != nil {
+			return ended, err
+		}
+		gone := 0
+		for _, holder := range h.list {
+			workflowID, _, _ := strings.Cut(holder, "/update/")
+			closed, err := runs.Closed(ctx, workflowID)
+			if err != nil {
+				return ended, err
+			}
+			if closed {
+				if err := s.End(ctx, sid, holder); err != nil {
+					return ended, err
+				}
+				gone++
+			}
+		}
+		if gone > 0 && gone == len(h.list) {
+			ended++
+		}
+	}
+	return ended, nil
+}
+
+// leftovers is the token store's part of the pool's sweep (activities.SessionSweeper).
+type leftovers struct {
+	sessions *sessions
+	oneTime  *tokenstore.OneTime
+	runs     closedWorkflows // set once the worker has a Temporal client
+}
+
+func (l *leftovers) SweepSessions(ctx context.Context) (int, error) {
+	if l.runs == nil {
+		return 0, nil
+	}
+	return l.sessions.sweep(ctx, l.runs)
+}
+
+func (l *leftovers) SweepOneTime(ctx context.Context) (int, error) { return l.oneTime.Sweep(ctx) }

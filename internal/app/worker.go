@@ -64,6 +64,7 @@ type Parts struct {
 	Metrics      *metrics.Registry
 
 	vaultAuth *vaultauth.Authenticator
+	leftovers *leftovers
 }
 
 // Worker is one member of a worker pool.
@@ -147,6 +148,11 @@ func NewParts(ctx context.Context, opts WorkerOptions) (*Parts, error) {
 	if err != nil {
 		return nil, err
 	}
+	sess := &sessions{
+		store: w.Store, refresher: w.Refresher, counts: counts, vault: w.Vault, mount: mount,
+		kv: w.Vault.KVv2(mount), prefix: "sessions/holders", idKey: idKey,
+	}
+	w.leftovers = &leftovers{sessions: sess, oneTime: oneTime}
 	auth, err := interceptors.NewAuthenticator(interceptors.AuthenticatorOptions{
 		Keyring:    ring,
 		Verifier:   w.Verifier,
@@ -154,10 +160,7 @@ func NewParts(ctx context.Context, opts WorkerOptions) (*Parts, error) {
 		MaxAge:     maxAge,
 		MaxBacklog: maxBacklog,
 		Leeway:     leeway,
-		Sessions: &sessions{
-			store: w.Store, refresher: w.Refresher, counts: counts,
-			kv: w.Vault.KVv2(mount), prefix: "sessions/holders", idKey: idKey,
-		},
+		Sessions:   sess,
 	})
 	if err != nil {
 		return nil, err
@@ -176,7 +179,7 @@ func NewParts(ctx context.Context, opts WorkerOptions) (*Parts, error) {
 	}
 	deny := &denials{activities: opts.Metrics.Counter(MetricDenials, map[string]string{"surface": "activity"})}
 	w.Interceptors = []interceptor.WorkerInterceptor{wi, deny}
-	w.Sessions = &activities.SessionActivities{Refresher: w.Refresher, Logger: logger}
+	w.Sessions = &activities.SessionActivities{Refresher: w.Refresher, Sweeper: w.leftovers, Logger: logger}
 	return w, nil
 }
 
@@ -250,6 +253,7 @@ func (w *Worker) register(ctx context.Context, env *config.Env, extra func(worke
 		w.Logger.Warn("OIDCFLOW_POSTGRES_URL is not set; database grants are not available on this worker")
 	}
 	w.Worker.RegisterActivity(&activities.NotifyActivities{WebhookURL: env.String("OIDCFLOW_WEBHOOK_URL"), Logger: w.Logger})
+	w.leftovers.runs = activities.TemporalRuns{Client: w.Client}
 	w.Worker.RegisterActivity(w.Sessions)
 	if extra != nil {
 		extra(w.Worker)

@@ -87,28 +87,7 @@ func TestAttackAnonymousPoolActivities(t *testing.T) {
 
 	// The victim: bob keeps a session alive on the pool.
 	bob, _ := apptest.Client(t, r.st, "bob")
-	victim := "attack-victim-" + r.queue
-	run, err := bob.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: victim, TaskQueue: r.queue},
-		workflows.KeepAliveWorkflow, workflows.KeepAliveInput{Until: time.Now().Add(10 * time.Minute), Every: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = bob.TerminateWorkflow(context.Background(), victim, "", "test over") })
-	var sessionID string
-	var stolen map[string]*commonpb.Payload
-	for sessionID == "" {
-		for _, e := range testharness.History(ctx, t, bob, victim, run.GetRunID()) {
-			if a := e.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == "RefreshSession" {
-				var in activities.RefreshSessionInput
-				if err := json.Unmarshal(a.GetInput().GetPayloads()[0].GetData(), &in); err != nil {
-					t.Fatal(err)
-				}
-				sessionID = in.SessionID
-				stolen = map[string]*commonpb.Payload{interceptors.SessionHeader: a.GetHeader().GetFields()[interceptors.SessionHeader]}
-			}
-		}
-		sleep(ctx, t)
-	}
+	victim, sessionID, stolen := r.keepAlive(ctx, t, bob)
 	store := vaultStore(t, r)
 	if _, err := store.Get(ctx, sessionID); err != nil {
 		t.Fatalf("the victim's session: %v", err)
@@ -170,4 +149,30 @@ func vaultStore(t *testing.T, r *rig) *tokenstore.Store {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// keepAlive starts a KeepAlive run as c (its session lives in Vault) and returns the run's
+// workflow id, its session id and the reference header of its refresh activity, all read
+// from history as an attacker would.
+func (r *rig) keepAlive(ctx context.Context, t *testing.T, c client.Client) (string, string, map[string]*commonpb.Payload) {
+	t.Helper()
+	id := "keepalive-" + apptest.TaskQueue(r.queue)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: r.queue},
+		workflows.KeepAliveWorkflow, workflows.KeepAliveInput{Until: time.Now().Add(10 * time.Minute), Every: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.TerminateWorkflow(context.Background(), id, "", "test over") })
+	for {
+		for _, e := range testharness.History(ctx, t, c, id, run.GetRunID()) {
+			if a := e.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == "RefreshSession" {
+				var in activities.RefreshSessionInput
+				if err := json.Unmarshal(a.GetInput().GetPayloads()[0].GetData(), &in); err != nil {
+					t.Fatal(err)
+				}
+				return id, in.SessionID, map[string]*commonpb.Payload{interceptors.SessionHeader: a.GetHeader().GetFields()[interceptors.SessionHeader]}
+			}
+		}
+		sleep(ctx, t)
+	}
 }
