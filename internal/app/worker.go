@@ -45,6 +45,9 @@ type WorkerOptions struct {
 	AllowAnonymous []string
 	// Refresher adjusts the session refresher's options before it is built (tests: hooks).
 	Refresher func(*tokenstore.RefresherOptions)
+	// Authenticator adjusts the authenticator's options before it is built (benchmarks: the
+	// one-time store).
+	Authenticator func(*interceptors.AuthenticatorOptions)
 	// Worker adjusts the Temporal worker options before the worker is built.
 	Worker func(*worker.Options)
 	// Metrics receives the SDK's and oidcflow's metrics. Default: a new registry.
@@ -153,7 +156,7 @@ func NewParts(ctx context.Context, opts WorkerOptions) (*Parts, error) {
 		kv: w.Vault.KVv2(mount), prefix: "sessions/holders", idKey: idKey,
 	}
 	w.leftovers = &leftovers{sessions: sess, oneTime: oneTime}
-	auth, err := interceptors.NewAuthenticator(interceptors.AuthenticatorOptions{
+	ao := interceptors.AuthenticatorOptions{
 		Keyring:    ring,
 		Verifier:   w.Verifier,
 		OneTime:    oneTime,
@@ -161,7 +164,11 @@ func NewParts(ctx context.Context, opts WorkerOptions) (*Parts, error) {
 		MaxBacklog: maxBacklog,
 		Leeway:     leeway,
 		Sessions:   sess,
-	})
+	}
+	if opts.Authenticator != nil {
+		opts.Authenticator(&ao)
+	}
+	auth, err := interceptors.NewAuthenticator(ao)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/interceptors"
 	"github.com/oidcflow/oidcflow/internal/app"
 	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/testharness"
@@ -101,4 +102,56 @@ func BenchmarkInterceptorOverhead(b *testing.B) {
 	b.ReportMetric(runs/tPlain.Seconds(), "plain-runs/s")
 	b.ReportMetric(runs/tFlow.Seconds(), "oidcflow-runs/s")
 	b.ReportMetric(tPlain.Seconds()/tFlow.Seconds(), "throughput-ratio")
+}
+
+// verified ends as soon as its identity is verified: a start and nothing else.
+func verified(ctx workflow.Context) error {
+	_, err := identity.FromWorkflow(ctx)
+	return err
+}
+
+// spendNothing is a one-time store that records nothing: the pool as it was before
+// envelopes were honoured once.
+type spendNothing struct{}
+
+func (spendNothing) Spend(context.Context, string, string, time.Time) error { return nil }
+
+// BenchmarkOneTimeCheck measures what honouring each envelope once (a create-only write to
+// Vault per start) adds to a start: the same start-and-verify workflow, one at a time, through
+// a pool with the one-time store and through one without it, alternating in the same run.
+func BenchmarkOneTimeCheck(b *testing.B) {
+	st := testharness.Load(b)
+	ctx := context.Background()
+	register := func(r worker.Registry) {
+		r.RegisterWorkflowWithOptions(verified, workflow.RegisterOptions{Name: "Verified"})
+	}
+	withQueue, withoutQueue := apptest.TaskQueue("bench-onetime"), apptest.TaskQueue("bench-no-onetime")
+	apptest.StartWorker(b, app.WorkerOptions{Env: apptest.Env(b, st, "OIDCFLOW_TASK_QUEUE", withQueue), Register: register})
+	apptest.StartWorker(b, app.WorkerOptions{Env: apptest.Env(b, st, "OIDCFLOW_TASK_QUEUE", withoutQueue), Register: register,
+		Authenticator: func(o *interceptors.AuthenticatorOptions) { o.OneTime = spendNothing{} }})
+	bob, _ := apptest.Client(b, st, "bob")
+	start := func(queue string) time.Duration {
+		t0 := time.Now()
+		run, err := bob.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: queue}, "Verified")
+		if err == nil {
+			err = run.Get(ctx, nil)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+	start(withQueue) // warm up both paths
+	start(withoutQueue)
+	var with, without time.Duration
+	b.ResetTimer()
+	for range b.N {
+		with += start(withQueue)
+		without += start(withoutQueue)
+	}
+	n := float64(b.N)
+	b.ReportMetric(with.Seconds()*1000/n, "ms/start-onetime")
+	b.ReportMetric(without.Seconds()*1000/n, "ms/start-without")
+	b.ReportMetric((with-without).Seconds()*1000/n, "ms-added")
+	b.ReportMetric(with.Seconds()/without.Seconds(), "latency-ratio")
 }
