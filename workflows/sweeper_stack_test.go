@@ -146,7 +146,7 @@ func TestStackTerminatedRunIsSwept(t *testing.T) {
 	}
 	terminated := time.Now()
 	// The deadline is one interval plus the time a sweep takes on a busy machine.
-	deadline := terminated.Add(interval + 30*time.Second)
+	deadline := terminated.Add(interval + 90*time.Second)
 	for lookupRole(t, ctx, pool, role).Count != 0 || !backendGone(t, ctx, pool, pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s after the terminate, role %s exists: %v, its session is open: %v",
