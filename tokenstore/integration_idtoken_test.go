@@ -1,13 +1,8 @@
 package tokenstore_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -70,39 +65,6 @@ func TestIntegrationRefreshWhenIDTokenDue(t *testing.T) {
 	}
 }
 
-// stripIDToken is a proxy in front of Hydra's token endpoint that drops id_token from every
-// answer: an identity provider that renews access tokens without ID tokens (OIDC Core 12.2).
-func stripIDToken(t *testing.T, tokenURL string) string {
-	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		req, err := http.NewRequestWithContext(r.Context(), r.Method, tokenURL, bytes.NewReader(body))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		req.Header = r.Header.Clone()
-		req.Header.Del("Accept-Encoding") // so that the transport decompresses the answer
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer resp.Body.Close()
-		out, _ := io.ReadAll(resp.Body)
-		var m map[string]any
-		if resp.StatusCode == http.StatusOK && json.Unmarshal(out, &m) == nil {
-			delete(m, "id_token")
-			out, _ = json.Marshal(m)
-		}
-		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
-		w.WriteHeader(resp.StatusCode)
-		_, _ = w.Write(out)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
-}
-
 // Hydra's refreshes arrive without an ID token: the verified one is kept, bob is re-checked
 // through Hydra's real userinfo endpoint with the fresh access token, and once the kept
 // token's exp passed it still verifies as kept (until the access token's expiry), while the
@@ -112,7 +74,7 @@ func TestIntegrationRefreshWithoutIDToken(t *testing.T) {
 	ctx := context.Background()
 	// No leeway, so that the kept token is expired for VerifyIDToken within seconds.
 	rs := loginSessionWith(t, s, testharness.ClientOptions{AccessTokenTTL: time.Hour, IDTokenTTL: 4 * time.Second}, -1)
-	proxy := stripIDToken(t, s.OAuth2Config().Endpoint.TokenURL)
+	proxy := testharness.WithoutIDTokens(t, s.OAuth2Config().Endpoint.TokenURL)
 	var refreshes atomic.Int32
 	r := rs.refresher(t, s, nil, nil, "w1", func(o *tokenstore.RefresherOptions) {
 		o.OAuth2.Endpoint.TokenURL = proxy

@@ -1,12 +1,7 @@
 package lifetimes_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,7 +88,7 @@ func TestIDTokenShorterThanAccessToken(t *testing.T) {
 func TestIDTokenNotRenewedOnRefresh(t *testing.T) {
 	t.Parallel()
 	st := testharness.Load(t)
-	proxy := dropIDToken(t, st.OAuth2Config().Endpoint.TokenURL)
+	proxy := testharness.WithoutIDTokens(t, st.OAuth2Config().Endpoint.TokenURL)
 	res, answers := idTokenRun(t, func(ro *tokenstore.RefresherOptions) { ro.OAuth2.Endpoint.TokenURL = proxy })
 	if answers != 1 {
 		t.Errorf("%d refreshes, want 1: the kept ID token's exp must not make refreshes due", answers)
@@ -102,37 +97,4 @@ func TestIDTokenNotRenewedOnRefresh(t *testing.T) {
 	if last.Validity < 50*time.Minute {
 		t.Errorf("last step saw validity %v; want the access token's hour", last.Validity)
 	}
-}
-
-// dropIDToken is a proxy in front of Hydra's token endpoint that drops id_token from its
-// answers.
-func dropIDToken(t *testing.T, tokenURL string) string {
-	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		req, err := http.NewRequestWithContext(r.Context(), r.Method, tokenURL, bytes.NewReader(body))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		req.Header = r.Header.Clone()
-		req.Header.Del("Accept-Encoding")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer resp.Body.Close()
-		out, _ := io.ReadAll(resp.Body)
-		var m map[string]any
-		if resp.StatusCode == http.StatusOK && json.Unmarshal(out, &m) == nil {
-			delete(m, "id_token")
-			out, _ = json.Marshal(m)
-		}
-		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
-		w.WriteHeader(resp.StatusCode)
-		_, _ = w.Write(out)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
 }
