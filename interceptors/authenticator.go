@@ -55,10 +55,10 @@ type AuthenticatorOptions struct {
 	Sessions SessionStore      // required
 	OneTime  OneTimeStore      // required
 	// MaxAge is how old an envelope that names no run (a start) may be when the server
-	// records its operation. Default 5m.
+	// records its operation. Default 5m; at most 24h.
 	MaxAge time.Duration
 	// MaxBacklog is how long an update or signal bound to its run may wait for a worker
-	// before its envelope is refused. Default 1h.
+	// before its envelope is refused. Default 1h; at most 24h.
 	MaxBacklog time.Duration
 	// Leeway tolerates clock differences between sealers and the server. Default 1m.
 	Leeway time.Duration
@@ -66,6 +66,15 @@ type AuthenticatorOptions struct {
 	// Default time.Now.
 	Clock func() time.Time
 }
+
+// oneTimeRetention is how long after sealing the pool keeps an envelope's one-time record. It
+// is the same on every worker, whatever their settings, so that one envelope's record always
+// lands in the same place; it outlasts the longest window any check accepts (maxWindow plus
+// the leeway). An operation first handled later than this after sealing is refused.
+const oneTimeRetention = 25 * time.Hour
+
+// maxWindow bounds MaxAge and MaxBacklog.
+const maxWindow = 24 * time.Hour
 
 // NewAuthenticator returns the production Authenticator: envelopes are opened with the
 // pool's keyring and checked against the operation they arrived with, spent once in the
@@ -93,6 +102,10 @@ func NewAuthenticator(opts AuthenticatorOptions) (Authenticator, error) {
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
+	if opts.MaxAge > maxWindow || opts.MaxBacklog > maxWindow {
+		return nil, fmt.Errorf("interceptors: MaxAge and MaxBacklog may be at most %s (the one-time records keep envelopes for %s)",
+			maxWindow, oneTimeRetention)
+	}
 	return &authenticator{opts}, nil
 }
 
@@ -112,8 +125,7 @@ func (a *authenticator) Open(ctx context.Context, op Operation, sealed []byte) (
 		return nil, err
 	}
 	// Honoured once in the pool: kept beyond the longest time any check above accepts it.
-	until := c.IssuedAt.Add(max(a.MaxAge, a.MaxBacklog) + 2*a.Leeway)
-	if err := a.OneTime.Spend(ctx, c.ID, op.owner(), until); err != nil {
+	if err := a.OneTime.Spend(ctx, c.ID, op.owner(), c.IssuedAt.Add(oneTimeRetention)); err != nil {
 		return nil, err
 	}
 	id = clone(id)
@@ -195,6 +207,14 @@ func clone(id *identity.Identity) *identity.Identity {
 
 func (a *authenticator) End(ctx context.Context, sessionID, holder string) error {
 	return a.Sessions.End(ctx, sessionID, holder)
+}
+
+func (a *authenticator) SpendEnvelope(ctx context.Context, op Operation, sealed []byte) error {
+	c, err := a.Keyring.Open(op.Binding, sealed)
+	if err != nil || c.Version < 2 {
+		return err // a format 1 envelope opens for nothing new
+	}
+	return a.OneTime.Spend(ctx, c.ID, op.owner(), c.IssuedAt.Add(oneTimeRetention))
 }
 
 func (a *authenticator) Spend(ctx context.Context, id, owner string, until time.Time) error {

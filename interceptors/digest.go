@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
+	"unicode"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/converter"
@@ -76,6 +78,9 @@ func canonicalPayload(p *commonpb.Payload) (string, []byte, error) {
 		if err := d.Decode(&v); err != nil {
 			return "", nil, fmt.Errorf("not JSON: %w", errMalformedHeader)
 		}
+		if foldedTwice(v) {
+			return "", nil, fmt.Errorf("an object has two members whose names differ only in case, which Go decodes as one: %w", errMalformedHeader)
+		}
 		v = canonicalJSON(v)
 		if v == nil {
 			return enc, []byte("null"), nil
@@ -84,6 +89,42 @@ func canonicalPayload(p *commonpb.Payload) (string, []byte, error) {
 		return enc, b, err
 	}
 	return enc, p.GetData(), nil
+}
+
+// foldedTwice reports whether an object anywhere in v has two member names that are equal
+// under Unicode case folding: encoding/json decodes both into one struct field (the last one
+// wins), so the canonical form, which keeps both, would not describe what the worker acts on.
+func foldedTwice(v any) bool {
+	switch x := v.(type) {
+	case map[string]any:
+		seen := make(map[string]bool, len(x))
+		for k, m := range x {
+			f := foldKey(k)
+			if seen[f] || foldedTwice(m) {
+				return true
+			}
+			seen[f] = true
+		}
+	case []any:
+		for _, e := range x {
+			if foldedTwice(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// foldKey maps every rune of k to the smallest rune of its case-folding orbit, so two names
+// equal under strings.EqualFold (which encoding/json's matching follows) map alike.
+func foldKey(k string) string {
+	return strings.Map(func(r rune) rune {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		return least
+	}, k)
 }
 
 // canonicalJSON drops zero members and normalizes numbers; it returns nil for a zero value.

@@ -120,6 +120,15 @@ func (l *localActivities) resumeSession(ctx context.Context, ref reference) (*id
 	return id, nil
 }
 
+func (l *localActivities) OidcflowSpendEnvelope(ctx context.Context, in openInput) error {
+	if err := l.auth.SpendEnvelope(ctx, in.Op, in.Sealed); err != nil && isIdentityError(err) {
+		return identity.ApplicationError(err)
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
 func (l *localActivities) OidcflowEnd(ctx context.Context, in endInput) error {
 	return l.auth.End(ctx, in.Session, in.Holder)
 }
@@ -140,6 +149,11 @@ func (l *localActivities) open(ctx workflow.Context, op Operation, sealed []byte
 	var id *identity.Identity
 	err := workflow.ExecuteLocalActivity(l.laContext(ctx), l.OidcflowOpen, openInput{Op: op, Sealed: sealed}).Get(ctx, &id)
 	return id, err
+}
+
+// spendEnvelope spends an envelope's id without honouring it (see Authenticator.SpendEnvelope).
+func (l *localActivities) spendEnvelope(ctx workflow.Context, op Operation, sealed []byte) error {
+	return workflow.ExecuteLocalActivity(l.laContext(ctx), l.OidcflowSpendEnvelope, openInput{Op: op, Sealed: sealed}).Get(ctx, nil)
 }
 
 func (l *localActivities) resume(ctx workflow.Context, in resumeInput) (*identity.Identity, error) {

@@ -3,6 +3,7 @@ package interceptors
 import (
 	"encoding/hex"
 	"fmt"
+	"slices"
 
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/workflow"
@@ -12,7 +13,7 @@ import (
 )
 
 // maxUnclaimedSenders bounds the senders kept per signal name that workflow code has not
-// asked about; the oldest are dropped first.
+// asked about; the oldest signal without a sender is dropped first.
 const maxUnclaimedSenders = 256
 
 // sentSignal is a delivered signal's verified sender (nil: none) and the digest of its
@@ -27,7 +28,8 @@ type pendingSignal struct {
 	in      *interceptor.HandleSignalInput
 	digest  []byte
 	sealed  []byte
-	withSWS bool // the envelope rode on a signal-with-start
+	withSWS bool   // the envelope rode on a signal-with-start
+	start   []byte // a signal-with-start's start envelope, which the server records with it
 	ref     *reference
 }
 
@@ -71,11 +73,16 @@ func (w *workflowInbound) HandleSignal(ctx workflow.Context, in *interceptor.Han
 	if err != nil {
 		hasEnvelope, p.sealed = false, nil // delivered without a sender
 	}
+	if p.withSWS {
+		if ok, err := getHeader(header, EnvelopeHeader, &p.start); !ok || err != nil {
+			p.start = nil
+		}
+	}
 	var ref reference
 	if ok, err := getHeader(header, SessionHeader, &ref); ok && err == nil {
 		p.ref = &ref
 	}
-	if !hasEnvelope && p.ref == nil && len(w.state.pending) == 0 {
+	if !hasEnvelope && p.start == nil && p.ref == nil && len(w.state.pending) == 0 {
 		w.state.remember(in.SignalName, p.digest, nil)
 		return w.Next.HandleSignal(ctx, in)
 	}
@@ -86,7 +93,10 @@ func (w *workflowInbound) HandleSignal(ctx workflow.Context, in *interceptor.Han
 func (st *runState) remember(name string, digest []byte, sender *identity.Identity) {
 	list := append(st.senders[name], sentSignal{digest: hex.EncodeToString(digest), sender: sender})
 	if len(list) > maxUnclaimedSenders {
-		list = list[len(list)-maxUnclaimedSenders:]
+		// Drop the oldest signal that named nobody, so a flood of unsigned signals cannot
+		// push a verified sender out; else the oldest.
+		drop := slices.IndexFunc(list, func(s sentSignal) bool { return s.sender == nil })
+		list = slices.Delete(list, max(drop, 0), max(drop, 0)+1)
 	}
 	st.senders[name] = list
 }
@@ -98,10 +108,33 @@ func (w *workflowInbound) deliverSignals(ctx workflow.Context) {
 		}
 		p := w.state.pending[0]
 		w.state.pending = w.state.pending[1:]
+		w.spendStart(ctx, p)
 		w.state.remember(p.in.SignalName, p.digest, w.signalSender(ctx, p))
 		if err := w.Next.HandleSignal(p.ctx, p.in); err != nil {
 			workflow.GetLogger(ctx).Error("signal not delivered", "signal", p.in.SignalName, "error", err.Error())
 		}
+	}
+}
+
+// swsStartChange marks, in history, the runs that spend the start envelope a
+// signal-with-start carries; runs recorded before the change replay without it.
+const swsStartChange = "oidcflow.sws-start-spent"
+
+// spendStart spends the start envelope that rode on a signal-with-start, for this run's start:
+// when the signal-with-start started this run, the start spent it already (the same owner, so
+// nothing changes); when the run was already running, the server recorded the start envelope
+// with the signal, unopened, and a copy must not start another run.
+func (w *workflowInbound) spendStart(ctx workflow.Context, p pendingSignal) {
+	if p.start == nil || workflow.GetVersion(ctx, swsStartChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	info := workflow.GetInfo(ctx)
+	op := Operation{
+		Binding: envelope.Binding{Namespace: info.Namespace, WorkflowID: info.WorkflowExecution.ID, Operation: envelope.OpStart},
+		RunID:   info.WorkflowExecution.RunID,
+	}
+	if err := w.root.la.spendEnvelope(ctx, op, p.start); err != nil {
+		workflow.GetLogger(ctx).Warn("a signal-with-start's start envelope was not spent", "error", err.Error())
 	}
 }
 

@@ -33,6 +33,10 @@ type Authenticator interface {
 	// Spend records a one-time id (a signal reference's) for owner until `until`; a second
 	// owner is refused with an error wrapping identity.ErrUnauthenticated.
 	Spend(ctx context.Context, id, owner string, until time.Time) error
+	// SpendEnvelope spends an envelope's id for op without honouring it: the start envelope
+	// that a signal-with-start carries to a run that may already be running, which the
+	// server records with the signal.
+	SpendEnvelope(ctx context.Context, op Operation, sealed []byte) error
 }
 
 // Operation is what the worker knows of the operation an envelope arrived with; the envelope
@@ -184,6 +188,11 @@ func (w *workflowInbound) ExecuteWorkflow(ctx workflow.Context, in *interceptor.
 	info := workflow.GetInfo(ctx)
 	id, err := w.startIdentity(ctx, info, in)
 	if err != nil {
+		// A run whose identity fails lists under nobody, whoever started it (a child's or a
+		// continued run's listing is the pool's only once its reference checks out).
+		if cerr := w.root.clearListing(ctx); cerr != nil {
+			return nil, cerr
+		}
 		workflow.GetLogger(ctx).Error("identity refused; the run fails", "error", err.Error())
 		return nil, identity.ApplicationError(err)
 	}

@@ -1,6 +1,7 @@
 package interceptors
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -89,6 +90,8 @@ func (f *fakeAuth) Spend(_ context.Context, id, owner string, _ time.Time) error
 	f.spent[id] = owner
 	return nil
 }
+
+func (f *fakeAuth) SpendEnvelope(context.Context, Operation, []byte) error { return nil }
 
 func (f *fakeAuth) End(_ context.Context, sid, _ string) error {
 	f.mu.Lock()
@@ -347,5 +350,41 @@ func TestPoolReferenceIsBoundToRunAndActivityType(t *testing.T) {
 	keys.sign(&withSession)
 	if err := keys.verify(&withSession, opPool+"RevokeAccess", "run-1"); !errors.Is(err, ErrBadReference) {
 		t.Errorf("a pool reference naming a session was accepted")
+	}
+}
+
+// TestInputDigestCanonicalForm: encodings that decode into the same Go value digest alike;
+// ones that decode differently, or ambiguously, do not.
+func TestInputDigestCanonicalForm(t *testing.T) {
+	type in struct {
+		Approved bool   `json:"approved"`
+		Note     string `json:"note,omitempty"`
+		Count    int    `json:"count"`
+	}
+	digest := func(raw string) ([]byte, error) {
+		return payloadDigest("op", []*commonpb.Payload{{
+			Metadata: map[string][]byte{"encoding": []byte("json/plain")}, Data: []byte(raw)}})
+	}
+	want, err := InputDigest("op", in{Approved: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, same := range []string{`{"approved":true}`, `{"count":0,"approved":true,"note":""}`, ` { "approved" : true } `} {
+		if got, err := digest(same); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: digest differs (%v)", same, err)
+		}
+	}
+	for _, other := range []string{`{"approved":false}`, `{"approved":true,"count":1}`, `{"approved":true,"extra":"x"}`} {
+		if got, err := digest(other); err != nil || bytes.Equal(got, want) {
+			t.Errorf("%s: digests like the original (%v)", other, err)
+		}
+	}
+	for _, twice := range []string{`{"approved":true,"Approved":false}`, `{"note":"a","NOTE":"b"}`, "{\"nose\":\"a\",\"no\u017fe\":\"b\"}"} {
+		if _, err := digest(twice); err == nil {
+			t.Errorf("%s: members that differ only in case were digested", twice)
+		}
+	}
+	if _, err := digest(`not json`); err == nil {
+		t.Error("a payload that is not JSON was digested")
 	}
 }

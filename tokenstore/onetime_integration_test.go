@@ -133,8 +133,8 @@ func TestIntegrationOneTimeSweep(t *testing.T) {
 	if n != len(past) {
 		t.Fatalf("Sweep removed %d records, want %d", n, len(past))
 	}
-	for _, id := range kept {
-		if err := o.Spend(ctx, id, anyOwner(), now.Add(time.Hour)); !errors.Is(err, tokenstore.ErrReplayed) {
+	for i, id := range kept {
+		if err := o.Spend(ctx, id, anyOwner(), now.Add(time.Hour+time.Duration(i)*time.Hour)); !errors.Is(err, tokenstore.ErrReplayed) {
 			t.Fatalf("a kept id after Sweep: %v", err)
 		}
 	}

@@ -462,7 +462,7 @@ func TestAccessRequestRevokesAsPool(t *testing.T) {
 					_, asPerson = identity.FromActivity(ctx)
 					return activities.RevokeAccessResult{Dropped: true}, nil
 				})
-			send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+			send(env, time.Minute, UpdateApprove, "approve-carol", approveSeen(t, env, ""))
 			env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
 
 			require.True(t, env.IsWorkflowCompleted())
@@ -495,7 +495,7 @@ func TestAccessRequestRevokeRetriesUntilDone(t *testing.T) {
 			m.revokeAt = env.Now()
 			return activities.RevokeAccessResult{Dropped: true}, nil
 		})
-	send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+	send(env, time.Minute, UpdateApprove, "approve-carol", approveSeen(t, env, ""))
 	env.ExecuteWorkflow(AccessRequest, readDemo(time.Hour))
 
 	res := result(t, env)
@@ -527,7 +527,7 @@ func TestAccessRequestKeepAliveEveryHasNoEffect(t *testing.T) {
 	mockDB(env, m)
 	var timers int
 	env.SetOnTimerScheduledListener(func(string, time.Duration) { timers++ })
-	send(env, time.Minute, UpdateApprove, "approve-carol", ApproveInput{})
+	send(env, time.Minute, UpdateApprove, "approve-carol", approveSeen(t, env, ""))
 	env.ExecuteWorkflow(AccessRequestWorkflow, oldAccessRequestInput{
 		AccessRequestInput: readDemo(10 * time.Minute), Config: &oldAccessConfig{KeepAliveEvery: time.Second},
 	})

@@ -47,10 +47,17 @@ func TestKeepAliveThirtyDays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	start := time.Now()
+	in := workflows.KeepAliveInput{Until: start.Add(30 * 24 * time.Hour), Every: time.Hour}
+	digest, err := interceptors.InputDigest(workflows.KeepAliveWorkflow, in)
+	if err != nil {
+		t.Fatal(err)
+	}
 	idToken, _ := tok.Extra("id_token").(string)
 	sealed, err := envelope.Seal(pub, envelope.Binding{
 		Namespace: "default-test-namespace", WorkflowID: "default-test-workflow-id", Operation: envelope.OpStart,
-	}, envelope.Contents{IDToken: idToken, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry})
+	}, envelope.Contents{IDToken: idToken, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry,
+		InputDigest: digest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,8 +67,6 @@ func TestKeepAliveThirtyDays(t *testing.T) {
 	}
 	header := &commonpb.Header{Fields: map[string]*commonpb.Payload{interceptors.EnvelopeHeader: p}}
 
-	start := time.Now()
-	in := workflows.KeepAliveInput{Until: start.Add(30 * 24 * time.Hour), Every: time.Hour}
 	var sessionID string
 	var latest tokenstore.Session // the session as it was right before the last End
 	var res workflows.KeepAliveResult

@@ -62,6 +62,10 @@ func (c *countingAuth) End(ctx context.Context, sessionID, holder string) error 
 	return c.next.End(ctx, sessionID, holder)
 }
 
+func (c *countingAuth) SpendEnvelope(ctx context.Context, op interceptors.Operation, sealed []byte) error {
+	return c.next.SpendEnvelope(ctx, op, sealed)
+}
+
 func (c *countingAuth) Spend(ctx context.Context, id, owner string, until time.Time) error {
 	err := c.next.Spend(ctx, id, owner, until)
 	if err != nil {

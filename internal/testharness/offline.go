@@ -38,3 +38,8 @@ func (o offline) Spend(context.Context, string, string, time.Time) error {
 	o.t.Error(errOffline)
 	return errOffline
 }
+
+func (o offline) SpendEnvelope(context.Context, interceptors.Operation, []byte) error {
+	o.t.Error(errOffline)
+	return errOffline
+}
