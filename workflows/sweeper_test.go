@@ -15,6 +15,9 @@ import (
 	"github.com/oidcflow/oidcflow/identity"
 )
 
+// sessionAct names the token store's sweep activity.
+var sessionAct *activities.SessionActivities
+
 func sweeperEnv(t *testing.T, starter string) *testsuite.TestWorkflowEnvironment {
 	t.Helper()
 	env, _ := newEnv(t, starter)
@@ -36,9 +39,16 @@ func TestSweeperRunsItsStepsAsPool(t *testing.T) {
 					_, asPerson = identity.FromActivity(ctx)
 					return activities.SweepGrantsResult{Orphaned: []string{"jit_bob_1"}, Sessions: 2}, nil
 				})
+			var sessionsAsPool bool
+			env.OnActivity(sessionAct.SweepSessions, mock.Anything, mock.Anything).Return(
+				func(ctx context.Context, _ activities.SweepSessionsInput) (activities.SweepSessionsResult, error) {
+					sessionsAsPool = identity.RequirePool(ctx) == nil
+					return activities.SweepSessionsResult{SessionsEnded: 1}, nil
+				})
 			env.ExecuteWorkflow(SweeperWorkflow, SweeperInput{})
 			require.True(t, env.IsWorkflowCompleted())
 			require.NoError(t, env.GetWorkflowError())
+			require.True(t, sessionsAsPool, "the token store's sweep must run under the pool's authority")
 			var res SweeperResult
 			require.NoError(t, env.GetWorkflowResult(&res))
 			require.Equal(t, []string{"jit_bob_1"}, res.Grants.Orphaned)
@@ -56,6 +66,7 @@ func TestSweeperReportsAFailedStep(t *testing.T) {
 	env := sweeperEnv(t, "")
 	env.OnActivity(dbAct.SweepGrants, mock.Anything, mock.Anything).Return(
 		activities.SweepGrantsResult{}, errors.New("activities: sweep: cannot connect to the database"))
+	env.OnActivity(sessionAct.SweepSessions, mock.Anything, mock.Anything).Return(activities.SweepSessionsResult{}, nil)
 	env.ExecuteWorkflow(SweeperWorkflow, SweeperInput{})
 	require.True(t, env.IsWorkflowCompleted())
 	var app *temporal.ApplicationError
