@@ -51,7 +51,7 @@ func idTokenRun(t *testing.T, refresher func(*tokenstore.RefresherOptions)) (*li
 	for time.Since(begin) < 25*time.Second {
 		time.Sleep(time.Second)
 	}
-	waitSteps(ctx, t, c, id, len(progress(ctx, t, c, id).Steps)+1) // a step after the 25 s
+	waitSteps(ctx, t, c, id, len(waitSteps(ctx, t, c, id, 10).Steps)+1) // a step after the 25 s
 	// A run that failed meanwhile reports why through Get.
 	_ = c.SignalWorkflow(ctx, id, "", lifetimes.FinishSignal, nil)
 	var res lifetimes.Result

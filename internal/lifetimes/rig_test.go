@@ -111,28 +111,38 @@ func (r *rig) metric(name string) uint64 {
 // progress queries a Steps run.
 func progress(ctx context.Context, t *testing.T, c client.Client, id string) *lifetimes.Result {
 	t.Helper()
-	v, err := c.QueryWorkflow(ctx, id, "", lifetimes.ProgressQuery)
+	res, err := tryProgress(ctx, c, id)
 	if err != nil {
 		t.Fatalf("query %s: %v", id, err)
 	}
-	var res lifetimes.Result
-	if err := v.Get(&res); err != nil {
-		t.Fatal(err)
-	}
-	return &res
+	return res
 }
 
-// waitSteps waits until the run id has done n steps, or fails t.
+// tryProgress queries the run's progress once.
+func tryProgress(ctx context.Context, c client.Client, id string) (*lifetimes.Result, error) {
+	v, err := c.QueryWorkflow(ctx, id, "", lifetimes.ProgressQuery)
+	if err != nil {
+		return nil, err
+	}
+	var res lifetimes.Result
+	if err := v.Get(&res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// waitSteps waits until the run id has done n steps, or fails t. A query that times out (a
+// busy worker has not answered yet) is asked again.
 func waitSteps(ctx context.Context, t *testing.T, c client.Client, id string, n int) *lifetimes.Result {
 	t.Helper()
 	for {
-		res := progress(ctx, t, c, id)
-		if len(res.Steps) >= n {
+		res, err := tryProgress(ctx, c, id)
+		if err == nil && len(res.Steps) >= n {
 			return res
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("run %s: %d steps, waiting for %d: %v", id, len(res.Steps), n, ctx.Err())
+			t.Fatalf("run %s: waiting for %d steps: %v (last query: %v)", id, n, ctx.Err(), err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
