@@ -131,6 +131,7 @@ func foldKey(k string) string {
 func canonicalJSON(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
+		//workflowcheck:ignore each member is rewritten on its own, so the order does not matter
 		for k, m := range x {
 			if c := canonicalJSON(m); c == nil {
 				delete(x, k)
