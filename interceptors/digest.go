@@ -98,6 +98,7 @@ func foldedTwice(v any) bool {
 	switch x := v.(type) {
 	case map[string]any:
 		seen := make(map[string]bool, len(x))
+		//workflowcheck:ignore whether two names collide does not depend on the order
 		for k, m := range x {
 			f := foldKey(k)
 			if seen[f] || foldedTwice(m) {
