@@ -1,5 +1,5 @@
 # oidcflow: the two commands are `make demo` (run the demo on the dev stack) and
-# `make test` (all unit and integration tests against the dev stack).
+# `make test` (the checks, then all unit and integration tests against the dev stack).
 GO           ?= go
 DEVSTACK     := bin/devstack
 TEST_TIMEOUT ?= 45m
@@ -7,12 +7,20 @@ TEST_FLAGS   ?=
 TEST_PKGS    ?= ./...
 DEMO         ?= ./internal/demo
 DEMO_FLAGS   ?= -duration=30s
+RACE_TIMEOUT ?= 15m
+# NO_STACK is an env file that does not exist: it makes the integration tests skip in the
+# race run even when a stack is up.
+NO_STACK     := $(CURDIR)/.stack/none-for-unit-tests
 
-.PHONY: tools postgres browser devstack up down status test demo
+.PHONY: tools checkers postgres browser devstack up down status checks test demo
 
-# tools builds the pinned dev servers once per machine (cache folder) and links bin/.
+# tools builds the pinned dev servers and checkers once per machine (cache folder) and links bin/.
 tools:
 	@tools/build.sh
+
+# checkers builds only the pinned staticcheck and workflowcheck.
+checkers:
+	@tools/build.sh staticcheck workflowcheck
 
 # postgres installs PostgreSQL from the Debian packages when its binaries are missing.
 postgres:
@@ -51,12 +59,28 @@ down: devstack
 status: devstack
 	@$(DEVSTACK) status
 
-# test brings the stack up, runs every test with the stack required, and takes the stack
-# down again if it was not up before; its exit code is the tests'.
+# checks runs go vet, staticcheck, workflowcheck (every package: it reports only code that
+# workflows reach) and the unit tests under the race detector, without a stack (integration
+# tests skip). A failing check does not stop the others; the exit code says whether any failed.
+checks: checkers
+	@status=0; \
+	echo "checks: $(GO) vet ./..."; \
+	$(GO) vet ./... || status=1; \
+	echo "checks: bin/staticcheck ./..."; \
+	bin/staticcheck ./... || status=1; \
+	echo "checks: bin/workflowcheck -config tools/workflowcheck/config.yaml ./..."; \
+	bin/workflowcheck -config tools/workflowcheck/config.yaml ./... || status=1; \
+	echo "checks: $(GO) test -race ./... (unit tests; no stack, so integration tests skip)"; \
+	env -u OIDCFLOW_REQUIRE_STACK OIDCFLOW_ENV_FILE=$(NO_STACK) $(GO) test -race -timeout $(RACE_TIMEOUT) ./... || status=1; \
+	exit $$status
+
+# test runs the checks, brings the stack up, runs every test with the stack required, and
+# takes the stack down again if it was not up before; it fails when a check or a test fails.
 test: tools postgres browser devstack
-	@was_up=; $(DEVSTACK) status >/dev/null 2>&1 && was_up=1; \
+	@status=0; \
+	$(MAKE) --no-print-directory checks || status=$$?; \
+	was_up=; $(DEVSTACK) status >/dev/null 2>&1 && was_up=1; \
 	$(DEVSTACK) up || { [ -n "$$was_up" ] || $(DEVSTACK) down; exit 1; }; \
-	status=0; \
 	echo "test: OIDCFLOW_REQUIRE_STACK=1 $(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(TEST_PKGS)"; \
 	OIDCFLOW_REQUIRE_STACK=1 $(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(TEST_PKGS) || status=$$?; \
 	echo "test: fault tests (they pause and restart Vault and Hydra, so they run alone)"; \

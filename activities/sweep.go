@@ -25,7 +25,7 @@ type Runs interface {
 	Running(ctx context.Context, workflowID, runID string) (bool, error)
 }
 
-// TemporalRuns answers Runs through Temporal's DescribeWorkflowExecution. It asks about the
+// TemporalRuns answers Runs through Temporal's DescribeWorkflow. It asks about the
 // exact run: a run that was reset away is terminated, so its role is dropped even though a
 // new run of the same workflow id is running (that run grants again if it gets there).
 type TemporalRuns struct {
@@ -39,7 +39,7 @@ func (r TemporalRuns) Running(ctx context.Context, workflowID, runID string) (bo
 	if runID != "" && !isUUID(runID) {
 		return false, nil
 	}
-	d, err := r.Client.DescribeWorkflowExecution(ctx, workflowID, runID)
+	d, err := r.Client.DescribeWorkflow(ctx, workflowID, runID)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return false, nil
@@ -47,14 +47,14 @@ func (r TemporalRuns) Running(ctx context.Context, workflowID, runID string) (bo
 	if err != nil {
 		return false, err
 	}
-	return d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
+	return d.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
 }
 
 // Closed reports whether Temporal knows the workflow and none of its runs is running. A
 // workflow it does not know (never started, or deleted after its retention) is not reported
 // closed: the token store's sweep leaves holds it cannot place alone.
 func (r TemporalRuns) Closed(ctx context.Context, workflowID string) (bool, error) {
-	d, err := r.Client.DescribeWorkflowExecution(ctx, workflowID, "")
+	d, err := r.Client.DescribeWorkflow(ctx, workflowID, "")
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return false, nil
@@ -62,7 +62,7 @@ func (r TemporalRuns) Closed(ctx context.Context, workflowID string) (bool, erro
 	if err != nil {
 		return false, err
 	}
-	return d.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
+	return d.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
 }
 
 // isUUID reports whether s has the textual form of a UUID (RFC 9562 section 4).

@@ -13,7 +13,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -299,5 +298,3 @@ func expiredMatcher(t *testing.T, err error) {
 		t.Fatalf("want *TokenExpiredError, got %v", err)
 	}
 }
-
-func kidOf(i int) string { return fmt.Sprintf("k%d", i) }

@@ -98,7 +98,7 @@ func (ks *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, erro
 }
 
 func (ks *keySet) verify(ctx context.Context, raw string) ([]byte, error) {
-	jws, err := jose.ParseSigned(raw, ks.algs)
+	jws, err := jose.ParseSignedCompact(raw, ks.algs) // parseHeader already refused every other form
 	if err != nil {
 		return nil, malformed("not a signed JWT with an allowed algorithm")
 	}

@@ -98,6 +98,7 @@ func foldedTwice(v any) bool {
 	switch x := v.(type) {
 	case map[string]any:
 		seen := make(map[string]bool, len(x))
+		//workflowcheck:ignore whether two names collide does not depend on the order
 		for k, m := range x {
 			f := foldKey(k)
 			if seen[f] || foldedTwice(m) {
@@ -131,6 +132,7 @@ func foldKey(k string) string {
 func canonicalJSON(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
+		//workflowcheck:ignore each member is rewritten on its own, so the order does not matter
 		for k, m := range x {
 			if c := canonicalJSON(m); c == nil {
 				delete(x, k)

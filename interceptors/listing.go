@@ -24,6 +24,7 @@ func (w *workerInterceptor) clearListing(ctx workflow.Context) error {
 		}
 	}
 	memo := map[string]any{}
+	//workflowcheck:ignore the loop fills a set, so the order does not matter
 	for key := range workflow.GetInfo(ctx).Memo.GetFields() {
 		if strings.HasPrefix(key, "oidcflow.") || slices.Contains(w.opts.ListingMemo, key) {
 			memo[key] = nil // nil removes the key

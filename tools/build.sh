@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# build.sh compiles the pinned dev servers (Temporal CLI, Vault, Hydra) once into a cache
-# folder keyed by tool, version and go.sum, and links them into bin/ of the clone.
-# A second run, or a fresh clone on the same machine, only relinks.
+# build.sh compiles the pinned dev servers (Temporal CLI, Vault, Hydra) and checkers
+# (staticcheck, workflowcheck) once into a cache folder keyed by tool, version and go.sum,
+# and links them into bin/ of the clone. A second run, or a fresh clone on the same
+# machine, only relinks.
 #
-# Usage: tools/build.sh [temporal|vault|hydra ...]   (default: all three)
+# Usage: tools/build.sh [temporal|vault|hydra|staticcheck|workflowcheck ...]   (default: all)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,15 +16,18 @@ specs=(
   "temporal:github.com/temporalio/cli/cmd/temporal::4"
   "vault:github.com/hashicorp/vault::10"
   "hydra:github.com/ory/hydra/v2:sqlite,sqlite_omit_load_extension:2"
+  "staticcheck:honnef.co/go/tools/cmd/staticcheck::1"
+  "workflowcheck:go.temporal.io/sdk/contrib/tools/workflowcheck::1"
 )
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(temporal vault hydra)
+[ ${#want[@]} -gt 0 ] || want=(temporal vault hydra staticcheck workflowcheck)
 
 build() {
   local name=$1 pkg=$2 tags=$3 minutes=$4 dir="$root/tools/$1"
   local version key out
-  version=$(awk -v m="${pkg%/cmd/temporal}" '$1==m {print $2; exit}' "$dir/go.mod")
+  # the version of the required module that is the longest prefix of the package path
+  version=$(awk -v p="$pkg" '($1==p || index(p, $1"/")==1) && length($1)>n {n=length($1); v=$2} END {print v}' "$dir/go.mod")
   key=$(cat "$dir/go.mod" "$dir/go.sum" | sha256sum | cut -c1-12)
   out="$cache/$name-$version-$key/$name"
   if [ -x "$out" ]; then

@@ -2,6 +2,8 @@ package workflows
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"go.temporal.io/sdk/temporal"
 )
@@ -28,7 +30,10 @@ func (c AccessConfig) tighterThan(p AccessConfig) error {
 	case c.Fallback != nil && (p.Fallback == nil || !c.Fallback.tighterThan(*p.Fallback, p.AdminRole)):
 		return looser("fallback route may not be added or loosened")
 	}
-	for dept, r := range c.Routes {
+	// In department order, so the error names the same route on every replay.
+	depts := slices.Sorted(maps.Keys(c.Routes)) //workflowcheck:ignore the keys are sorted before use
+	for _, dept := range depts {
+		r := c.Routes[dept]
 		pr, ok := p.Routes[dept]
 		if !ok || !r.tighterThan(pr, p.AdminRole) {
 			return looser("route for department %q may only raise the number of approvers", dept)

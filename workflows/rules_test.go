@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,6 +63,25 @@ func TestInputConfigOnlyTightens(t *testing.T) {
 	} {
 		if err := tc.c.withDefaults().tighterThan(ip); (err == nil) != tc.ok {
 			t.Errorf("invoice %s: %v", name, err)
+		}
+	}
+}
+
+// TestTighterThanNamesTheFirstDepartment: with several loosened routes, the refusal names
+// the first department in order every time, so a replay of the run fails with the same
+// message as the run did.
+func TestTighterThanNamesTheFirstDepartment(t *testing.T) {
+	p, c := DefaultAccessConfig(), DefaultAccessConfig()
+	p.Routes, c.Routes = map[string]Route{}, map[string]Route{}
+	for _, dept := range []string{"finance", "engineering", "sales", "legal", "ops"} {
+		p.Routes[dept] = Route{ApproverRole: "db-approver", Required: 2}
+		c.Routes[dept] = Route{ApproverRole: "db-approver", Required: 1}
+	}
+	for range 50 {
+		err := c.withDefaults().tighterThan(p)
+		requireRefused(t, err, TypeLooserRules)
+		if !strings.Contains(err.Error(), `"engineering"`) {
+			t.Fatalf("the refusal names another department: %v", err)
 		}
 	}
 }

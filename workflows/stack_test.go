@@ -558,11 +558,11 @@ func (l *roleLock) release(t *testing.T, ctx context.Context) {
 // pendingActivity returns the started pending activity of the run, if any.
 func pendingActivity(t *testing.T, ctx context.Context, c client.Client, id string) (name string, attempt int32) {
 	t.Helper()
-	d, err := c.DescribeWorkflowExecution(ctx, id, "")
+	d, err := c.DescribeWorkflow(ctx, id, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range d.GetPendingActivities() {
+	for _, a := range d.RawResponse.GetPendingActivities() {
 		if a.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
 			return a.GetActivityType().GetName(), a.GetAttempt()
 		}

@@ -67,6 +67,7 @@ type stamperOutbound struct {
 }
 
 func (s *stamperOutbound) ExecuteActivity(ctx workflow.Context, activityType string, args ...any) workflow.Future {
+	//workflowcheck:ignore the loop fills a map, so the order does not matter
 	for k, v := range s.fields {
 		interceptor.WorkflowHeader(ctx)[k] = v
 	}

@@ -62,7 +62,7 @@ func TestAttackForgedListing(t *testing.T) {
 		if n := count(ctx, t, bob, fmt.Sprintf(`WorkflowId=%q AND Requester="alice"`, id)); n != 0 {
 			t.Errorf("%s lists under alice", id)
 		}
-		d, err := bob.DescribeWorkflowExecution(ctx, id, "")
+		d, err := bob.DescribeWorkflow(ctx, id, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,7 +70,7 @@ func TestAttackForgedListing(t *testing.T) {
 			var who struct {
 				Sub string `json:"sub"`
 			}
-			if p := d.GetWorkflowExecutionInfo().GetMemo().GetFields()[key]; p != nil {
+			if p := d.RawResponse.GetWorkflowExecutionInfo().GetMemo().GetFields()[key]; p != nil {
 				if err := converter.GetDefaultDataConverter().FromPayload(p, &who); err != nil {
 					t.Fatal(err)
 				}

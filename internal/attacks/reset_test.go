@@ -82,11 +82,11 @@ func reset(ctx context.Context, t *testing.T, r *rig, id, runID string, eventID 
 	if err != nil {
 		t.Fatalf("temporal workflow reset: %v\n%s", err, out)
 	}
-	d, err := r.st.PlainClient(t, nil).DescribeWorkflowExecution(ctx, id, "")
+	d, err := r.st.PlainClient(t, nil).DescribeWorkflow(ctx, id, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	newRun := d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+	newRun := d.RawResponse.GetWorkflowExecutionInfo().GetExecution().GetRunId()
 	if newRun == runID {
 		t.Fatal("the reset made no new run")
 	}

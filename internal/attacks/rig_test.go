@@ -114,10 +114,6 @@ func signaled(e *historypb.HistoryEvent) bool {
 	return e.GetWorkflowExecutionSignaledEventAttributes() != nil
 }
 
-func activityScheduled(e *historypb.HistoryEvent) bool {
-	return e.GetActivityTaskScheduledEventAttributes() != nil
-}
-
 // copyHeader returns the header field key of the first event of the run of that kind that
 // carries it, as an attacker who reads history would.
 func copyHeader(ctx context.Context, t *testing.T, c client.Client, id, runID string, kind func(*historypb.HistoryEvent) bool, key string) map[string]*commonpb.Payload {

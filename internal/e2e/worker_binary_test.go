@@ -204,11 +204,11 @@ func TestWorkerBinaryMetricsHealthAndDrain(t *testing.T) {
 // grantStarted reports whether the run's GrantAccess activity is running.
 func grantStarted(ctx context.Context, t *testing.T, c client.Client, id string) bool {
 	t.Helper()
-	d, err := c.DescribeWorkflowExecution(ctx, id, "")
+	d, err := c.DescribeWorkflow(ctx, id, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range d.GetPendingActivities() {
+	for _, a := range d.RawResponse.GetPendingActivities() {
 		if a.GetActivityType().GetName() == "GrantAccess" && a.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
 			return true
 		}

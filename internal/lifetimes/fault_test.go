@@ -240,11 +240,11 @@ func TestFaultCrashBeforeWrite(t *testing.T) {
 		// Parked: still running, and not retrying at the IdP.
 		grants := r.idpRefreshes(t)
 		time.Sleep(5 * time.Second)
-		desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+		desc, err := c.DescribeWorkflow(ctx, id, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s := desc.GetWorkflowExecutionInfo().GetStatus(); s != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		if s := desc.Status; s != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
 			t.Fatalf("parked run is %v; want running", s)
 		}
 		if now := progress(ctx, t, c, id); !now.Parked || now.Parks != 1 || r.idpRefreshes(t) != grants {
