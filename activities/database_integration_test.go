@@ -30,6 +30,21 @@ func postgresURL(t *testing.T) string {
 	return u
 }
 
+// bootstrapped returns a context for a minute and a pool on the stack's PostgreSQL, after
+// the bootstrap. The pool closes after the test's own cleanups (LIFO), which drop roles
+// through it.
+func bootstrapped(t *testing.T) (context.Context, *pgxpool.Pool) {
+	t.Helper()
+	url := postgresURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}))
+	pool, err := pgxpool.New(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return ctx, pool
+}
+
 type roleState struct {
 	exists     bool
 	login      bool
@@ -132,17 +147,11 @@ func TestGrantRevokeAgainstPostgres(t *testing.T) {
 }
 
 func TestGrantRefusesRolesItDidNotMake(t *testing.T) {
-	url := postgresURL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}))
-	pool, err := pgxpool.New(ctx, url)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close) // after the tests' own cleanups (LIFO), which drop roles through it
+	ctx, pool := bootstrapped(t)
 
 	requestID := "foreign-" + time.Now().Format("150405.000000000")
 	role := RoleName(requestID, "bob")
-	_, err = pool.Exec(ctx, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN")
+	_, err := pool.Exec(ctx, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN")
 	require.NoError(t, err)
 	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()) })
 
@@ -160,13 +169,7 @@ func TestGrantRefusesRolesItDidNotMake(t *testing.T) {
 }
 
 func TestSweepExpiredAgainstPostgres(t *testing.T) {
-	url := postgresURL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}))
-	pool, err := pgxpool.New(ctx, url)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close) // after the tests' own cleanups (LIFO), which drop roles through it
+	ctx, pool := bootstrapped(t)
 	a := &DatabaseActivities{DB: pool}
 	bobCtx := identity.WithActivity(ctx, bob)
 
@@ -179,7 +182,7 @@ func TestSweepExpiredAgainstPostgres(t *testing.T) {
 		"sweep-expired-" + stamp: time.Now().Add(-time.Minute),
 		"sweep-live-" + stamp:    time.Now().Add(time.Hour),
 	} {
-		_, err = a.GrantAccess(bobCtx, GrantAccessInput{RequestID: id, Requester: "bob",
+		_, err := a.GrantAccess(bobCtx, GrantAccessInput{RequestID: id, Requester: "bob",
 			Database: "demo", Access: AccessWrite, ValidUntil: until})
 		require.NoError(t, err)
 		role := RoleName(id, "bob")
@@ -197,13 +200,7 @@ func TestSweepExpiredAgainstPostgres(t *testing.T) {
 // TestGrantDurationCountsFromCreation: with a Duration, VALID UNTIL is set when the role is
 // created; a retry an hour later (a worker that was down) keeps it instead of moving it.
 func TestGrantDurationCountsFromCreation(t *testing.T) {
-	url := postgresURL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}))
-	pool, err := pgxpool.New(ctx, url)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close) // after the tests' own cleanups (LIFO), which drop roles through it
+	ctx, pool := bootstrapped(t)
 
 	created := time.Now().UTC().Truncate(time.Second)
 	now := created

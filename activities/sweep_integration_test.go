@@ -209,13 +209,7 @@ func TestSweepGrantsAgainstPostgres(t *testing.T) {
 // TestGrantRecordsItsRun: a grant made by an activity records the run that scheduled it in
 // the role's comment, which is what the sweep reads.
 func TestGrantRecordsItsRun(t *testing.T) {
-	url := postgresURL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}))
-	pool, err := pgxpool.New(ctx, url)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close) // after the tests' own cleanups (LIFO), which drop roles through it
+	ctx, pool := bootstrapped(t)
 
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
