@@ -77,7 +77,7 @@ func run() error {
 // Temporal answers.
 func routes(w *app.Worker, ready *atomic.Bool) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", w.Metrics)
+	mux.Handle("GET /metrics", w.Telemetry)
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(rw, "ok")
 	})

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/telemetry"
 	"github.com/oidcflow/oidcflow/tokenstore"
 )
 
@@ -27,8 +28,7 @@ import (
 // (a KV v2 secret next to it, written with check-and-set). The last holder to leave revokes.
 type sessions struct {
 	store     *tokenstore.Store
-	refresher *tokenstore.Refresher
-	counts    *refreshCounter
+	refresher *telemetry.Refresher
 	kv        *vault.KVv2
 	vault     *vault.Client // lists holder lists (sweep)
 	mount     string
@@ -105,7 +105,6 @@ func (s *sessions) Deposit(ctx context.Context, id *identity.Identity, tok *oaut
 // expiry, which keptUntil reports.
 func (s *sessions) CurrentIDToken(ctx context.Context, sessionID string) (raw string, keptUntil time.Time, err error) {
 	sess, err := s.refresher.Fresh(ctx, sessionID)
-	s.counts.observe(err)
 	if err != nil {
 		return "", time.Time{}, err
 	}

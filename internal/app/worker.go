@@ -25,7 +25,7 @@ import (
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/interceptors"
 	"github.com/oidcflow/oidcflow/internal/config"
-	"github.com/oidcflow/oidcflow/internal/metrics"
+	"github.com/oidcflow/oidcflow/telemetry"
 	"github.com/oidcflow/oidcflow/tokenstore"
 	"github.com/oidcflow/oidcflow/tokenstore/vaultauth"
 	"github.com/oidcflow/oidcflow/tokenstore/workercreds"
@@ -50,8 +50,10 @@ type WorkerOptions struct {
 	Authenticator func(*interceptors.AuthenticatorOptions)
 	// Worker adjusts the Temporal worker options before the worker is built.
 	Worker func(*worker.Options)
-	// Metrics receives the SDK's and oidcflow's metrics. Default: a new registry.
-	Metrics *metrics.Registry
+	// Telemetry receives the SDK's and oidcflow's metrics and oidcflow's spans. Default:
+	// telemetry.New with its defaults (a Prometheus registry of its own, the global
+	// TracerProvider).
+	Telemetry *telemetry.Telemetry
 }
 
 // Parts are the identity machinery of a worker, without Temporal: what NewWorker puts into
@@ -64,7 +66,7 @@ type Parts struct {
 	Interceptors []interceptor.WorkerInterceptor // identity first, then denial counting
 	Sessions     *activities.SessionActivities
 	Logger       *slog.Logger
-	Metrics      *metrics.Registry
+	Telemetry    *telemetry.Telemetry
 
 	vaultAuth *vaultauth.Authenticator
 	leftovers *leftovers
@@ -89,11 +91,13 @@ func NewParts(ctx context.Context, opts WorkerOptions) (*Parts, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	if opts.Metrics == nil {
-		opts.Metrics = metrics.New()
-	}
-	w := &Parts{Logger: logger, Metrics: opts.Metrics}
 	var err error
+	if opts.Telemetry == nil {
+		if opts.Telemetry, err = telemetry.New(telemetry.Options{Logger: logger}); err != nil {
+			return nil, err
+		}
+	}
+	w := &Parts{Logger: logger, Telemetry: opts.Telemetry}
 	if w.Vault, w.vaultAuth, err = VaultClient(ctx, env, logger); err != nil {
 		return nil, err
 	}
@@ -120,17 +124,14 @@ func NewParts(ctx context.Context, opts WorkerOptions) (*Parts, error) {
 		Skew:    skew,
 		Logger:  logger,
 	}
-	counts := &refreshCounter{
-		refreshes: opts.Metrics.Counter(MetricRefreshes, nil),
-		failures:  opts.Metrics.Counter(MetricRefreshFailures, nil),
-	}
-	ro.OnRefreshed = func(context.Context, string) { counts.refreshes.Inc() }
 	if opts.Refresher != nil {
 		opts.Refresher(&ro)
 	}
-	if w.Refresher, err = tokenstore.NewRefresher(ro); err != nil {
+	refresher, err := opts.Telemetry.NewRefresher(ro) // counts, times and traces refreshes
+	if err != nil {
 		return nil, err
 	}
+	w.Refresher = refresher.Refresher
 	idKey, err := LoadSessionIDKey(ctx, w.Vault, mount, SessionIDKeyPath, secrets[0])
 	if err != nil {
 		return nil, err
@@ -152,7 +153,7 @@ func NewParts(ctx context.Context, opts WorkerOptions) (*Parts, error) {
 		return nil, err
 	}
 	sess := &sessions{
-		store: w.Store, refresher: w.Refresher, counts: counts, vault: w.Vault, mount: mount,
+		store: w.Store, refresher: refresher, vault: w.Vault, mount: mount,
 		kv: w.Vault.KVv2(mount), prefix: "sessions/holders", idKey: idKey,
 	}
 	w.leftovers = &leftovers{sessions: sess, oneTime: oneTime}
@@ -173,7 +174,7 @@ func NewParts(ctx context.Context, opts WorkerOptions) (*Parts, error) {
 		return nil, err
 	}
 	wi, err := interceptors.NewWorkerInterceptor(interceptors.WorkerOptions{
-		Authenticator:      newCountingAuth(auth, opts.Metrics),
+		Authenticator:      opts.Telemetry.Authenticator(auth),
 		PropagationSecrets: secrets,
 		AllowAnonymous:     append(slices.Clone(opts.AllowAnonymous), workflows.SweeperWorkflow),
 		ReferenceTTL:       maxBacklog,
@@ -184,9 +185,8 @@ func NewParts(ctx context.Context, opts WorkerOptions) (*Parts, error) {
 	if err != nil {
 		return nil, err
 	}
-	deny := &denials{activities: opts.Metrics.Counter(MetricDenials, map[string]string{"surface": "activity"})}
-	w.Interceptors = []interceptor.WorkerInterceptor{wi, deny}
-	w.Sessions = &activities.SessionActivities{Refresher: w.Refresher, Sweeper: w.leftovers, Logger: logger}
+	w.Interceptors = []interceptor.WorkerInterceptor{wi, opts.Telemetry.Denials()}
+	w.Sessions = &activities.SessionActivities{Refresher: refresher, Sweeper: w.leftovers, Logger: logger}
 	return w, nil
 }
 
@@ -203,7 +203,7 @@ func NewWorker(ctx context.Context, opts WorkerOptions) (w *Worker, err error) {
 			w.Close()
 		}
 	}()
-	if w.Client, err = DialTemporal(ctx, env, logger, parts.Metrics); err != nil {
+	if w.Client, err = DialTemporal(ctx, env, logger, parts.Telemetry); err != nil {
 		return nil, err
 	}
 	wo := worker.Options{Interceptors: parts.Interceptors}
@@ -312,7 +312,7 @@ func (w *Worker) Close() {
 
 // DialTemporal connects to TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE as the worker (no person's
 // identity rides on the worker's own calls).
-func DialTemporal(ctx context.Context, env *config.Env, logger *slog.Logger, m *metrics.Registry) (client.Client, error) {
+func DialTemporal(ctx context.Context, env *config.Env, logger *slog.Logger, t *telemetry.Telemetry) (client.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	opts := client.Options{
@@ -320,8 +320,8 @@ func DialTemporal(ctx context.Context, env *config.Env, logger *slog.Logger, m *
 		Namespace: env.String("TEMPORAL_NAMESPACE"),
 		Logger:    sdklog.NewStructuredLogger(logger),
 	}
-	if m != nil {
-		opts.MetricsHandler = m.Handler()
+	if t != nil {
+		opts.MetricsHandler = t.MetricsHandler()
 	}
 	switch mode := env.String("OIDCFLOW_TEMPORAL_AUTH"); mode {
 	case "none":

@@ -18,9 +18,9 @@ import (
 
 	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/identity"
-	"github.com/oidcflow/oidcflow/internal/app"
 	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/testharness"
+	"github.com/oidcflow/oidcflow/telemetry"
 	"github.com/oidcflow/oidcflow/workflows"
 )
 
@@ -123,10 +123,10 @@ func TestWorkerBinaryMetricsHealthAndDrain(t *testing.T) {
 		name     string
 		positive bool
 	}{
-		{app.MetricVerifications, true},
-		{app.MetricDenials, true},
-		{app.MetricRefreshes, true},
-		{app.MetricRefreshFailures, false},
+		{telemetry.MetricVerifications, true},
+		{telemetry.MetricDenials, true},
+		{telemetry.MetricRefreshes, true},
+		{telemetry.MetricRefreshFailures, false},
 	} {
 		sum, ok := metricSum(metrics, c.name)
 		switch {
@@ -137,10 +137,15 @@ func TestWorkerBinaryMetricsHealthAndDrain(t *testing.T) {
 		}
 		t.Logf("%s = %v", c.name, sum)
 	}
-	if v, _ := metricValue(metrics, app.MetricVerifications+`{result="ok"}`); v <= 0 {
-		t.Errorf(`/metrics: %s{result="ok"} = %v, want > 0`, app.MetricVerifications, v)
+	if v, _ := metricValue(metrics, telemetry.MetricVerifications+`{result="ok"}`); v <= 0 {
+		t.Errorf(`/metrics: %s{result="ok"} = %v, want > 0`, telemetry.MetricVerifications, v)
 	}
-	for _, sdk := range []string{"temporal_request", "temporal_activity_execution_latency_seconds_count"} {
+	for _, histogram := range []string{telemetry.MetricVerificationDuration, telemetry.MetricRefreshDuration} {
+		if v, ok := metricSum(metrics, histogram+"_count"); !ok || v <= 0 {
+			t.Errorf("/metrics: histogram %s_count = %v (present %v), want > 0", histogram, v, ok)
+		}
+	}
+	for _, sdk := range []string{"temporal_request_total", "temporal_activity_execution_latency_seconds_count"} {
 		if v, ok := metricSum(metrics, sdk); !ok || v <= 0 {
 			t.Errorf("/metrics: SDK metric %s = %v (present %v), want > 0", sdk, v, ok)
 		}

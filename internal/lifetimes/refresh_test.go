@@ -7,8 +7,8 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/oidcflow/oidcflow/internal/app"
 	"github.com/oidcflow/oidcflow/internal/lifetimes"
+	"github.com/oidcflow/oidcflow/telemetry"
 )
 
 // TestRefreshFiveSecondTokens is issue 5's acceptance 1: with 5-second access tokens and
@@ -64,7 +64,7 @@ func TestRefreshFiveSecondTokens(t *testing.T) {
 	idp, answers := r.idpRefreshes(t), int(r.answers.Load())
 	t.Logf("%.0f s, %d steps (least validity seen %v), session refreshes %d while running, IdP refresh grants %d, IdP answers seen by the worker %d, %s %d, %s %d, Hydra reuse reports in the window (any client) %d",
 		elapsed.Seconds(), len(res.Steps), least.Round(time.Millisecond), sess.Refreshes, idp, answers,
-		app.MetricRefreshes, r.metric(app.MetricRefreshes), app.MetricRefreshFailures, r.metric(app.MetricRefreshFailures),
+		telemetry.MetricRefreshes, r.metric(telemetry.MetricRefreshes), telemetry.MetricRefreshFailures, r.metric(telemetry.MetricRefreshFailures),
 		r.reuseReports(t))
 	if elapsed < 90*time.Second || len(res.Steps) < 15 {
 		t.Errorf("run of %v with %d steps; want at least 90 s and 15 steps", elapsed, len(res.Steps))
@@ -75,11 +75,11 @@ func TestRefreshFiveSecondTokens(t *testing.T) {
 	if idp != answers {
 		t.Errorf("the IdP served %d refresh grants, the worker got %d answers; want one per rotation", idp, answers)
 	}
-	if n := r.metric(app.MetricRefreshFailures); n != 0 {
+	if n := r.metric(telemetry.MetricRefreshFailures); n != 0 {
 		t.Errorf("%d refresh failures", n)
 	}
-	if got := r.metric(app.MetricRefreshes); int(got) != idp {
-		t.Errorf("%s = %d; want the IdP's %d", app.MetricRefreshes, got, idp)
+	if got := r.metric(telemetry.MetricRefreshes); int(got) != idp {
+		t.Errorf("%s = %d; want the IdP's %d", telemetry.MetricRefreshes, got, idp)
 	}
 	sessionGone(ctx, t, w, res.SessionID)
 }

@@ -103,7 +103,7 @@ func (r *rig) reuseReports(t *testing.T) int {
 func (r *rig) metric(name string) uint64 {
 	var n uint64
 	for _, w := range r.workers {
-		n += w.Metrics.Counter(name, nil).Value()
+		n += uint64(w.Telemetry.Sum(name))
 	}
 	return n
 }

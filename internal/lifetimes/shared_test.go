@@ -9,8 +9,8 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/oidcflow/oidcflow/internal/app"
 	"github.com/oidcflow/oidcflow/internal/lifetimes"
+	"github.com/oidcflow/oidcflow/telemetry"
 )
 
 // TestSharedSessionTwoWorkers is issue 5's acceptance 2: two workers (each with its own
@@ -78,17 +78,17 @@ func TestSharedSessionTwoWorkers(t *testing.T) {
 	if err := anchorRun.Get(ctx, &res); err != nil {
 		t.Fatal(err)
 	}
-	perWorker := []uint64{r.workers[0].Metrics.Counter(app.MetricRefreshes, nil).Value(), r.workers[1].Metrics.Counter(app.MetricRefreshes, nil).Value()}
+	perWorker := []float64{r.workers[0].Telemetry.Sum(telemetry.MetricRefreshes), r.workers[1].Telemetry.Sum(telemetry.MetricRefreshes)}
 	t.Logf("%d runs, %d steps, 1 session: session refreshes %d, IdP refresh grants %d, IdP answers seen by the workers %d, %s per worker %v, %s %d, Hydra reuse reports in the window (any client) %d",
-		runs, steps, sess.Refreshes, idp, answers, app.MetricRefreshes, perWorker,
-		app.MetricRefreshFailures, r.metric(app.MetricRefreshFailures), r.reuseReports(t))
+		runs, steps, sess.Refreshes, idp, answers, telemetry.MetricRefreshes, perWorker,
+		telemetry.MetricRefreshFailures, r.metric(telemetry.MetricRefreshFailures), r.reuseReports(t))
 	if idp == 0 || idp != answers || idp != sess.Refreshes {
 		t.Errorf("IdP refresh grants %d, worker answers %d, session refreshes %d; want one per rotation, all equal", idp, answers, sess.Refreshes)
 	}
-	if got := r.metric(app.MetricRefreshes); int(got) != idp {
-		t.Errorf("%s summed over the workers = %d; want the IdP's %d", app.MetricRefreshes, got, idp)
+	if got := r.metric(telemetry.MetricRefreshes); int(got) != idp {
+		t.Errorf("%s summed over the workers = %d; want the IdP's %d", telemetry.MetricRefreshes, got, idp)
 	}
-	if n := r.metric(app.MetricRefreshFailures); n != 0 {
+	if n := r.metric(telemetry.MetricRefreshFailures); n != 0 {
 		t.Errorf("%d refresh failures", n)
 	}
 	sessionGone(ctx, t, r.workers[0], res.SessionID)
