@@ -13,7 +13,7 @@ import (
 
 // VaultClient returns a Vault client logged in as the worker (OIDCFLOW_VAULT_AUTH) and the
 // authenticator that keeps its token alive; run its Run method for the life of the worker.
-func VaultClient(ctx context.Context, env *config.Env, logger *slog.Logger) (*vault.Client, *vaultauth.Authenticator, error) {
+func VaultClient(ctx context.Context, env *config.Env, logger *slog.Logger) (*vault.Client, *vaultauth.Session, error) {
 	cfg := vault.DefaultConfig()
 	cfg.Address = env.String("VAULT_ADDR")
 	c, err := vault.NewClient(cfg)

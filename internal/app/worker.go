@@ -66,7 +66,7 @@ type Parts struct {
 	Logger       *slog.Logger
 	Metrics      *metrics.Registry
 
-	vaultAuth *vaultauth.Authenticator
+	vaultAuth *vaultauth.Session
 	leftovers *leftovers
 }
 
