@@ -1,4 +1,4 @@
-package app
+package pool
 
 import (
 	"context"
@@ -11,19 +11,26 @@ import (
 	vault "github.com/hashicorp/vault/api"
 
 	"github.com/oidcflow/oidcflow/interceptors/envelope"
+	"github.com/oidcflow/oidcflow/tokenstore"
 )
 
-// LoadKeyring reads the pool's envelope keys from Vault KV v2 at mount/path: field
-// "current" holds the private text form of the current key pair, "previous" a list of
-// older ones still accepted. It also returns the propagation secrets derived from them
-// (current first), so that every worker of the pool agrees on them without another secret.
-func LoadKeyring(ctx context.Context, c *vault.Client, mount, path string) (*envelope.Keyring, [][]byte, error) {
+// ErrNoEnvelopeKeys: Vault holds no envelope keys where the pool looks (Config.EnvelopeKeysPath);
+// seed them (see the package documentation's Vault layout).
+var ErrNoEnvelopeKeys = errors.New("pool: no envelope keys in Vault")
+
+// LoadEnvelopeKeys reads the pool's envelope keys from Vault KV v2 at mount/path (see the
+// package documentation's Vault layout): field "current" holds the private text form of the
+// current key pair, "previous" a list of older ones still opened. It also returns the
+// propagation secrets derived from them (current first), so that every worker of the pool
+// agrees on them without another secret. It does not watch for rotations: a worker reads the
+// keys when it starts.
+func LoadEnvelopeKeys(ctx context.Context, c *vault.Client, mount, path string) (*envelope.Keyring, [][]byte, error) {
 	sec, err := c.KVv2(mount).Get(ctx, path)
 	if err != nil {
 		if errors.Is(err, vault.ErrSecretNotFound) {
-			return nil, nil, fmt.Errorf("app: no envelope keys at %s/%s; run `make up` (dev) or seed them: %w", mount, path, err)
+			return nil, nil, fmt.Errorf("%w at %s/%s (seed them: see package pool's Vault layout)", ErrNoEnvelopeKeys, mount, path)
 		}
-		return nil, nil, fmt.Errorf("app: read envelope keys at %s/%s: %w", mount, path, err)
+		return nil, nil, fmt.Errorf("pool: read envelope keys at %s/%s: %w", mount, path, err)
 	}
 	texts := []string{}
 	if cur, ok := sec.Data["current"].(string); ok && cur != "" {
@@ -37,14 +44,14 @@ func LoadKeyring(ctx context.Context, c *vault.Client, mount, path string) (*env
 		}
 	}
 	if len(texts) == 0 {
-		return nil, nil, fmt.Errorf("app: envelope keys at %s/%s have no current key", mount, path)
+		return nil, nil, fmt.Errorf("%w: the secret at %s/%s has no current key", ErrNoEnvelopeKeys, mount, path)
 	}
 	pairs := make([]*envelope.KeyPair, len(texts))
 	secrets := make([][]byte, len(texts))
 	for i, t := range texts {
 		pairs[i] = new(envelope.KeyPair)
 		if err := pairs[i].UnmarshalText([]byte(t)); err != nil {
-			return nil, nil, fmt.Errorf("app: envelope key %d at %s/%s: %w", i, mount, path, err)
+			return nil, nil, fmt.Errorf("pool: envelope key %d at %s/%s: %w", i, mount, path, err)
 		}
 		secrets[i] = []byte(t)
 	}
@@ -55,33 +62,18 @@ func LoadKeyring(ctx context.Context, c *vault.Client, mount, path string) (*env
 	return ring, secrets, nil
 }
 
-// SessionIDKeyPath is where the pool's session-id key lives in the KV v2 mount.
-//
-// The pool's Vault layout (mount OIDCFLOW_VAULT_KV_MOUNT, cas_required on):
-//
-//	envelope/keys                 OIDCFLOW_ENVELOPE_KEYS_PATH: "current", the private text form
-//	                              of the current envelope key pair, and "previous", older ones
-//	                              still opened. Operators rotate it by writing a new version;
-//	                              the propagation secrets derive from it and rotate with it.
-//	                              Workers only read it.
-//	sessions/<id>                 one person's session (tokenstore.Store).
-//	sessions/holders/<id>         the runs that hold session <id> (see sessions).
-//	sessions/pool/session-id-key  "key", 32 random bytes in base64: the MAC key that maps a
-//	                              refresh token to its session id. Written once, with
-//	                              check-and-set 0, and never rotated: see LoadSessionIDKey.
-//
-// The worker policy of the dev stack lets workers create and read sessions/pool/*, not
-// update or delete it, so that a worker can seed the key but never change it.
+// SessionIDKeyPath is where the pool's session-id key lives in the KV v2 mount (see the
+// package documentation's Vault layout).
 const SessionIDKeyPath = "sessions/pool/session-id-key"
 
 // sessionIDKeySize is the length of the session-id key in bytes.
-const sessionIDKeySize = 32
+const sessionIDKeySize = tokenstore.MinSessionIDKeySize
 
 // LoadSessionIDKey returns the pool's session-id key from KV v2 at mount/path
-// (SessionIDKeyPath in the worker). Every worker of the pool must map a refresh token to the
-// same session id, now and after any envelope key rotation: two sessions holding one
-// rotating refresh chain would refresh it twice, and the IdP's reuse detection would kill
-// it. So the key lives apart from the envelope keys and does not change when they rotate.
+// (SessionIDKeyPath in New), for tokenstore.SharedSessionsOptions.IDKey. Every worker of
+// the pool must map a refresh token to the same session id, now and after any envelope key
+// rotation: two sessions holding one rotating refresh chain would refresh it twice, and the
+// IdP's reuse detection would kill it. So the key lives apart from the envelope keys and does not change when they rotate.
 //
 // When the key is missing, the first worker creates it with a create-only write
 // (check-and-set 0); a worker that loses that race reads the winner's, so all agree. The
@@ -99,14 +91,14 @@ func LoadSessionIDKey(ctx context.Context, c *vault.Client, mount, path string, 
 	}
 	derived, err := hkdf.Key(sha256.New, seed, nil, "oidcflow session id v1", sessionIDKeySize)
 	if err != nil {
-		return nil, fmt.Errorf("app: derive the session-id key: %w", err)
+		return nil, fmt.Errorf("pool: derive the session-id key: %w", err)
 	}
 	_, werr := kv.Put(ctx, path, map[string]any{"key": base64.StdEncoding.EncodeToString(derived)}, vault.WithCheckAndSet(0))
 	// Whether this write won or lost (check-and-set, or 403 where the policy lets workers
 	// only create), the stored key is the pool's.
 	key, err = readSessionIDKey(ctx, kv, mount, path)
 	if err != nil && werr != nil {
-		return nil, fmt.Errorf("app: create the session-id key at %s/%s (seed it, or let workers create %s): %w", mount, path, path, werr)
+		return nil, fmt.Errorf("pool: create the session-id key at %s/%s (seed it, or let workers create %s): %w", mount, path, path, werr)
 	}
 	return key, err
 }
@@ -117,12 +109,12 @@ func readSessionIDKey(ctx context.Context, kv *vault.KVv2, mount, path string) (
 		if errors.Is(err, vault.ErrSecretNotFound) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("app: read the session-id key at %s/%s: %w", mount, path, err)
+		return nil, fmt.Errorf("pool: read the session-id key at %s/%s: %w", mount, path, err)
 	}
 	text, _ := sec.Data["key"].(string)
 	key, err := base64.StdEncoding.DecodeString(text)
 	if err != nil || len(key) < sessionIDKeySize {
-		return nil, fmt.Errorf("app: the session-id key at %s/%s is not %d bytes of base64", mount, path, sessionIDKeySize)
+		return nil, fmt.Errorf("pool: the session-id key at %s/%s is not %d bytes of base64", mount, path, sessionIDKeySize)
 	}
 	return key, nil
 }

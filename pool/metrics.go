@@ -1,20 +1,21 @@
-package app
+package pool
 
 import (
 	"context"
 	"errors"
 	"time"
 
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/interceptors"
-	"github.com/oidcflow/oidcflow/internal/metrics"
 )
 
-// Metric names of oidcflow's own counters (next to the SDK's).
+// Metric names of oidcflow's own counters, which the pool reports through
+// Config.MetricsHandler next to the SDK's.
 const (
 	MetricVerifications   = "oidcflow_verifications_total"    // label result: ok, refused, error
 	MetricDenials         = "oidcflow_denials_total"          // policy refusals in activities and updates
@@ -25,12 +26,12 @@ const (
 // countingAuth counts verifications by outcome.
 type countingAuth struct {
 	next                   interceptors.Authenticator
-	ok, refused, transient *metrics.Counter
+	ok, refused, transient client.MetricsCounter
 }
 
-func newCountingAuth(next interceptors.Authenticator, r *metrics.Registry) *countingAuth {
-	c := func(result string) *metrics.Counter {
-		return r.Counter(MetricVerifications, map[string]string{"result": result})
+func newCountingAuth(next interceptors.Authenticator, h client.MetricsHandler) *countingAuth {
+	c := func(result string) client.MetricsCounter {
+		return h.WithTags(map[string]string{"result": result}).Counter(MetricVerifications)
 	}
 	return &countingAuth{next: next, ok: c("ok"), refused: c("refused"), transient: c("error")}
 }
@@ -38,11 +39,11 @@ func newCountingAuth(next interceptors.Authenticator, r *metrics.Registry) *coun
 func (c *countingAuth) count(err error) {
 	switch {
 	case err == nil:
-		c.ok.Inc()
+		c.ok.Inc(1)
 	case errors.Is(err, identity.ErrUnauthenticated) || errors.Is(err, identity.ErrReauthRequired) || errors.Is(err, identity.ErrForbidden):
-		c.refused.Inc()
+		c.refused.Inc(1)
 	default:
-		c.transient.Inc()
+		c.transient.Inc(1)
 	}
 }
 
@@ -76,21 +77,33 @@ func (c *countingAuth) Spend(ctx context.Context, id, owner string, until time.T
 
 // refreshCounter counts refreshes: the refresher reports each one it made at the IdP
 // (RefresherOptions.OnRefreshed), so a refresh another worker made and this one waited for
-// is not counted twice; failures are counted around the session store's Fresh calls.
-type refreshCounter struct{ refreshes, failures *metrics.Counter }
+// is not counted twice; failures are counted after the shared sessions' refresh checks
+// (SharedSessionsOptions.OnFresh).
+type refreshCounter struct{ refreshes, failures client.MetricsCounter }
 
-// observe counts err, the outcome of one Fresh call, as a failure unless it is nil or an
+func newRefreshCounter(h client.MetricsHandler) *refreshCounter {
+	return &refreshCounter{refreshes: h.Counter(MetricRefreshes), failures: h.Counter(MetricRefreshFailures)}
+}
+
+// refreshed counts one refresh made at the IdP.
+func (r *refreshCounter) refreshed(context.Context, string) { r.refreshes.Inc(1) }
+
+// observe counts err, the outcome of one refresh check, as a failure unless it is nil or an
 // identity refusal.
-func (r *refreshCounter) observe(err error) {
+func (r *refreshCounter) observe(_ context.Context, _ string, err error) {
 	if err != nil && !errors.Is(err, identity.ErrUnauthenticated) {
-		r.failures.Inc()
+		r.failures.Inc(1)
 	}
 }
 
 // denials counts policy refusals (oidcflow.Forbidden failures) of activities and updates.
 type denials struct {
 	interceptor.WorkerInterceptorBase
-	activities *metrics.Counter
+	activities client.MetricsCounter
+}
+
+func newDenials(h client.MetricsHandler) *denials {
+	return &denials{activities: h.WithTags(map[string]string{"surface": "activity"}).Counter(MetricDenials)}
 }
 
 func isForbidden(err error) bool {
@@ -114,7 +127,7 @@ type denialsActivity struct {
 func (a *denialsActivity) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
 	res, err := a.Next.ExecuteActivity(ctx, in)
 	if isForbidden(err) {
-		a.d.activities.Inc()
+		a.d.activities.Inc(1)
 	}
 	return res, err
 }

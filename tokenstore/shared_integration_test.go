@@ -125,7 +125,9 @@ func TestIntegrationSharedSessionsDepositRefusedLeavesNoHolder(t *testing.T) {
 // fakeRuns says which workflows are closed.
 type fakeRuns map[string]bool
 
-func (f fakeRuns) Closed(_ context.Context, workflowID string) (bool, error) { return f[workflowID], nil }
+func (f fakeRuns) Closed(_ context.Context, workflowID string) (bool, error) {
+	return f[workflowID], nil
+}
 
 // Sweep releases the holds of closed workflows (updates of them included) and ends the
 // session once no open workflow holds it; holds of open workflows stay.

@@ -76,7 +76,7 @@ func TestKeepAliveThirtyDays(t *testing.T) {
 		env.SetTestTimeout(5 * time.Minute)
 		env.SetWorkerOptions(worker.Options{Interceptors: parts.Interceptors})
 		env.RegisterWorkflowWithOptions(workflows.KeepAlive, workflow.RegisterOptions{Name: workflows.KeepAliveWorkflow})
-		env.RegisterActivity(parts.Sessions)
+		env.RegisterActivity(parts.SessionActivities)
 		env.SetStartTime(start)
 		env.SetHeader(header)
 		if run > 1 {

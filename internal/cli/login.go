@@ -23,9 +23,9 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/oidcflow/oidcflow/identity"
-	"github.com/oidcflow/oidcflow/internal/app"
 	"github.com/oidcflow/oidcflow/internal/devstack/idp"
 	"github.com/oidcflow/oidcflow/internal/tokencache"
+	"github.com/oidcflow/oidcflow/pool"
 )
 
 // metadata is the part of the issuer's discovery document the starter uses (OIDC Discovery
@@ -95,9 +95,13 @@ func (r *runner) oauthConfig(md metadata) *oauth2.Config {
 }
 
 // verifier builds the ID token verifier from the environment (issuer, client id, leeway,
-// nested roles), as the worker does.
+// claims preset, nested roles), as the worker does (pool.Config.NewVerifier).
 func (r *runner) verifier(ctx context.Context) (*identity.Verifier, error) {
-	v, err := app.NewVerifier(ctx, r.env)
+	cfg, err := pool.FromLookup(r.env.Lookup)
+	if err != nil {
+		return nil, err
+	}
+	v, err := cfg.NewVerifier(ctx)
 	if err != nil {
 		if errors.Is(err, identity.ErrProviderUnavailable) {
 			return nil, &idpError{r.env.String("OIDCFLOW_ISSUER"), err}

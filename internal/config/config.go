@@ -145,6 +145,18 @@ func (e *Env) String(name string) string {
 	panic("config: undocumented variable " + name + "; add it to config.Vars")
 }
 
+// Lookup returns the variable's value from the environment or the env file, without its
+// default; ok is false when neither sets it.
+func (e *Env) Lookup(name string) (value string, ok bool) {
+	if v, ok := e.lookup(name); ok && v != "" {
+		return v, true
+	}
+	if v, ok := e.file[name]; ok && v != "" {
+		return v, true
+	}
+	return "", false
+}
+
 // Required returns the variable's value or an error that says how to set it.
 func (e *Env) Required(name string) (string, error) {
 	if v := e.String(name); v != "" {
