@@ -8,7 +8,6 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
-	"google.golang.org/grpc/codes"
 
 	"github.com/oidcflow/oidcflow/interceptors"
 )
@@ -83,13 +82,24 @@ func (h *handOver) record(err error) {
 }
 
 // mayHaveArrived reports whether a request that failed with err may still have been taken by
-// the server.
+// the server: everything but the answers by which the server refused it.
 func mayHaveArrived(err error) bool {
-	switch serviceerror.ToStatus(err).Code() {
-	case codes.DeadlineExceeded, codes.Canceled, codes.Unknown, codes.Internal, codes.Unavailable:
-		return true
-	}
-	return false
+	var (
+		invalid    *serviceerror.InvalidArgument
+		started    *serviceerror.WorkflowExecutionAlreadyStarted
+		exists     *serviceerror.AlreadyExists
+		denied     *serviceerror.PermissionDenied
+		notFound   *serviceerror.NotFound
+		noNS       *serviceerror.NamespaceNotFound
+		inactiveNS *serviceerror.NamespaceNotActive
+		failed     *serviceerror.FailedPrecondition
+		exhausted  *serviceerror.ResourceExhausted
+		unimpl     *serviceerror.Unimplemented
+	)
+	refused := errors.As(err, &invalid) || errors.As(err, &started) || errors.As(err, &exists) ||
+		errors.As(err, &denied) || errors.As(err, &notFound) || errors.As(err, &noNS) || errors.As(err, &inactiveNS) ||
+		errors.As(err, &failed) || errors.As(err, &exhausted) || errors.As(err, &unimpl)
+	return !refused
 }
 
 type handOverOutbound struct {
