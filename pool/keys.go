@@ -62,6 +62,34 @@ func LoadEnvelopeKeys(ctx context.Context, c *vault.Client, mount, path string) 
 	return ring, secrets, nil
 }
 
+// SeedEnvelopeKeys creates the pool's first envelope key pair, named keyID, and writes it to
+// Vault KV v2 at mount/path (Config.VaultKVMount, Config.EnvelopeKeysPath) as the "current"
+// key, with a create-only write: it fails when keys are there already, so it never replaces
+// a pool's keys. It returns the public key in text form, which starters need
+// (OIDCFLOW_ENVELOPE_PUBLIC_KEY). An operator runs it once, with a Vault token that may write
+// the path (the worker policy may not); the private key goes nowhere but Vault. It does not
+// rotate keys: write a new version with the new pair as "current" and the old one first in
+// "previous" for that.
+func SeedEnvelopeKeys(ctx context.Context, c *vault.Client, mount, path, keyID string) (publicKey string, err error) {
+	kp, err := envelope.GenerateKeyPair(keyID, envelope.KEMHybrid)
+	if err != nil {
+		return "", err
+	}
+	priv, err := kp.MarshalText()
+	if err != nil {
+		return "", err
+	}
+	pub, err := kp.Public().MarshalText()
+	if err != nil {
+		return "", err
+	}
+	if _, err := c.KVv2(mount).Put(ctx, path, map[string]any{"current": string(priv), "previous": []string{}},
+		vault.WithCheckAndSet(0)); err != nil {
+		return "", fmt.Errorf("pool: seed envelope keys at %s/%s (create only; are they there already?): %w", mount, path, err)
+	}
+	return string(pub), nil
+}
+
 // SessionIDKeyPath is where the pool's session-id key lives in the KV v2 mount (see the
 // package documentation's Vault layout).
 const SessionIDKeyPath = "sessions/pool/session-id-key"

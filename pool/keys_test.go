@@ -300,3 +300,48 @@ func TestIntegrationSessionIDKeyOneForThePool(t *testing.T) {
 		}
 	}
 }
+
+// SeedEnvelopeKeys writes a pair the pool loads, returns its public half, and never replaces
+// keys that are there.
+func TestSeedEnvelopeKeys(t *testing.T) {
+	f := newFakeKV(t)
+	c := f.client(t)
+	ctx := context.Background()
+	pub, err := SeedEnvelopeKeys(ctx, c, "oidcflow", "envelope/keys", "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, secrets, err := LoadEnvelopeKeys(ctx, c, "oidcflow", "envelope/keys")
+	if err != nil || len(secrets) != 1 {
+		t.Fatalf("load the seeded keys: %v", err)
+	}
+	parsed, err := envelope.ParsePublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := envelope.Seal(parsed, envelope.Binding{Namespace: "ns", WorkflowID: "wf", Operation: "start"},
+		envelope.Contents{IDToken: "id", InputDigest: make([]byte, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ring.Open(envelope.Binding{Namespace: "ns", WorkflowID: "wf", Operation: "start"}, sealed); err != nil {
+		t.Fatalf("the pool cannot open an envelope sealed to the returned public key: %v", err)
+	}
+	if strings.Contains(pub, secretPart(t, f)) {
+		t.Fatal("the public key text holds the private key")
+	}
+	if _, err := SeedEnvelopeKeys(ctx, c, "oidcflow", "envelope/keys", "k2"); err == nil {
+		t.Fatal("existing keys were replaced")
+	}
+}
+
+// secretPart returns the private key text stored in the fake Vault.
+func secretPart(t *testing.T, f *fakeKV) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cur, _ := f.data["envelope/keys"]["current"].(string)
+	if cur == "" {
+		t.Fatal("no current key stored")
+	}
+	return cur[len(cur)-40:]
+}
