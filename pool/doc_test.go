@@ -22,8 +22,8 @@ func policyLines(text string) []string {
 	return out
 }
 
-// TestDocumentedPolicyIsTheDevStacks: the worker policy the package documentation shows is
-// the one the dev stack gives its workers (which the integration tests run under), less its
+// TestDocumentedPolicyIsTheDevStacks: the worker policy the package documentation and the
+// README show is the one the dev stack gives its workers (which the integration tests run under), less its
 // Transit rules, which the pool does not use.
 func TestDocumentedPolicyIsTheDevStacks(t *testing.T) {
 	doc, err := os.ReadFile("doc.go")
@@ -36,8 +36,14 @@ func TestDocumentedPolicyIsTheDevStacks(t *testing.T) {
 			dev = append(dev, l)
 		}
 	}
-	if got := policyLines(string(doc)); !slices.Equal(got, dev) {
-		t.Errorf("documented policy:\n%s\ndev stack's:\n%s", strings.Join(got, "\n"), strings.Join(dev, "\n"))
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{"package pool's documentation": string(doc), "the README": string(readme)} {
+		if got := policyLines(text); !slices.Equal(got, dev) {
+			t.Errorf("the policy in %s:\n%s\ndev stack's:\n%s", name, strings.Join(got, "\n"), strings.Join(dev, "\n"))
+		}
 	}
 	if devstack.VaultKVMount != "oidcflow" || devstack.VaultEnvelopeKeysPath != defaultOf("OIDCFLOW_ENVELOPE_KEYS_PATH") {
 		t.Error("the documented layout's mount or key path is not the dev stack's")
