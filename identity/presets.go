@@ -78,5 +78,5 @@ func ParseHierarchy(spec string) (Hierarchy, error) {
 	if doc.Hierarchy != nil {
 		h = *doc.Hierarchy
 	}
-	return Hierarchy{RoleImplies: h.RoleImplies, GroupImplies: h.GroupImplies}, nil
+	return Hierarchy(h), nil
 }

@@ -63,7 +63,7 @@ func TestSharedSessionID(t *testing.T) {
 	if want := base64.RawURLEncoding.EncodeToString(m.Sum(nil)); id != want {
 		t.Errorf("session id %s, want %s", id, want)
 	}
-	if a.SessionID("") == a.SessionID("") {
+	if first, second := a.SessionID(""), a.SessionID(""); first == second {
 		t.Error("deposits without a refresh token share a session")
 	}
 }
