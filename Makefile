@@ -66,6 +66,8 @@ checks: checkers
 	@status=0; \
 	echo "checks: $(GO) vet ./..."; \
 	$(GO) vet ./... || status=1; \
+	echo "checks: $(GO) vet ./... in examples (a module of its own)"; \
+	(cd examples && $(GO) vet ./...) || status=1; \
 	echo "checks: bin/staticcheck ./..."; \
 	bin/staticcheck ./... || status=1; \
 	echo "checks: bin/workflowcheck -config tools/workflowcheck/config.yaml ./..."; \
@@ -83,6 +85,8 @@ test: tools postgres browser devstack
 	$(DEVSTACK) up || { [ -n "$$was_up" ] || $(DEVSTACK) down; exit 1; }; \
 	echo "test: OIDCFLOW_REQUIRE_STACK=1 $(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(TEST_PKGS)"; \
 	OIDCFLOW_REQUIRE_STACK=1 $(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(TEST_PKGS) || status=$$?; \
+	echo "test: the examples module (a module of its own, so ./... above does not reach it)"; \
+	(cd examples && OIDCFLOW_REQUIRE_STACK=1 $(GO) test -timeout 10m $(TEST_FLAGS) ./...) || status=$$?; \
 	echo "test: fault tests (they pause and restart Vault and Hydra, so they run alone)"; \
 	OIDCFLOW_REQUIRE_STACK=1 OIDCFLOW_FAULTS=1 $(GO) test -timeout 15m -count=1 -run Fault ./internal/lifetimes || status=$$?; \
 	[ -n "$$was_up" ] || $(DEVSTACK) down; \

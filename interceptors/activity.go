@@ -16,7 +16,9 @@ import (
 // into the context (identity.FromActivity); a pool reference marks the context as running
 // under the pool's own authority (identity.RequirePool). A task with neither, or with one
 // that does not check out for this run and activity type, fails with a non-retryable
-// oidcflow.Unauthenticated error.
+// oidcflow.Unauthenticated error, unless a workflow type that passes through
+// (WorkerOptions.IdentityWorkflows) scheduled it: then it runs with no identity and no
+// authority.
 type activityInbound struct {
 	interceptor.ActivityInboundInterceptorBase
 	root *workerInterceptor
@@ -32,10 +34,14 @@ func (a *activityInbound) ExecuteActivity(ctx context.Context, in *interceptor.E
 	if err != nil {
 		return nil, identity.ApplicationError(err)
 	}
+	info := activity.GetInfo(ctx)
 	if !ok {
+		// The server names the workflow that scheduled the task; a client cannot choose it.
+		if info.WorkflowType != nil && a.root.passThrough(info.WorkflowType.Name) {
+			return a.Next.ExecuteActivity(ctx, in)
+		}
 		return nil, identity.ApplicationError(ErrNoReference)
 	}
-	info := activity.GetInfo(ctx)
 	if strings.HasPrefix(ref.Op, opPool) {
 		if err := a.root.keys.verify(&ref, opPool+info.ActivityType.Name, info.WorkflowExecution.RunID); err != nil {
 			return nil, identity.ApplicationError(err)

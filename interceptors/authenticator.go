@@ -23,7 +23,7 @@ type TokenVerifier interface {
 	VerifyKeptIDToken(ctx context.Context, raw string, until time.Time) (*identity.Identity, error)
 }
 
-// SessionStore keeps a person's tokens between steps; tokenstore's shared sessions are one.
+// SessionStore keeps a person's tokens between steps; *tokenstore.SharedSessions is one.
 type SessionStore interface {
 	// Deposit stores the tokens of a verified identity for holder (a workflow, or an update
 	// of one) and returns the session id. Deposits of the same refresh token share one

@@ -31,7 +31,7 @@ type DialOptions struct {
 //
 //	c, err := interceptors.Dial(ctx, interceptors.DialOptions{
 //		Client:      client.Options{HostPort: "127.0.0.1:7233", Namespace: "oidcflow"},
-//		TokenSource: tokens, // e.g. an oauth2.Config's TokenSource after login
+//		TokenSource: tokens, // must not refresh a refresh token it handed over: see login.Dial
 //		PublicKey:   os.Getenv("OIDCFLOW_ENVELOPE_PUBLIC_KEY"),
 //	})
 //	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: workflows.TaskQueue},

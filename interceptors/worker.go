@@ -77,6 +77,16 @@ type WorkerOptions struct {
 	// run under the pool's own authority (identity.AsPool), so list only types whose input
 	// cannot widen what they do. Default none: every workflow needs an identity.
 	AllowAnonymous []string
+	// IdentityWorkflows, when not empty, makes identity opt-in per workflow type, so that the
+	// interceptor can join a worker that runs other workflows too: the types listed here (and
+	// in AllowAnonymous) are handled as described above; every other type passes through
+	// untouched. A pass-through run is not checked and carries no identity, and its
+	// activities run with none and without the pool's authority: identity.FromActivity fails
+	// with identity.ErrUnauthenticated and identity.RequirePool fails, so an activity that
+	// begins with identity.Require refuses them. Children and signals of identity workflows
+	// that a pass-through run starts or sends fail as if from a client without identity.
+	// Default none: every workflow type needs an identity.
+	IdentityWorkflows []string
 	// ListingSearchAttributes are search attributes that only the worker may set (requester,
 	// state, ...): values a client set at start are cleared at the run's first workflow task,
 	// before the identity is verified, so a list filtered by them shows only what verified
@@ -133,6 +143,9 @@ type workerInterceptor struct {
 }
 
 func (w *workerInterceptor) InterceptWorkflow(ctx workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {
+	if w.passThrough(workflow.GetInfo(ctx).WorkflowType.Name) {
+		return next
+	}
 	return &workflowInbound{
 		WorkflowInboundInterceptorBase: interceptor.WorkflowInboundInterceptorBase{Next: next},
 		root:                           w,
@@ -148,6 +161,12 @@ func (w *workerInterceptor) InterceptActivity(ctx context.Context, next intercep
 
 func (w *workerInterceptor) anonymous(workflowType string) bool {
 	return slices.Contains(w.opts.AllowAnonymous, workflowType)
+}
+
+// passThrough reports whether runs of workflowType are left alone (WorkerOptions.IdentityWorkflows).
+func (w *workerInterceptor) passThrough(workflowType string) bool {
+	return len(w.opts.IdentityWorkflows) > 0 && !slices.Contains(w.opts.IdentityWorkflows, workflowType) &&
+		!w.anonymous(workflowType)
 }
 
 // runState is the interceptor's per-run state. It changes only in workflow code, in the

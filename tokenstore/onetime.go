@@ -222,29 +222,5 @@ func (o *OneTime) Sweep(ctx context.Context) (int, error) {
 // list returns the keys of a KV v2 folder (sub-folders end in "/"); a missing folder is
 // empty.
 func (o *OneTime) list(ctx context.Context, folder string) ([]string, error) {
-	sec, err := o.client.Logical().ListWithContext(ctx, o.mount+"/metadata/"+folder)
-	if err != nil {
-		err = classifyVaultError("list", "one-time folder "+folder, err)
-		if errors.Is(err, ErrNotFound) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	if sec == nil || sec.Data == nil {
-		return nil, nil
-	}
-	raw, ok := sec.Data["keys"].([]any)
-	if !ok {
-		if sec.Data["keys"] == nil {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("tokenstore: list one-time folder %s: vault answered keys of type %T", folder, sec.Data["keys"])
-	}
-	keys := make([]string, 0, len(raw))
-	for _, k := range raw {
-		if s, ok := k.(string); ok {
-			keys = append(keys, s)
-		}
-	}
-	return keys, nil
+	return listFolder(ctx, o.client, o.mount, folder, "one-time folder "+folder)
 }

@@ -38,6 +38,7 @@ type StoreOptions struct {
 
 // Store reads and writes sessions in Vault KV v2. It is safe for concurrent use.
 type Store struct {
+	client *vault.Client
 	kv     *vault.KVv2
 	mount  string
 	prefix string
@@ -61,7 +62,7 @@ func NewStore(opts StoreOptions) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{kv: opts.Client.KVv2(mount), mount: mount, prefix: prefix, now: now}, nil
+	return &Store{client: opts.Client, kv: opts.Client.KVv2(mount), mount: mount, prefix: prefix, now: now}, nil
 }
 
 func (st *Store) path(id string) string { return st.prefix + "/" + id }

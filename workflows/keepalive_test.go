@@ -17,8 +17,8 @@ import (
 	"github.com/oidcflow/oidcflow/interceptors"
 	"github.com/oidcflow/oidcflow/interceptors/envelope"
 	"github.com/oidcflow/oidcflow/internal/app"
-	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/testharness"
+	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
 	"github.com/oidcflow/oidcflow/tokenstore"
 	"github.com/oidcflow/oidcflow/workflows"
 )
@@ -76,7 +76,7 @@ func TestKeepAliveThirtyDays(t *testing.T) {
 		env.SetTestTimeout(5 * time.Minute)
 		env.SetWorkerOptions(worker.Options{Interceptors: parts.Interceptors})
 		env.RegisterWorkflowWithOptions(workflows.KeepAlive, workflow.RegisterOptions{Name: workflows.KeepAliveWorkflow})
-		env.RegisterActivity(parts.Sessions)
+		env.RegisterActivity(parts.SessionActivities)
 		env.SetStartTime(start)
 		env.SetHeader(header)
 		if run > 1 {

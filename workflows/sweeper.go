@@ -43,25 +43,23 @@ var sweepOptions = workflow.ActivityOptions{
 }
 
 // sweepStep is one step of a sweep: one activity, run under the pool's own authority, that
-// removes one kind of leftover. New steps (expired one-time envelope records, sessions whose
-// holders are all gone, ...) are added to sweepSteps; each puts its result into the
-// SweeperResult.
+// removes one kind of leftover; each puts its result into the SweeperResult.
 type sweepStep struct {
 	name string
 	run  func(ctx workflow.Context, res *SweeperResult) error
 }
 
-// sweepSteps are the steps of a sweep, in order.
-var sweepSteps = []sweepStep{
-	{"grants", func(ctx workflow.Context, res *SweeperResult) error {
-		var db *activities.DatabaseActivities
-		return workflow.ExecuteActivity(ctx, db.SweepGrants, activities.SweepGrantsInput{}).Get(ctx, &res.Grants)
-	}},
-	{"sessions", func(ctx workflow.Context, res *SweeperResult) error {
-		var s *activities.SessionActivities
-		return workflow.ExecuteActivity(ctx, s.SweepSessions, activities.SweepSessionsInput{}).Get(ctx, &res.Sessions)
-	}},
-}
+// grantsStep drops just-in-time database roles (activities.DatabaseActivities.SweepGrants).
+var grantsStep = sweepStep{"grants", func(ctx workflow.Context, res *SweeperResult) error {
+	var db *activities.DatabaseActivities
+	return workflow.ExecuteActivity(ctx, db.SweepGrants, activities.SweepGrantsInput{}).Get(ctx, &res.Grants)
+}}
+
+// sessionsStep ends orphaned token sessions (activities.SessionActivities.SweepSessions).
+var sessionsStep = sweepStep{"sessions", func(ctx workflow.Context, res *SweeperResult) error {
+	var s *activities.SessionActivities
+	return workflow.ExecuteActivity(ctx, s.SweepSessions, activities.SweepSessionsInput{}).Get(ctx, &res.Sessions)
+}}
 
 // Sweeper removes what runs left behind, whatever happened to them: it is how oidcflow's
 // cleanup never depends on the requester. A Temporal Schedule of the worker pool runs it
@@ -76,10 +74,22 @@ var sweepSteps = []sweepStep{
 // A failing step does not stop the others; the run then fails with TypeSweepFailed, naming
 // the steps, and the next scheduled run tries again.
 func Sweeper(ctx workflow.Context, _ SweeperInput) (SweeperResult, error) {
+	return sweep(ctx, grantsStep, sessionsStep)
+}
+
+// SessionSweeper is Sweeper without the grants step: the sweep of a pool that grants no
+// database roles and so has no activities.DatabaseActivities registered. A pool registers
+// one of the two as SweeperWorkflow (package pool registers this one unless told otherwise).
+func SessionSweeper(ctx workflow.Context, _ SweeperInput) (SweeperResult, error) {
+	return sweep(ctx, sessionsStep)
+}
+
+// sweep runs steps in order; a failing step does not stop the others.
+func sweep(ctx workflow.Context, steps ...sweepStep) (SweeperResult, error) {
 	ctx = workflow.WithActivityOptions(identity.AsPool(ctx), sweepOptions)
 	var res SweeperResult
 	var failed []string
-	for _, step := range sweepSteps {
+	for _, step := range steps {
 		if err := step.run(ctx, &res); err != nil {
 			workflow.GetLogger(ctx).Warn("sweep step failed", "step", step.name, "error", err)
 			failed = append(failed, fmt.Sprintf("%s: %s", step.name, errorText(err)))

@@ -74,3 +74,23 @@ func TestSweeperReportsAFailedStep(t *testing.T) {
 	require.Equal(t, TypeSweepFailed, app.Type())
 	require.Contains(t, app.Error(), "grants: activities: sweep: cannot connect to the database")
 }
+
+// TestSessionSweeperSkipsGrants: the sweep of a pool without database grants runs the token
+// store's step only, under the pool's authority; it never asks for DatabaseActivities.
+func TestSessionSweeperSkipsGrants(t *testing.T) {
+	env, _ := newEnv(t, "")
+	env.RegisterWorkflowWithOptions(SessionSweeper, workflow.RegisterOptions{Name: SweeperWorkflow})
+	var asPool bool
+	env.OnActivity(sessionAct.SweepSessions, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, _ activities.SweepSessionsInput) (activities.SweepSessionsResult, error) {
+			asPool = identity.RequirePool(ctx) == nil
+			return activities.SweepSessionsResult{SessionsEnded: 3}, nil
+		})
+	env.ExecuteWorkflow(SweeperWorkflow, SweeperInput{})
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var res SweeperResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, 3, res.Sessions.SessionsEnded)
+	require.True(t, asPool, "the token store's sweep must run under the pool's authority")
+}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/interceptors"
-	"github.com/oidcflow/oidcflow/internal/app/apptest"
+	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
 	"github.com/oidcflow/oidcflow/workflows"
 )
 

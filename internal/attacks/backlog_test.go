@@ -15,9 +15,9 @@ import (
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/interceptors"
 	"github.com/oidcflow/oidcflow/internal/app"
-	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/attacks"
 	"github.com/oidcflow/oidcflow/internal/testharness"
+	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
 )
 
 // pool is a worker pool of one that a test stops and starts.

@@ -8,8 +8,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/oidcflow/oidcflow/interceptors"
-	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/attacks"
+	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
 	"github.com/oidcflow/oidcflow/workflows"
 )
 

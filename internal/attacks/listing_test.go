@@ -11,7 +11,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/oidcflow/oidcflow/internal/app/apptest"
+	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
 	"github.com/oidcflow/oidcflow/workflows"
 )
 

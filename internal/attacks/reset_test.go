@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/oidcflow/oidcflow/identity"
-	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/testharness"
+	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
 )
 
 // TestAttackReset (attack 8): a real `temporal workflow reset` makes a new run from a copy of

@@ -14,9 +14,9 @@ import (
 
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/internal/app"
-	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/attacks"
 	"github.com/oidcflow/oidcflow/internal/testharness"
+	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
 )
 
 // rig is a worker pool of one on a task queue of the test's own.

@@ -11,9 +11,9 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/oidcflow/oidcflow/interceptors"
-	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/attacks"
 	"github.com/oidcflow/oidcflow/internal/testharness"
+	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
 )
 
 // startListener starts a Listener that takes count pings, as c.

@@ -7,7 +7,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/oidcflow/oidcflow/internal/app/apptest"
+	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
 	"github.com/oidcflow/oidcflow/tokenstore"
 	"github.com/oidcflow/oidcflow/workflows"
 )

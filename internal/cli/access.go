@@ -22,6 +22,7 @@ import (
 
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/interceptors"
+	"github.com/oidcflow/oidcflow/login"
 	"github.com/oidcflow/oidcflow/workflows"
 )
 
@@ -84,7 +85,16 @@ func dialTemporal(ctx context.Context, r *runner, ts oauth2.TokenSource) (tempor
 	if err != nil {
 		return nil, err
 	}
-	c, err := interceptors.Dial(ctx, interceptors.DialOptions{Client: opts, TokenSource: ts, PublicKey: pub})
+	var c client.Client
+	if src, ok := ts.(*login.TokenSource); ok {
+		// Starts and re-consents hand the refresh token to the pool; login.Dial records it.
+		c, err = login.Dial(ctx, login.DialOptions{Client: opts, Source: src, PublicKey: pub,
+			OnHandOverError: func(err error) {
+				fmt.Fprintf(r.stderr, "starter: warning: could not record the refresh token's hand-over: %v\n", err)
+			}})
+	} else {
+		c, err = interceptors.Dial(ctx, interceptors.DialOptions{Client: opts, TokenSource: ts, PublicKey: pub})
+	}
 	if err != nil {
 		if strings.Contains(err.Error(), "OIDCFLOW_ENVELOPE_PUBLIC_KEY") {
 			return nil, err
@@ -148,12 +158,6 @@ func (r *runner) requestAccess(ctx context.Context, args []string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("start the access request: %w", err)
-	}
-	// The start envelope carried the refresh token: from now on the worker pool keeps it.
-	if ts, _, err := r.tokenSource(ctx); err == nil {
-		if err := ts.HandOver(); err != nil {
-			fmt.Fprintf(r.stderr, "starter: warning: could not record the refresh token's hand-over: %v\n", err)
-		}
 	}
 	out := RequestJSON{WorkflowID: run.GetID(), RunID: run.GetRunID(), UIURL: r.uiURL(run.GetID())}
 	st, err := r.firstStatus(ctx, c, run)
@@ -509,12 +513,6 @@ func (r *runner) reconsent(ctx context.Context, args []string) error {
 	}
 	if err != nil {
 		return r.workflowError(id, "reconsent", err)
-	}
-	// The envelope carried the new refresh token: the run keeps it from now on.
-	if ts, _, err := r.tokenSource(ctx); err == nil {
-		if err := ts.HandOver(); err != nil {
-			fmt.Fprintf(r.stderr, "starter: warning: could not record the refresh token's hand-over: %v\n", err)
-		}
 	}
 	return r.emit(map[string]any{"workflow_id": id, "reconsented": true}, func(w io.Writer) {
 		fmt.Fprintf(w, "Consent renewed: %s continues on your new session.\n", id)

@@ -25,7 +25,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/oidcflow/oidcflow/internal/config"
-	"github.com/oidcflow/oidcflow/internal/tokencache"
+	"github.com/oidcflow/oidcflow/login"
 )
 
 // Exit codes.
@@ -311,6 +311,6 @@ func (r *runner) version(ctx context.Context, args []string) error {
 }
 
 // cache returns the token cache at OIDCFLOW_TOKEN_CACHE, default the user's config folder.
-func (r *runner) cache() (*tokencache.Cache, error) {
-	return tokencache.New(tokencache.Options{Path: r.env.String("OIDCFLOW_TOKEN_CACHE")})
+func (r *runner) cache() (*login.Cache, error) {
+	return login.NewCache(login.CacheOptions{Path: r.env.String("OIDCFLOW_TOKEN_CACHE")})
 }

@@ -17,7 +17,7 @@ import (
 
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/internal/config"
-	"github.com/oidcflow/oidcflow/internal/tokencache"
+	"github.com/oidcflow/oidcflow/login"
 	"github.com/oidcflow/oidcflow/workflows"
 )
 
@@ -160,7 +160,7 @@ func TestLoginBrowserCachesVerifiedSession(t *testing.T) {
 	if di.Mode().Perm() != 0o700 {
 		t.Errorf("cache folder mode = %v, want 0700", di.Mode().Perm())
 	}
-	s, err := tokencache.New(tokencache.Options{Path: f.cache})
+	s, err := login.NewCache(login.CacheOptions{Path: f.cache})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestNotLoggedIn(t *testing.T) {
 func TestSessionExpired(t *testing.T) {
 	f := newFixture(t)
 	f.login()
-	c, _ := tokencache.New(tokencache.Options{Path: f.cache})
+	c, _ := login.NewCache(login.CacheOptions{Path: f.cache})
 	s, _ := c.Load()
 	// Expire the tokens and make the refresh token one the IdP no longer knows.
 	s.Expiry, s.IDTokenExpiry, s.RefreshToken = time.Now().Add(-time.Hour), time.Now().Add(-time.Hour), "rt-revoked"
@@ -353,7 +353,7 @@ func TestPoliciesForApprover(t *testing.T) {
 func TestLogoutRevokesAndDeletes(t *testing.T) {
 	f := newFixture(t)
 	f.login()
-	c, _ := tokencache.New(tokencache.Options{Path: f.cache})
+	c, _ := login.NewCache(login.CacheOptions{Path: f.cache})
 	s, _ := c.Load()
 	res := f.mustRun("logout", "--json")
 	if out := decode[LogoutJSON](t, res.stdout); !out.LoggedOut || !out.Revoked || out.Subject != "bob" {

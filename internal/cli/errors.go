@@ -8,7 +8,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/oidcflow/oidcflow/identity"
-	"github.com/oidcflow/oidcflow/internal/tokencache"
+	"github.com/oidcflow/oidcflow/login"
 )
 
 // classify maps an error to its --json code, the message people read, and the exit code.
@@ -20,18 +20,18 @@ func (r *runner) classify(err error) (code, msg string, exit int) {
 		tmp      *temporalError
 		nf       *notFoundError
 		changed  *changedError
-		expired  *tokencache.SessionExpiredError
+		expired  *login.SessionExpiredError
 		app      *temporal.ApplicationError
 		tokenExp *identity.TokenExpiredError
 	)
 	switch {
 	case errors.As(err, &usage):
 		return CodeUsage, usage.msg + " (see `starter help`)", ExitUsage
-	case errors.Is(err, tokencache.ErrNotLoggedIn):
+	case errors.Is(err, login.ErrNotLoggedIn):
 		return CodeNotLoggedIn, "not logged in; run `starter login`", ExitError
 	case errors.As(err, &expired):
-		return CodeSessionExpired, expired.Error(), ExitError
-	case errors.Is(err, tokencache.ErrIdPUnreachable), errors.Is(err, identity.ErrProviderUnavailable):
+		return CodeSessionExpired, "your session expired (" + expired.Reason + "); run `starter login`", ExitError
+	case errors.Is(err, login.ErrIdPUnreachable), errors.Is(err, identity.ErrProviderUnavailable):
 		if errors.As(err, &idp) {
 			return CodeIdPUnreachable, idp.Error(), ExitError
 		}

@@ -12,10 +12,10 @@ import (
 
 	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/internal/app"
-	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/config"
 	"github.com/oidcflow/oidcflow/internal/testharness"
-	"github.com/oidcflow/oidcflow/internal/tokencache"
+	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
+	"github.com/oidcflow/oidcflow/login"
 	"github.com/oidcflow/oidcflow/workflows"
 )
 
@@ -86,9 +86,9 @@ func (u *stackUser) mustRun(args ...string) result {
 	return res
 }
 
-func (u *stackUser) session() tokencache.Session {
+func (u *stackUser) session() login.Session {
 	u.t.Helper()
-	c, _ := tokencache.New(tokencache.Options{Path: u.vars["OIDCFLOW_TOKEN_CACHE"]})
+	c, _ := login.NewCache(login.CacheOptions{Path: u.vars["OIDCFLOW_TOKEN_CACHE"]})
 	s, err := c.Load()
 	if err != nil {
 		u.t.Fatalf("%s: %v", u.persona, err)
@@ -99,7 +99,7 @@ func (u *stackUser) session() tokencache.Session {
 // noTokens fails the test when output shows any token of the cached session.
 func (u *stackUser) noTokens(res result) {
 	u.t.Helper()
-	c, _ := tokencache.New(tokencache.Options{Path: u.vars["OIDCFLOW_TOKEN_CACHE"]})
+	c, _ := login.NewCache(login.CacheOptions{Path: u.vars["OIDCFLOW_TOKEN_CACHE"]})
 	s, err := c.Load()
 	if err != nil {
 		return
@@ -115,9 +115,9 @@ func TestIntegrationLoginWhoamiLogout(t *testing.T) {
 	st := testharness.Load(t)
 	bob := newStackUser(t, st, "bob", "unused")
 	res := bob.mustRun("login", "--json")
-	login := decode[LoginJSON](t, res.stdout)
-	if login.Issuer != st.Env("OIDCFLOW_ISSUER") || !login.Refresh || login.Subject == "" {
-		t.Fatalf("login = %+v", login)
+	lj := decode[LoginJSON](t, res.stdout)
+	if lj.Issuer != st.Env("OIDCFLOW_ISSUER") || !lj.Refresh || lj.Subject == "" {
+		t.Fatalf("login = %+v", lj)
 	}
 	fi, err := os.Stat(bob.vars["OIDCFLOW_TOKEN_CACHE"])
 	if err != nil || fi.Mode().Perm() != 0o600 {
@@ -125,13 +125,13 @@ func TestIntegrationLoginWhoamiLogout(t *testing.T) {
 	}
 	res = bob.mustRun("whoami", "--json")
 	who := decode[WhoamiJSON](t, res.stdout)
-	if who.Identity.Subject != login.Subject || who.Identity.Department != "engineering" || !who.Session.RefreshToken {
+	if who.Identity.Subject != lj.Subject || who.Identity.Department != "engineering" || !who.Session.RefreshToken {
 		t.Errorf("whoami = %+v", who)
 	}
 
 	// Refresh through Hydra: the rotated refresh token is written back, the old one is dead.
 	before := bob.session()
-	c, _ := tokencache.New(tokencache.Options{Path: bob.vars["OIDCFLOW_TOKEN_CACHE"]})
+	c, _ := login.NewCache(login.CacheOptions{Path: bob.vars["OIDCFLOW_TOKEN_CACHE"]})
 	expired := before
 	expired.Expiry = time.Now().Add(-time.Minute)
 	if err := c.Save(expired); err != nil {
@@ -149,7 +149,7 @@ func TestIntegrationLoginWhoamiLogout(t *testing.T) {
 	// The --persona dev shortcut logs in too.
 	erin := newStackUser(t, st, "erin", "unused")
 	erin.mustRun("login", "--persona", "erin")
-	if res := erin.mustRun("whoami", "--json"); decode[WhoamiJSON](t, res.stdout).Identity.Subject == login.Subject {
+	if res := erin.mustRun("whoami", "--json"); decode[WhoamiJSON](t, res.stdout).Identity.Subject == lj.Subject {
 		t.Error("erin is bob")
 	}
 
@@ -172,7 +172,7 @@ func TestIntegrationSessionExpired(t *testing.T) {
 	bob.mustRun("login")
 	old := bob.session()
 	old.Expiry = time.Now().Add(-time.Minute)
-	c, _ := tokencache.New(tokencache.Options{Path: bob.vars["OIDCFLOW_TOKEN_CACHE"]})
+	c, _ := login.NewCache(login.CacheOptions{Path: bob.vars["OIDCFLOW_TOKEN_CACHE"]})
 	if err := c.Save(old); err != nil {
 		t.Fatal(err)
 	}
@@ -213,6 +213,9 @@ func TestIntegrationAccessRequestCommands(t *testing.T) {
 	// bob asks; erin may not approve; carol approves; the grant follows.
 	res := bob.mustRun("request-access", "--resource", "demo", "--role", "read", "--duration", "2m", "--reason", "cli integration", "--json")
 	req := decode[RequestJSON](t, res.stdout)
+	if bob.session().HandedOver.IsZero() {
+		t.Error("request-access did not record that the refresh token went to the worker pool")
+	}
 	if req.State != workflows.StatePending || req.Status.Requester.Subject != bobSub ||
 		req.UIURL != strings.TrimRight(st.Env("OIDCFLOW_TEMPORAL_UI_URL"), "/")+"/namespaces/"+st.Env("TEMPORAL_NAMESPACE")+"/workflows/"+req.WorkflowID {
 		t.Fatalf("request-access = %+v", req)

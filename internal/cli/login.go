@@ -23,9 +23,9 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/oidcflow/oidcflow/identity"
-	"github.com/oidcflow/oidcflow/internal/app"
 	"github.com/oidcflow/oidcflow/internal/devstack/idp"
-	"github.com/oidcflow/oidcflow/internal/tokencache"
+	"github.com/oidcflow/oidcflow/login"
+	"github.com/oidcflow/oidcflow/pool"
 )
 
 // metadata is the part of the issuer's discovery document the starter uses (OIDC Discovery
@@ -95,9 +95,13 @@ func (r *runner) oauthConfig(md metadata) *oauth2.Config {
 }
 
 // verifier builds the ID token verifier from the environment (issuer, client id, leeway,
-// nested roles), as the worker does.
+// claims preset, nested roles), as the worker does (pool.Config.NewVerifier).
 func (r *runner) verifier(ctx context.Context) (*identity.Verifier, error) {
-	v, err := app.NewVerifier(ctx, r.env)
+	cfg, err := pool.FromLookup(r.env.Lookup)
+	if err != nil {
+		return nil, err
+	}
+	v, err := cfg.NewVerifier(ctx)
 	if err != nil {
 		if errors.Is(err, identity.ErrProviderUnavailable) {
 			return nil, &idpError{r.env.String("OIDCFLOW_ISSUER"), err}
@@ -108,7 +112,7 @@ func (r *runner) verifier(ctx context.Context) (*identity.Verifier, error) {
 }
 
 // tokenSource returns the cached session's self-refreshing token source.
-func (r *runner) tokenSource(ctx context.Context) (*tokencache.TokenSource, *identity.Verifier, error) {
+func (r *runner) tokenSource(ctx context.Context) (*login.TokenSource, *identity.Verifier, error) {
 	c, err := r.cache()
 	if err != nil {
 		return nil, nil, err
@@ -118,7 +122,7 @@ func (r *runner) tokenSource(ctx context.Context) (*tokencache.TokenSource, *ide
 		return nil, nil, err
 	}
 	if s.Issuer != "" && s.Issuer != r.env.String("OIDCFLOW_ISSUER") {
-		return nil, nil, &tokencache.SessionExpiredError{Reason: fmt.Sprintf("the session is from %s, but OIDCFLOW_ISSUER is %s",
+		return nil, nil, &login.SessionExpiredError{Reason: fmt.Sprintf("the session is from %s, but OIDCFLOW_ISSUER is %s",
 			s.Issuer, r.env.String("OIDCFLOW_ISSUER"))}
 	}
 	// Discovery and the verifier's key set need the IdP: without it, nothing could be
@@ -131,7 +135,7 @@ func (r *runner) tokenSource(ctx context.Context) (*tokencache.TokenSource, *ide
 	if err != nil {
 		return nil, nil, err
 	}
-	ts, err := tokencache.NewTokenSource(ctx, tokencache.SourceOptions{
+	ts, err := login.NewTokenSource(ctx, login.SourceOptions{
 		Cache: c, Config: r.oauthConfig(md), Verifier: v, HTTPClient: r.httpClient, Now: r.now,
 	})
 	return ts, v, err
@@ -205,7 +209,7 @@ func (r *runner) login(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	sess := tokencache.NewSession(tok, id, cfg.ClientID, r.now())
+	sess := login.NewSession(tok, id, cfg.ClientID, r.now())
 	prev, prevErr := c.Load()
 	if err := c.Save(sess); err != nil {
 		return err
@@ -398,7 +402,7 @@ func (r *runner) logout(ctx context.Context, args []string) error {
 		return err
 	}
 	s, err := c.Load()
-	if errors.Is(err, tokencache.ErrNotLoggedIn) {
+	if errors.Is(err, login.ErrNotLoggedIn) {
 		return r.emit(LogoutJSON{}, func(w io.Writer) { fmt.Fprintln(w, "Not logged in; nothing to do.") })
 	}
 	if err != nil {

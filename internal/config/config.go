@@ -30,25 +30,25 @@ var Vars = []Var{
 	{"OIDCFLOW_TASK_QUEUE", "oidcflow", "task queue of the worker pool", false},
 	{"OIDCFLOW_TEMPORAL_UI_URL", "http://127.0.0.1:8233", "Temporal Web UI base URL, for links the CLI prints", false},
 	{"OIDCFLOW_ISSUER", "", "OIDC issuer URL, exactly as in the tokens' `iss` (required)", false},
-	{"OIDCFLOW_CLIENT_ID", "starter", "public OAuth client of the starter CLI (authorization code + PKCE); the `aud` ID tokens must carry", false},
+	{"OIDCFLOW_CLIENT_ID", "starter", "public OAuth client people log in with (the starter CLI, package login: authorization code + PKCE); the `aud` ID tokens must carry, and the client the workers refresh and revoke sessions as: give workers and starters the same value", false},
 	{"OIDCFLOW_REDIRECT_URL", "http://127.0.0.1:8765/callback", "loopback redirect URL of the starter client", false},
 	{"OIDCFLOW_SCOPES", "openid offline_access profile email", "scopes the starter asks for", false},
 	{"OIDCFLOW_TOKEN_CACHE", "", "starter's session file (mode 0600); default `oidcflow/tokens.json` in the user's config folder ($XDG_CONFIG_HOME or ~/.config)", false},
 	{"OIDCFLOW_LOGIN_URL", "", "dev stack's login/consent app; only `starter login --persona` (dev only) and tests use it", false},
-	{"OIDCFLOW_WORKER_CLIENT_ID", "worker", "confidential client of the worker: refresh, revocation (RFC 7009), Temporal bearer token", false},
-	{"OIDCFLOW_WORKER_CLIENT_SECRET", "", "secret of the worker client", true},
+	{"OIDCFLOW_WORKER_CLIENT_ID", "worker", "confidential client of the worker, used only for its bearer token to Temporal (`OIDCFLOW_TEMPORAL_AUTH=client-credentials`); sessions are refreshed and revoked as OIDCFLOW_CLIENT_ID", false},
+	{"OIDCFLOW_WORKER_CLIENT_SECRET", "", "secret of OIDCFLOW_WORKER_CLIENT_ID (required with `OIDCFLOW_TEMPORAL_AUTH=client-credentials`)", true},
 	{"OIDCFLOW_TEMPORAL_AUTH", "none", "`none`, or `client-credentials`: the worker sends a bearer token from the worker client to Temporal", false},
 	{"OIDCFLOW_ENVELOPE_PUBLIC_KEY", "", "the worker pool's envelope public key, text form with key id (starters need it)", false},
-	{"OIDCFLOW_ENVELOPE_KEYS_PATH", "envelope/keys", "KV path (in OIDCFLOW_VAULT_KV_MOUNT) of the pool's private envelope keys and propagation secrets", false},
+	{"OIDCFLOW_ENVELOPE_KEYS_PATH", "envelope/keys", "KV path (in OIDCFLOW_VAULT_KV_MOUNT) of the pool's private envelope keys (`current`, `previous`); the propagation secrets derive from them", false},
 	{"VAULT_ADDR", "http://127.0.0.1:8200", "Vault address", false},
 	{"OIDCFLOW_VAULT_AUTH", "approle", "Vault auth method of the worker: `approle`, `token` or `kubernetes`", false},
 	{"OIDCFLOW_VAULT_ROLE_ID", "", "AppRole role id (approle)", false},
 	{"OIDCFLOW_VAULT_SECRET_ID", "", "AppRole secret id (approle)", true},
 	{"OIDCFLOW_VAULT_K8S_ROLE", "", "Vault role for Kubernetes auth (kubernetes)", false},
 	{"VAULT_TOKEN", "", "Vault token (token auth; the dev stack's root token for tests)", true},
-	{"OIDCFLOW_VAULT_KV_MOUNT", "oidcflow", "KV v2 mount holding sessions and keys (cas_required)", false},
-	{"OIDCFLOW_VAULT_TRANSIT_KEY", "oidcflow", "Vault Transit key name", false},
-	{"OIDCFLOW_REFRESH_SKEW", "30s", "refresh a session when its access or ID token expires within this", false},
+	{"OIDCFLOW_VAULT_KV_MOUNT", "oidcflow", "KV v2 mount holding the pool's keys, sessions and one-time records (cas_required; layout in package pool)", false},
+	{"OIDCFLOW_VAULT_TRANSIT_KEY", "oidcflow", "dev stack: name of the Transit key the launcher creates and its worker policy allows; the worker does not use Transit", false},
+	{"OIDCFLOW_REFRESH_SKEW", "30s", "worker: refresh a session when its access or ID token expires within this (the starter refreshes its own login a minute ahead)", false},
 	{"OIDCFLOW_LEEWAY", "60s", "clock leeway for exp/nbf/iat, and between sealers' clocks and the server's", false},
 	{"OIDCFLOW_ENVELOPE_MAX_AGE", "5m", "how old a start's envelope may be when the server records the start; the pool honours each envelope once within this", false},
 	{"OIDCFLOW_MAX_BACKLOG", "1h", "how long an update or signal bound to its run may wait for a worker before its envelope is refused (keep it equal on every worker of a pool)", false},
@@ -57,12 +57,12 @@ var Vars = []Var{
 	{"OIDCFLOW_ROLE_HIERARCHY", "", "nested roles: inline JSON or @file, `{\"role_implies\": {...}, \"group_implies\": {...}}`", false},
 	{"OIDCFLOW_POSTGRES_URL", "", "PostgreSQL admin URL for just-in-time database grants (CREATEROLE, and pg_signal_backend to end the sessions of revoked roles)", true},
 	{"OIDCFLOW_ADMIN_ROLE", "admin", "role the starter of an AdminTask must hold (its activities check it again); the worker's setting, never the input's", false},
-	{"OIDCFLOW_SWEEP_INTERVAL", "1m", "how often the pool's Temporal Schedule runs the sweeper, which drops expired or orphaned just-in-time roles and ends their sessions (at least 10s); `0`: the worker leaves the schedule alone", false},
+	{"OIDCFLOW_SWEEP_INTERVAL", "1m", "how often the pool's Temporal Schedule runs the sweeper, which drops expired or orphaned just-in-time roles and ends their database sessions, and ends the token sessions of runs that are gone (at least 10s); `0`: the worker leaves the schedule alone", false},
 	{"OIDCFLOW_WEBHOOK_URL", "", "Slack-compatible webhook for notifications (empty: none)", false},
 	{"OIDCFLOW_HTTP_ADDR", "127.0.0.1:9090", "worker's metrics (/metrics) and health (/healthz, /readyz) listener", false},
 	{"OIDCFLOW_MAX_CONCURRENT_ACTIVITIES", "0", "worker's max concurrent activity executions (0: SDK default)", false},
 	{"OIDCFLOW_MAX_CONCURRENT_WORKFLOW_TASKS", "0", "worker's max concurrent workflow task executions (0: SDK default)", false},
-	{"OIDCFLOW_SHUTDOWN_TIMEOUT", "30s", "how long SIGTERM waits for in-flight activities to drain", false},
+	{"OIDCFLOW_SHUTDOWN_TIMEOUT", "30s", "how long a stopping worker (SIGTERM) lets in-flight activities finish", false},
 	{"OIDCFLOW_LOG_FORMAT", "json", "`json` or `text`", false},
 	{"OIDCFLOW_LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`", false},
 
@@ -143,6 +143,18 @@ func (e *Env) String(name string) string {
 		}
 	}
 	panic("config: undocumented variable " + name + "; add it to config.Vars")
+}
+
+// Lookup returns the variable's value from the environment or the env file, without its
+// default; ok is false when neither sets it.
+func (e *Env) Lookup(name string) (value string, ok bool) {
+	if v, ok := e.lookup(name); ok && v != "" {
+		return v, true
+	}
+	if v, ok := e.file[name]; ok && v != "" {
+		return v, true
+	}
+	return "", false
 }
 
 // Required returns the variable's value or an error that says how to set it.

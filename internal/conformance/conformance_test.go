@@ -27,10 +27,10 @@ import (
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/interceptors"
 	"github.com/oidcflow/oidcflow/internal/app"
-	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/conformance"
 	"github.com/oidcflow/oidcflow/internal/leakcheck"
 	"github.com/oidcflow/oidcflow/internal/testharness"
+	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
 )
 
 // Register adds the conformance workflows and activities to a worker.

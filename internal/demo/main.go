@@ -28,7 +28,7 @@ import (
 	"github.com/oidcflow/oidcflow/internal/config"
 	"github.com/oidcflow/oidcflow/internal/leakcheck"
 	"github.com/oidcflow/oidcflow/internal/testharness"
-	"github.com/oidcflow/oidcflow/internal/tokencache"
+	"github.com/oidcflow/oidcflow/login"
 )
 
 func main() {
@@ -195,7 +195,7 @@ func (s *story) starter(persona string, out any, args ...string) error {
 func (s *story) checkNoLeak(w *app.Worker, workflowID, logs string) error {
 	var tokens []string
 	for _, p := range []string{"bob", "carol", "erin"} {
-		c, err := tokencache.New(tokencache.Options{Path: filepath.Join(s.cache, p+".json")})
+		c, err := login.NewCache(login.CacheOptions{Path: filepath.Join(s.cache, p+".json")})
 		if err != nil {
 			return err
 		}

@@ -26,7 +26,7 @@ type vaultInit struct {
 
 // VaultSessionIDKeyPath holds the pool's session-id key (in VaultKVMount): field "key", 32
 // random bytes in base64, the MAC key that maps a refresh token to its session id. It does
-// not rotate with the envelope keys (see app.LoadSessionIDKey, which uses the same path).
+// not rotate with the envelope keys (see pool.LoadSessionIDKey, which uses the same path).
 const VaultSessionIDKeyPath = VaultSessionsPrefix + "/pool/session-id-key"
 
 // WorkerPolicy is the Vault policy of the worker's AppRole: its sessions, its envelope

@@ -13,7 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/oidcflow/oidcflow/internal/app"
-	"github.com/oidcflow/oidcflow/internal/app/apptest"
+	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
 	"github.com/oidcflow/oidcflow/workflows"
 )
 

@@ -15,7 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/oidcflow/oidcflow/activities"
-	"github.com/oidcflow/oidcflow/internal/app/apptest"
+	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
 	"github.com/oidcflow/oidcflow/workflows"
 )
 

@@ -18,8 +18,8 @@ import (
 
 	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/identity"
-	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/testharness"
+	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
 	"github.com/oidcflow/oidcflow/telemetry"
 	"github.com/oidcflow/oidcflow/workflows"
 )

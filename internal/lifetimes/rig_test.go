@@ -13,9 +13,9 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/oidcflow/oidcflow/internal/app"
-	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/lifetimes"
 	"github.com/oidcflow/oidcflow/internal/testharness"
+	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
 	"github.com/oidcflow/oidcflow/tokenstore"
 )
 

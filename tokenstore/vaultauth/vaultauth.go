@@ -32,7 +32,7 @@ const (
 // DefaultKubernetesJWTPath is where Kubernetes mounts the pod's service-account token.
 const DefaultKubernetesJWTPath = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
-// Options configures an Authenticator.
+// Options configures a Session.
 type Options struct {
 	// Client is the Vault client whose token this package sets and renews (required).
 	Client *vault.Client
@@ -46,7 +46,7 @@ type Options struct {
 	RoleID, SecretID string
 
 	// Token is the Vault token of the Token method (required for it). It cannot be
-	// re-acquired: when it expires, the Authenticator reports the error and keeps trying to
+	// re-acquired: when it expires, the Session reports the error and keeps trying to
 	// renew it.
 	Token string
 
@@ -62,9 +62,11 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Authenticator logs in and keeps the client's token valid. Use Login once at start-up, then
-// run Run in a goroutine for the life of the process.
-type Authenticator struct {
+// Session is the worker's own login to Vault: it logs in and keeps the client's token
+// valid. Use Login once at start-up, then run Run in a goroutine for the life of the
+// process. It is not a person's session (that is tokenstore.Session) and does not verify
+// anyone (that is interceptors.Authenticator).
+type Session struct {
 	opts Options
 	log  *slog.Logger
 
@@ -73,8 +75,8 @@ type Authenticator struct {
 	logins int
 }
 
-// New checks opts and returns an Authenticator.
-func New(opts Options) (*Authenticator, error) {
+// New checks opts and returns a Session.
+func New(opts Options) (*Session, error) {
 	if opts.Client == nil {
 		return nil, errors.New("vaultauth: Options.Client is required")
 	}
@@ -114,18 +116,18 @@ func New(opts Options) (*Authenticator, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Authenticator{opts: opts, log: log.With("vault_auth", string(opts.Method))}, nil
+	return &Session{opts: opts, log: log.With("vault_auth", string(opts.Method))}, nil
 }
 
 // Logins returns how many successful logins happened (for tests and metrics).
-func (a *Authenticator) Logins() int {
+func (a *Session) Logins() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.logins
 }
 
 // Login authenticates once and sets the client's token.
-func (a *Authenticator) Login(ctx context.Context) error {
+func (a *Session) Login(ctx context.Context) error {
 	c := a.opts.Client
 	var sec *vault.Secret
 	var err error
@@ -167,7 +169,7 @@ func (a *Authenticator) Login(ctx context.Context) error {
 	return nil
 }
 
-func (a *Authenticator) write(ctx context.Context, data map[string]any) (*vault.Secret, error) {
+func (a *Session) write(ctx context.Context, data map[string]any) (*vault.Secret, error) {
 	// A login must not carry an old (perhaps expired) token.
 	c, err := a.opts.Client.Clone()
 	if err != nil {
@@ -210,7 +212,7 @@ func clean(err error) error {
 // failed), logs in again, retrying with backoff; the client keeps the old token until a login
 // succeeds. It logs in first if Login was not called.
 // A non-renewable token without expiry (a root token) is left alone. Run returns ctx's error.
-func (a *Authenticator) Run(ctx context.Context) error {
+func (a *Session) Run(ctx context.Context) error {
 	backoff := a.opts.MinBackoff
 	for {
 		a.mu.Lock()
@@ -255,7 +257,7 @@ func (a *Authenticator) Run(ctx context.Context) error {
 }
 
 // watch renews sec until the watcher ends; it returns ctx's error when ctx ended.
-func (a *Authenticator) watch(ctx context.Context, sec *vault.Secret) error {
+func (a *Session) watch(ctx context.Context, sec *vault.Secret) error {
 	if !sec.Auth.Renewable {
 		// A token that cannot be renewed (a batch token, say): log in again at two thirds of
 		// its life.

@@ -144,7 +144,7 @@ func TestNewValidatesOptions(t *testing.T) {
 	}
 }
 
-// The token lives 2s and at most 3s: the Authenticator renews it and logs in again when
+// The token lives 2s and at most 3s: the Session renews it and logs in again when
 // renewal ends, so the client always holds a valid token.
 func TestRunRenewsAndReLogsIn(t *testing.T) {
 	for _, m := range []Method{AppRole, Kubernetes} {
@@ -241,7 +241,7 @@ func TestTokenMethod(t *testing.T) {
 	<-done
 }
 
-// Vault down for longer than the token lives: once it is back, the Authenticator logs in
+// Vault down for longer than the token lives: once it is back, the Session logs in
 // again within its backoff.
 func TestRunRecoversAfterOutage(t *testing.T) {
 	f := newFakeVault(t, 2*time.Second, time.Hour)

@@ -1,15 +1,4 @@
-// Package tokencache keeps the starter CLI's OIDC session on disk: one JSON file in the
-// user's config folder (os.UserConfigDir()/oidcflow/tokens.json), mode 0600 in a 0700
-// folder, written atomically (temp file + rename). A TokenSource refreshes the session
-// through the IdP when its access or ID token is about to expire and writes the rotated
-// refresh token back before it returns, because a refresh token is single-use at most
-// IdPs (Ory Hydra revokes the whole chain when a used one comes back; RFC 9700 section
-// 4.14.2).
-//
-// The cache holds bearer credentials: nothing in this package prints, logs or returns a
-// token in an error. It is not encrypted at rest; the file mode is the protection, as for
-// other CLIs' credential files. It is not a keychain integration.
-package tokencache
+package login
 
 import (
 	"encoding/json"
@@ -29,13 +18,13 @@ const FileName = "tokens.json"
 // Sentinel errors. Messages say what to do; none holds a token.
 var (
 	// ErrNotLoggedIn: there is no cached session.
-	ErrNotLoggedIn = errors.New("tokencache: not logged in; run `starter login`")
+	ErrNotLoggedIn = errors.New("login: not logged in")
 	// ErrSessionExpired: the session cannot be refreshed any more (no refresh token, or the
 	// IdP refused it: invalid_grant). SessionExpiredError wraps it with the reason.
-	ErrSessionExpired = errors.New("tokencache: session expired")
+	ErrSessionExpired = errors.New("login: session expired")
 	// ErrIdPUnreachable: the IdP's token endpoint could not be reached or answered with a
 	// server error; the cached session is left as it was.
-	ErrIdPUnreachable = errors.New("tokencache: identity provider unreachable")
+	ErrIdPUnreachable = errors.New("login: identity provider unreachable")
 )
 
 // SessionExpiredError says why a session cannot be used any more.
@@ -44,7 +33,7 @@ type SessionExpiredError struct {
 }
 
 func (e *SessionExpiredError) Error() string {
-	return fmt.Sprintf("your session expired (%s); run `starter login`", e.Reason)
+	return fmt.Sprintf("login: session expired (%s)", e.Reason)
 }
 
 // Is makes errors.Is(err, ErrSessionExpired) true.
@@ -90,8 +79,8 @@ func (s Session) Token() *oauth2.Token {
 	return t.WithExtra(map[string]any{"id_token": s.IDToken})
 }
 
-// Options configure New.
-type Options struct {
+// CacheOptions configure NewCache.
+type CacheOptions struct {
 	// Path is the cache file. Default: DefaultPath().
 	Path string
 }
@@ -107,13 +96,14 @@ type Cache struct {
 func DefaultPath() (string, error) {
 	dir, err := os.UserConfigDir()
 	if err != nil {
-		return "", fmt.Errorf("tokencache: no config folder (%v); set OIDCFLOW_TOKEN_CACHE", err)
+		return "", fmt.Errorf("login: no config folder (%v); give CacheOptions.Path", err)
 	}
 	return filepath.Join(dir, "oidcflow", FileName), nil
 }
 
-// New returns the cache at opts.Path (default DefaultPath()). Nothing is read or created.
-func New(opts Options) (*Cache, error) {
+// NewCache returns the cache at opts.Path (default DefaultPath()). Nothing is read or
+// created.
+func NewCache(opts CacheOptions) (*Cache, error) {
 	p := opts.Path
 	if p == "" {
 		var err error
@@ -136,19 +126,19 @@ func (c *Cache) Load() (Session, error) {
 		return s, ErrNotLoggedIn
 	}
 	if err != nil {
-		return s, fmt.Errorf("tokencache: %w", err)
+		return s, fmt.Errorf("login: %w", err)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
-		return s, fmt.Errorf("tokencache: %s is readable by others (mode %v); run `chmod 600 %s` or `starter logout` and log in again",
-			c.path, fi.Mode().Perm(), c.path)
+		return s, fmt.Errorf("login: %s is readable by others (mode %v); make it private (chmod 600) or delete it and log in again",
+			c.path, fi.Mode().Perm())
 	}
 	b, err := os.ReadFile(c.path)
 	if err != nil {
-		return s, fmt.Errorf("tokencache: %w", err)
+		return s, fmt.Errorf("login: %w", err)
 	}
 	if err := json.Unmarshal(b, &s); err != nil {
 		// The JSON error text may quote bytes of the file; keep only its position.
-		return Session{}, fmt.Errorf("tokencache: %s is not valid JSON; run `starter login` to replace it", c.path)
+		return Session{}, fmt.Errorf("login: %s is not valid JSON; log in again to replace it", c.path)
 	}
 	if s.AccessToken == "" && s.RefreshToken == "" {
 		return Session{}, ErrNotLoggedIn
@@ -161,15 +151,15 @@ func (c *Cache) Load() (Session, error) {
 func (c *Cache) Save(s Session) error {
 	dir := filepath.Dir(c.path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("tokencache: %w", err)
+		return fmt.Errorf("login: %w", err)
 	}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
-		return fmt.Errorf("tokencache: encode: %w", err)
+		return fmt.Errorf("login: encode: %w", err)
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(c.path)+".*.tmp")
 	if err != nil {
-		return fmt.Errorf("tokencache: %w", err)
+		return fmt.Errorf("login: %w", err)
 	}
 	tmp := f.Name()
 	ok := false
@@ -180,19 +170,19 @@ func (c *Cache) Save(s Session) error {
 		}
 	}()
 	if err := f.Chmod(0o600); err != nil {
-		return fmt.Errorf("tokencache: %w", err)
+		return fmt.Errorf("login: %w", err)
 	}
 	if _, err := f.Write(b); err != nil {
-		return fmt.Errorf("tokencache: %w", err)
+		return fmt.Errorf("login: %w", err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("tokencache: %w", err)
+		return fmt.Errorf("login: %w", err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("tokencache: %w", err)
+		return fmt.Errorf("login: %w", err)
 	}
 	if err := os.Rename(tmp, c.path); err != nil {
-		return fmt.Errorf("tokencache: %w", err)
+		return fmt.Errorf("login: %w", err)
 	}
 	ok = true
 	return nil
@@ -201,7 +191,7 @@ func (c *Cache) Save(s Session) error {
 // Delete removes the cache (and its lock file). Deleting a missing cache is not an error.
 func (c *Cache) Delete() error {
 	if err := os.Remove(c.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("tokencache: %w", err)
+		return fmt.Errorf("login: %w", err)
 	}
 	_ = os.Remove(c.path + ".lock")
 	return nil
@@ -210,11 +200,11 @@ func (c *Cache) Delete() error {
 // locked runs fn while holding the cache's inter-process lock.
 func (c *Cache) locked(fn func() error) error {
 	if err := os.MkdirAll(filepath.Dir(c.path), 0o700); err != nil {
-		return fmt.Errorf("tokencache: %w", err)
+		return fmt.Errorf("login: %w", err)
 	}
 	unlock, err := lockFile(c.path + ".lock")
 	if err != nil {
-		return fmt.Errorf("tokencache: lock: %w", err)
+		return fmt.Errorf("login: lock: %w", err)
 	}
 	defer unlock()
 	return fn()

@@ -1,4 +1,4 @@
-package tokencache
+package login
 
 import (
 	"os"
@@ -20,7 +20,7 @@ func FuzzLoad(f *testing.F) {
 		if err := os.WriteFile(p, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		c, _ := New(Options{Path: p})
+		c, _ := NewCache(CacheOptions{Path: p})
 		_, err := c.Load()
 		if err != nil && strings.Contains(err.Error(), "secret-tok") {
 			t.Errorf("error quotes the file: %v", err)

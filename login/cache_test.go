@@ -1,4 +1,4 @@
-package tokencache
+package login
 
 import (
 	"context"
@@ -22,7 +22,7 @@ import (
 
 func newCache(t *testing.T) *Cache {
 	t.Helper()
-	c, err := New(Options{Path: filepath.Join(t.TempDir(), "cfg", "oidcflow", FileName)})
+	c, err := NewCache(CacheOptions{Path: filepath.Join(t.TempDir(), "cfg", "oidcflow", FileName)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func TestTokenSourceErrors(t *testing.T) {
 		substr string
 	}{
 		{"invalid_grant", func(s *Session, _ *tokenServer) { s.RefreshToken = "rt-stale" }, ErrSessionExpired,
-			"your session expired (the identity provider refused the refresh token: invalid_grant); run `starter login`"},
+			"login: session expired (the identity provider refused the refresh token: invalid_grant)"},
 		{"no refresh token", func(s *Session, _ *tokenServer) { s.RefreshToken = "" }, ErrSessionExpired, "no refresh token"},
 		{"server error", func(_ *Session, ts *tokenServer) { ts.status = http.StatusBadGateway }, ErrIdPUnreachable, "502"},
 		{"other subject", func(_ *Session, ts *tokenServer) { ts.idTokenAs = "mallory" }, ErrSessionExpired, "refreshed ID token was refused"},

@@ -1,10 +1,9 @@
-package app
+package pool
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -15,23 +14,6 @@ import (
 	"github.com/oidcflow/oidcflow/internal/testharness"
 	"github.com/oidcflow/oidcflow/workflows"
 )
-
-func TestSweepInterval(t *testing.T) {
-	for _, tc := range []struct {
-		in time.Duration
-		ok bool
-	}{
-		{0, true}, {MinSweepInterval, true}, {time.Minute, true},
-		{time.Nanosecond, false}, {time.Second, false}, {-time.Minute, false},
-	} {
-		if _, err := sweepInterval(tc.in, nil); (err == nil) != tc.ok {
-			t.Errorf("sweepInterval(%s): %v", tc.in, err)
-		}
-	}
-	if _, err := sweepInterval(0, errors.New("config: bad")); err == nil {
-		t.Error("a parse error was dropped")
-	}
-}
 
 // TestEnsureSweeperScheduleIdempotent: the workers of a pool start at once and all ensure
 // the schedule: one creates it, the others find it as they want it; a worker with another

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package tokencache
+package login
 
 // lockFile does not lock across processes on this platform; the in-process mutex of the
 // TokenSource still serializes refreshes within one process.

@@ -1,4 +1,4 @@
-package app
+package pool
 
 import (
 	"context"
@@ -14,23 +14,8 @@ import (
 	"github.com/oidcflow/oidcflow/workflows"
 )
 
-// MinSweepInterval is the shortest OIDCFLOW_SWEEP_INTERVAL.
-const MinSweepInterval = 10 * time.Second
-
 // sweeperRunTimeout bounds one Sweeper run; its steps give up well before.
 const sweeperRunTimeout = 10 * time.Minute
-
-// sweepInterval reads OIDCFLOW_SWEEP_INTERVAL: 0 (leave the schedule alone) or at least
-// MinSweepInterval.
-func sweepInterval(d time.Duration, err error) (time.Duration, error) {
-	if err != nil {
-		return 0, err
-	}
-	if d != 0 && d < MinSweepInterval {
-		return 0, fmt.Errorf("app: OIDCFLOW_SWEEP_INTERVAL=%s; use 0 or at least %s", d, MinSweepInterval)
-	}
-	return d, nil
-}
 
 // sweeperSchedule is the schedule a pool on queue wants: Sweeper every interval, a run at a
 // time (a tick is skipped while one is still going), no backlog of missed runs.
@@ -59,7 +44,7 @@ func sweeperSchedule(queue string, every time.Duration) client.Schedule {
 // should share one interval; with two, the one that started last wins.
 //
 // The schedule starts its runs without a person's identity, so the worker must allow
-// workflows.SweeperWorkflow without one (NewParts does).
+// workflows.SweeperWorkflow without one (New does).
 func EnsureSweeperSchedule(ctx context.Context, c client.Client, queue string, every time.Duration) error {
 	id := workflows.SweeperScheduleID(queue)
 	want := sweeperSchedule(queue, every)
@@ -75,7 +60,7 @@ func EnsureSweeperSchedule(ctx context.Context, c client.Client, queue string, e
 	case err == nil:
 		return nil
 	case !errors.Is(err, temporal.ErrScheduleAlreadyRunning):
-		return fmt.Errorf("app: create the sweeper schedule %s: %w (or set OIDCFLOW_SWEEP_INTERVAL=0 and manage it yourself)", id, err)
+		return fmt.Errorf("pool: create the sweeper schedule %s: %w (or set a negative Config.SweepInterval, OIDCFLOW_SWEEP_INTERVAL=0, and manage it yourself)", id, err)
 	}
 	err = c.ScheduleClient().GetHandle(ctx, id).Update(ctx, client.ScheduleUpdateOptions{
 		DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
@@ -88,7 +73,7 @@ func EnsureSweeperSchedule(ctx context.Context, c client.Client, queue string, e
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("app: update the sweeper schedule %s: %w (or set OIDCFLOW_SWEEP_INTERVAL=0 and manage it yourself)", id, err)
+		return fmt.Errorf("pool: update the sweeper schedule %s: %w (or set a negative Config.SweepInterval, OIDCFLOW_SWEEP_INTERVAL=0, and manage it yourself)", id, err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package tokencache
+package login
 
 import (
 	"context"
@@ -53,7 +53,7 @@ type TokenSource struct {
 // NewTokenSource returns a TokenSource over opts.Cache. ctx bounds refresh requests.
 func NewTokenSource(ctx context.Context, opts SourceOptions) (*TokenSource, error) {
 	if opts.Cache == nil || opts.Config == nil || opts.Verifier == nil {
-		return nil, errors.New("tokencache: SourceOptions.Cache, Config and Verifier are required")
+		return nil, errors.New("login: SourceOptions.Cache, Config and Verifier are required")
 	}
 	if opts.Skew <= 0 {
 		opts.Skew = DefaultSkew
@@ -154,7 +154,7 @@ func (ts *TokenSource) refresh(s Session) (Session, error) {
 			next.AccessToken, next.Expiry = "", time.Time{}
 			_ = ts.opts.Cache.Save(next)
 			if errors.Is(err, identity.ErrProviderUnavailable) {
-				return Session{}, fmt.Errorf("tokencache: verify the refreshed ID token: %w (%w)", ErrIdPUnreachable, err)
+				return Session{}, fmt.Errorf("login: verify the refreshed ID token: %w (%w)", ErrIdPUnreachable, err)
 			}
 			return Session{}, &SessionExpiredError{Reason: "the refreshed ID token was refused: " + err.Error()}
 		}
@@ -197,10 +197,10 @@ func (ts *TokenSource) refreshError(err error) error {
 		return &SessionExpiredError{Reason: "the identity provider refused the refresh token: " + code}
 	}
 	if errors.As(err, &re) && re.Response != nil {
-		return fmt.Errorf("tokencache: refresh at %s: %s: %w", ts.opts.Config.Endpoint.TokenURL, re.Response.Status, ErrIdPUnreachable)
+		return fmt.Errorf("login: refresh at %s: %s: %w", ts.opts.Config.Endpoint.TokenURL, re.Response.Status, ErrIdPUnreachable)
 	}
 	// oauth2 errors for transport failures carry the URL and the net error, never the body.
-	return fmt.Errorf("tokencache: refresh: %v: %w", err, ErrIdPUnreachable)
+	return fmt.Errorf("login: refresh: %v: %w", err, ErrIdPUnreachable)
 }
 
 // identity returns what CheckRefreshed compares: iss, sub, aud, azp.

@@ -1,12 +1,14 @@
-package app
+package pool
 
 import (
 	"context"
 	"crypto/hkdf"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,8 @@ import (
 
 	"github.com/oidcflow/oidcflow/interceptors/envelope"
 	"github.com/oidcflow/oidcflow/internal/devstack"
+	"github.com/oidcflow/oidcflow/internal/testharness"
+	"github.com/oidcflow/oidcflow/tokenstore"
 )
 
 // fakeKV is an httptest Vault with one KV v2 mount ("oidcflow"): data read and
@@ -127,11 +131,11 @@ func keyText(t *testing.T, id string) string {
 }
 
 // poolSessionIDs builds what NewParts builds for session ids: the keyring's secrets, the
-// session-id key, and the sessions adapter that maps a refresh token to a session id.
-func poolSessionIDs(t *testing.T, c *vault.Client) *sessions {
+// session-id key, and the shared sessions that map a refresh token to a session id.
+func poolSessionIDs(t *testing.T, c *vault.Client) *tokenstore.SharedSessions {
 	t.Helper()
 	ctx := context.Background()
-	_, secrets, err := LoadKeyring(ctx, c, "oidcflow", "envelope/keys")
+	_, secrets, err := LoadEnvelopeKeys(ctx, c, "oidcflow", "envelope/keys")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +143,21 @@ func poolSessionIDs(t *testing.T, c *vault.Client) *sessions {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &sessions{idKey: idKey}
+	return sharedWithKey(t, c, idKey)
+}
+
+// sharedWithKey returns shared sessions over c with session-id key idKey.
+func sharedWithKey(t *testing.T, c *vault.Client, idKey []byte) *tokenstore.SharedSessions {
+	t.Helper()
+	st, err := tokenstore.NewStore(tokenstore.StoreOptions{Client: c, Mount: "oidcflow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := tokenstore.NewSharedSessions(tokenstore.SharedSessionsOptions{Store: st, Refresher: &tokenstore.Refresher{}, IDKey: idKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // The same refresh token maps to the same session before and after an envelope key
@@ -151,14 +169,14 @@ func TestSessionIDSurvivesEnvelopeKeyRotation(t *testing.T) {
 	c := f.client(t)
 	k1, k2 := keyText(t, "k1"), keyText(t, "k2")
 	f.set("envelope/keys", map[string]any{"current": k1, "previous": []any{}})
-	before := poolSessionIDs(t, c).sessionIDFor("RT-SECRET-bob")
+	before := poolSessionIDs(t, c).SessionID("RT-SECRET-bob")
 
 	f.set("envelope/keys", map[string]any{"current": k2, "previous": []any{k1}})
-	after := poolSessionIDs(t, c).sessionIDFor("RT-SECRET-bob")
+	after := poolSessionIDs(t, c).SessionID("RT-SECRET-bob")
 	if before != after {
 		t.Fatalf("after an envelope key rotation the refresh token maps to session %s, before to %s", after, before)
 	}
-	if other := poolSessionIDs(t, c).sessionIDFor("RT-SECRET-alice"); other == before {
+	if other := poolSessionIDs(t, c).SessionID("RT-SECRET-alice"); other == before {
 		t.Fatal("two refresh tokens map to one session")
 	}
 }
@@ -174,8 +192,8 @@ func TestSessionIDKeyCreatedFromTheKeyInUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := (&sessions{idKey: legacy}).sessionIDFor("RT-SECRET-bob")
-	if got := poolSessionIDs(t, c).sessionIDFor("RT-SECRET-bob"); got != want {
+	want := sharedWithKey(t, c, legacy).SessionID("RT-SECRET-bob")
+	if got := poolSessionIDs(t, c).SessionID("RT-SECRET-bob"); got != want {
 		t.Fatalf("session id %s after the upgrade, %s before", got, want)
 	}
 	if f.versions[SessionIDKeyPath] != 1 {
@@ -231,6 +249,99 @@ func TestSessionIDKeyRefusesABadKey(t *testing.T) {
 // The dev stack seeds the key, and its worker policy guards it, where the workers look.
 func TestSessionIDKeyPathMatchesTheDevStack(t *testing.T) {
 	if SessionIDKeyPath != devstack.VaultSessionIDKeyPath {
-		t.Fatalf("app reads the session-id key at %s, the dev stack seeds %s", SessionIDKeyPath, devstack.VaultSessionIDKeyPath)
+		t.Fatalf("the pool reads the session-id key at %s, the dev stack seeds %s", SessionIDKeyPath, devstack.VaultSessionIDKeyPath)
 	}
+}
+
+// Workers that start at once, each seeding from another envelope key (a rotation between
+// their starts), agree on one session-id key on the real Vault, logged in as the worker:
+// the losers of the create-only write read the winner's.
+func TestIntegrationSessionIDKeyOneForThePool(t *testing.T) {
+	st := testharness.Load(t)
+	ctx := context.Background()
+	cfg := vault.DefaultConfig()
+	cfg.Address = st.Env("VAULT_ADDR")
+	root, err := vault.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root.SetToken(st.Env("VAULT_TOKEN"))
+	mount := st.Env("OIDCFLOW_VAULT_KV_MOUNT")
+	path := strings.TrimSuffix(SessionIDKeyPath, "session-id-key") + "test-" + rand.Text()[:8]
+	t.Cleanup(func() { _ = root.KVv2(mount).DeleteMetadata(context.Background(), path) })
+
+	keys := make([][]byte, 8)
+	errs := make([]error, 8)
+	var wg sync.WaitGroup
+	for i := range keys {
+		wg.Go(func() {
+			c, err := vault.NewClient(cfg)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			login, err := c.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{
+				"role_id": st.Env("OIDCFLOW_VAULT_ROLE_ID"), "secret_id": st.Env("OIDCFLOW_VAULT_SECRET_ID")})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			c.SetToken(login.Auth.ClientToken)
+			keys[i], errs[i] = LoadSessionIDKey(ctx, c, mount, path, []byte("envelope key of worker "+strconv.Itoa(i)))
+		})
+	}
+	wg.Wait()
+	for i := range keys {
+		if errs[i] != nil {
+			t.Fatalf("worker %d: %v", i, errs[i])
+		}
+		if string(keys[i]) != string(keys[0]) {
+			t.Fatalf("workers 0 and %d disagree on the session-id key", i)
+		}
+	}
+}
+
+// SeedEnvelopeKeys writes a pair the pool loads, returns its public half, and never replaces
+// keys that are there.
+func TestSeedEnvelopeKeys(t *testing.T) {
+	f := newFakeKV(t)
+	c := f.client(t)
+	ctx := context.Background()
+	pub, err := SeedEnvelopeKeys(ctx, c, "oidcflow", "envelope/keys", "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, secrets, err := LoadEnvelopeKeys(ctx, c, "oidcflow", "envelope/keys")
+	if err != nil || len(secrets) != 1 {
+		t.Fatalf("load the seeded keys: %v", err)
+	}
+	parsed, err := envelope.ParsePublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := envelope.Seal(parsed, envelope.Binding{Namespace: "ns", WorkflowID: "wf", Operation: "start"},
+		envelope.Contents{IDToken: "id", InputDigest: make([]byte, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ring.Open(envelope.Binding{Namespace: "ns", WorkflowID: "wf", Operation: "start"}, sealed); err != nil {
+		t.Fatalf("the pool cannot open an envelope sealed to the returned public key: %v", err)
+	}
+	if strings.Contains(pub, secretPart(t, f)) {
+		t.Fatal("the public key text holds the private key")
+	}
+	if _, err := SeedEnvelopeKeys(ctx, c, "oidcflow", "envelope/keys", "k2"); err == nil {
+		t.Fatal("existing keys were replaced")
+	}
+}
+
+// secretPart returns the private key text stored in the fake Vault.
+func secretPart(t *testing.T, f *fakeKV) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cur, _ := f.data["envelope/keys"]["current"].(string)
+	if cur == "" {
+		t.Fatal("no current key stored")
+	}
+	return cur[len(cur)-40:]
 }

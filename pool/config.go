@@ -1,0 +1,375 @@
+package pool
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"reflect"
+	"strconv"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/interceptors"
+	"github.com/oidcflow/oidcflow/internal/config"
+	"github.com/oidcflow/oidcflow/telemetry"
+	"github.com/oidcflow/oidcflow/tokenstore"
+	"github.com/oidcflow/oidcflow/tokenstore/vaultauth"
+)
+
+// ErrConfig is wrapped by every error of FromEnv and Config.Validate: a setting cannot be
+// used. The message names the environment variable and the Config field.
+var ErrConfig = errors.New("pool: bad configuration")
+
+// The Temporal authentication modes of Config.TemporalAuth.
+const (
+	TemporalAuthNone              = "none"
+	TemporalAuthClientCredentials = "client-credentials"
+)
+
+// MinSweepInterval is the shortest positive Config.SweepInterval.
+const MinSweepInterval = 10 * time.Second
+
+// maxWindow bounds EnvelopeMaxAge and MaxBacklog (interceptors.AuthenticatorOptions).
+const maxWindow = 24 * time.Hour
+
+// Config configures a pool member. Each field's zero value means its default, which its
+// comment names along with the environment variable FromEnv reads it from (the README's
+// configuration table lists the same). Validate checks it without touching the network.
+type Config struct {
+	// TemporalAddress is the Temporal frontend, host:port. TEMPORAL_ADDRESS; default
+	// "127.0.0.1:7233".
+	TemporalAddress string
+	// Namespace is the Temporal namespace; starters must seal for the same one.
+	// TEMPORAL_NAMESPACE; default "oidcflow".
+	Namespace string
+	// TaskQueue is the task queue the pool polls. OIDCFLOW_TASK_QUEUE; default "oidcflow".
+	TaskQueue string
+	// TemporalAuth is how the worker authenticates to Temporal: TemporalAuthNone, or
+	// TemporalAuthClientCredentials (a bearer token of WorkerClientID, client credentials
+	// grant). OIDCFLOW_TEMPORAL_AUTH; default "none".
+	TemporalAuth string
+	// WorkerClientID is the worker's own confidential OAuth client, used only for its
+	// bearer token to Temporal (TemporalAuthClientCredentials); it does not refresh or revoke
+	// people's sessions (ClientID does). OIDCFLOW_WORKER_CLIENT_ID; default "worker".
+	WorkerClientID string
+	// WorkerClientSecret is WorkerClientID's secret; required with
+	// TemporalAuthClientCredentials. OIDCFLOW_WORKER_CLIENT_SECRET; default none.
+	WorkerClientSecret string
+
+	// Issuer is the OIDC issuer URL, exactly as in the tokens' iss. OIDCFLOW_ISSUER;
+	// required.
+	Issuer string
+	// ClientID is the OAuth client people log in with: ID tokens must name it in aud, and the
+	// pool refreshes and revokes their refresh tokens as this client (a public client: no
+	// secret). OIDCFLOW_CLIENT_ID; default "starter".
+	ClientID string
+	// Claims names the claim mapping preset (identity.ClaimsPreset): generic, hydra,
+	// keycloak, okta, entra, auth0 or google. OIDCFLOW_CLAIMS; default "generic".
+	Claims string
+	// ClaimsNamespace is Auth0's namespace of custom claims, or the Keycloak client whose
+	// roles count (default ClientID). OIDCFLOW_CLAIMS_NAMESPACE; default none.
+	ClaimsNamespace string
+	// RoleHierarchy is the nested-role configuration (identity.ParseHierarchy): inline JSON
+	// or "@" and a file. OIDCFLOW_ROLE_HIERARCHY; default none.
+	RoleHierarchy string
+	// Leeway is the clock leeway for exp, nbf and iat, and between sealers' clocks and the
+	// server's. OIDCFLOW_LEEWAY; default 60s.
+	Leeway time.Duration
+	// RefreshSkew: a session is refreshed when its access or ID token expires within it.
+	// OIDCFLOW_REFRESH_SKEW; default 30s.
+	RefreshSkew time.Duration
+	// EnvelopeMaxAge is how old a start's envelope may be when the server records the
+	// start; the pool honours each envelope once within it. At most 24h.
+	// OIDCFLOW_ENVELOPE_MAX_AGE; default 5m.
+	EnvelopeMaxAge time.Duration
+	// MaxBacklog is how long an update or signal bound to its run may wait for a worker
+	// before its envelope is refused; keep it equal on every worker of a pool. At most 24h.
+	// OIDCFLOW_MAX_BACKLOG; default 1h.
+	MaxBacklog time.Duration
+
+	// VaultAddress is Vault's address. VAULT_ADDR; default "http://127.0.0.1:8200".
+	VaultAddress string
+	// VaultAuth is the worker's Vault auth method: approle, token or kubernetes.
+	// OIDCFLOW_VAULT_AUTH; default "approle".
+	VaultAuth string
+	// VaultRoleID is the AppRole role id; required with approle. OIDCFLOW_VAULT_ROLE_ID;
+	// default none.
+	VaultRoleID string
+	// VaultSecretID is the AppRole secret id. OIDCFLOW_VAULT_SECRET_ID; default none.
+	VaultSecretID string
+	// VaultKubernetesRole is the Vault role of Kubernetes auth; required with kubernetes.
+	// OIDCFLOW_VAULT_K8S_ROLE; default none.
+	VaultKubernetesRole string
+	// VaultToken is the Vault token of token auth; required with token. VAULT_TOKEN;
+	// default none.
+	VaultToken string
+	// VaultKVMount is the KV v2 mount that holds the pool's keys and sessions (see the
+	// package documentation's Vault layout). OIDCFLOW_VAULT_KV_MOUNT; default "oidcflow".
+	VaultKVMount string
+	// EnvelopeKeysPath is where the pool's envelope keys live in VaultKVMount.
+	// OIDCFLOW_ENVELOPE_KEYS_PATH; default "envelope/keys".
+	EnvelopeKeysPath string
+
+	// SweepInterval is how often the pool's Temporal Schedule runs the sweeper; at least
+	// MinSweepInterval. Negative: this worker leaves the schedule alone (FromEnv reads
+	// OIDCFLOW_SWEEP_INTERVAL=0 so). OIDCFLOW_SWEEP_INTERVAL; default 1m.
+	SweepInterval time.Duration
+	// MaxConcurrentActivities caps concurrent activity executions.
+	// OIDCFLOW_MAX_CONCURRENT_ACTIVITIES; default 0: the SDK's default.
+	MaxConcurrentActivities int
+	// MaxConcurrentWorkflowTasks caps concurrent workflow task executions.
+	// OIDCFLOW_MAX_CONCURRENT_WORKFLOW_TASKS; default 0: the SDK's default.
+	MaxConcurrentWorkflowTasks int
+	// ShutdownTimeout is how long Run lets in-flight activities finish once its context is
+	// done. OIDCFLOW_SHUTDOWN_TIMEOUT; default 30s.
+	ShutdownTimeout time.Duration
+
+	// The fields below are not read from the environment.
+
+	// IdentityWorkflows, when not empty, makes identity opt-in: only these workflow types
+	// (and AllowAnonymous) are checked; every other type passes through untouched, and its
+	// activities run with no identity (interceptors.WorkerOptions.IdentityWorkflows). Default
+	// none: every workflow type needs a person's identity.
+	IdentityWorkflows []string
+	// AllowAnonymous lists workflow types that may start without identity; their activities
+	// run under the pool's own authority. workflows.SweeperWorkflow is always allowed.
+	// Default none.
+	AllowAnonymous []string
+	// ListingSearchAttributes and ListingMemo are search attributes and memo keys only the
+	// worker may set (interceptors.WorkerOptions.ListingSearchAttributes). Default none.
+	ListingSearchAttributes []interceptors.ListingKey
+	ListingMemo             []string
+	// Sweeper is the workflow registered as workflows.SweeperWorkflow, which the pool's
+	// schedule runs. Default workflows.SessionSweeper (the token store's sweep); oidcflow's
+	// own worker sets workflows.Sweeper, which also drops database grants.
+	Sweeper any
+	// Logger receives the pool's records (never a token). Default slog.Default().
+	Logger *slog.Logger
+	// Telemetry receives the SDK's metrics and oidcflow's (telemetry.MetricVerifications,
+	// ...) and oidcflow's spans; serve it at /metrics. Default: telemetry.New with Logger
+	// (a Prometheus registry of its own, the global TracerProvider).
+	Telemetry *telemetry.Telemetry
+	// Tracing installs the SDK's OpenTelemetry tracing interceptor (Telemetry's
+	// TracerProvider) first in the worker's and the worker client's interceptors, so that
+	// oidcflow's verification and refresh spans join the runs' traces. Default false:
+	// without an exporter the spans go nowhere, and the interceptor would only add headers.
+	Tracing bool
+	// Hooks adjust the parts' options before they are built (tests, benchmarks). Default
+	// none.
+	Hooks Hooks
+}
+
+// Hooks adjust the options New builds its parts from; each runs once, after the options are
+// filled from Config. A nil hook changes nothing.
+type Hooks struct {
+	Refresher     func(*tokenstore.RefresherOptions)
+	Authenticator func(*interceptors.AuthenticatorOptions)
+	Client        func(*client.Options)
+	Worker        func(*worker.Options)
+	// Interceptors may wrap or add worker interceptors (they run in the order given).
+	Interceptors func([]interceptor.WorkerInterceptor) []interceptor.WorkerInterceptor
+}
+
+// FromEnv returns the Config the environment describes: each variable named in Config's
+// field comments, from the process environment or else the env file named by
+// OIDCFLOW_ENV_FILE, or else its default. A malformed value (a bad duration, say) fails with
+// the variable's name; FromEnv does not Validate otherwise.
+func FromEnv() (Config, error) {
+	return FromLookup(os.LookupEnv)
+}
+
+// FromLookup is FromEnv over lookup instead of the process environment (os.LookupEnv).
+func FromLookup(lookup func(string) (string, bool)) (Config, error) {
+	env, err := config.New(lookup)
+	if err != nil {
+		return Config{}, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	c := Config{}
+	var errs []error
+	str := func(name string, into *string) { *into = env.String(name) }
+	dur := func(name string, into *time.Duration) {
+		d, err := env.Duration(name)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		*into = d
+	}
+	num := func(name string, into *int) {
+		n, err := env.Int(name)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		*into = n
+	}
+	for _, f := range c.fields() {
+		switch p := f.ptr.(type) {
+		case *string:
+			str(f.env, p)
+		case *time.Duration:
+			dur(f.env, p)
+		case *int:
+			num(f.env, p)
+		}
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = -1 // 0 in the environment: leave the schedule alone
+	}
+	if len(errs) > 0 {
+		return Config{}, fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+	}
+	return c, nil
+}
+
+// field ties a Config field to its environment variable.
+type field struct {
+	name string // Config field
+	env  string // environment variable (config.Vars)
+	ptr  any    // *string, *time.Duration or *int
+}
+
+// fields lists the Config fields read from the environment.
+func (c *Config) fields() []field {
+	return []field{
+		{"TemporalAddress", "TEMPORAL_ADDRESS", &c.TemporalAddress},
+		{"Namespace", "TEMPORAL_NAMESPACE", &c.Namespace},
+		{"TaskQueue", "OIDCFLOW_TASK_QUEUE", &c.TaskQueue},
+		{"TemporalAuth", "OIDCFLOW_TEMPORAL_AUTH", &c.TemporalAuth},
+		{"WorkerClientID", "OIDCFLOW_WORKER_CLIENT_ID", &c.WorkerClientID},
+		{"WorkerClientSecret", "OIDCFLOW_WORKER_CLIENT_SECRET", &c.WorkerClientSecret},
+		{"Issuer", "OIDCFLOW_ISSUER", &c.Issuer},
+		{"ClientID", "OIDCFLOW_CLIENT_ID", &c.ClientID},
+		{"Claims", "OIDCFLOW_CLAIMS", &c.Claims},
+		{"ClaimsNamespace", "OIDCFLOW_CLAIMS_NAMESPACE", &c.ClaimsNamespace},
+		{"RoleHierarchy", "OIDCFLOW_ROLE_HIERARCHY", &c.RoleHierarchy},
+		{"Leeway", "OIDCFLOW_LEEWAY", &c.Leeway},
+		{"RefreshSkew", "OIDCFLOW_REFRESH_SKEW", &c.RefreshSkew},
+		{"EnvelopeMaxAge", "OIDCFLOW_ENVELOPE_MAX_AGE", &c.EnvelopeMaxAge},
+		{"MaxBacklog", "OIDCFLOW_MAX_BACKLOG", &c.MaxBacklog},
+		{"VaultAddress", "VAULT_ADDR", &c.VaultAddress},
+		{"VaultAuth", "OIDCFLOW_VAULT_AUTH", &c.VaultAuth},
+		{"VaultRoleID", "OIDCFLOW_VAULT_ROLE_ID", &c.VaultRoleID},
+		{"VaultSecretID", "OIDCFLOW_VAULT_SECRET_ID", &c.VaultSecretID},
+		{"VaultKubernetesRole", "OIDCFLOW_VAULT_K8S_ROLE", &c.VaultKubernetesRole},
+		{"VaultToken", "VAULT_TOKEN", &c.VaultToken},
+		{"VaultKVMount", "OIDCFLOW_VAULT_KV_MOUNT", &c.VaultKVMount},
+		{"EnvelopeKeysPath", "OIDCFLOW_ENVELOPE_KEYS_PATH", &c.EnvelopeKeysPath},
+		{"SweepInterval", "OIDCFLOW_SWEEP_INTERVAL", &c.SweepInterval},
+		{"MaxConcurrentActivities", "OIDCFLOW_MAX_CONCURRENT_ACTIVITIES", &c.MaxConcurrentActivities},
+		{"MaxConcurrentWorkflowTasks", "OIDCFLOW_MAX_CONCURRENT_WORKFLOW_TASKS", &c.MaxConcurrentWorkflowTasks},
+		{"ShutdownTimeout", "OIDCFLOW_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout},
+	}
+}
+
+// withDefaults returns c with every zero field read from the environment set to its
+// default, which config.Vars holds.
+func (c Config) withDefaults() Config {
+	for _, f := range c.fields() {
+		def := defaultOf(f.env)
+		switch p := f.ptr.(type) {
+		case *string:
+			if *p == "" {
+				*p = def
+			}
+		case *time.Duration:
+			if *p == 0 {
+				*p, _ = time.ParseDuration(def) // config's tests parse every default
+			}
+		case *int:
+			if *p == 0 {
+				*p, _ = strconv.Atoi(def)
+			}
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// defaultOf returns the documented default of variable name.
+func defaultOf(name string) string {
+	for _, v := range config.Vars {
+		if v.Name == name {
+			return v.Default
+		}
+	}
+	panic("pool: " + name + " is not in config.Vars")
+}
+
+// Validate checks c (zero fields standing for their defaults) without any network call: the
+// required settings are there, durations and numbers are in range, the names of modes and
+// presets are known, and the role hierarchy parses (a hierarchy file is read). Errors wrap
+// ErrConfig and name the variable and the field.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	bad := func(env, field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s (Config.%s) %s", ErrConfig, env, field, fmt.Sprintf(format, args...)))
+	}
+	if c.Issuer == "" {
+		bad("OIDCFLOW_ISSUER", "Issuer", "is required: the OIDC issuer URL, exactly as in the tokens' iss")
+	} else if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		bad("OIDCFLOW_ISSUER", "Issuer", "is %q, not an http(s) URL", c.Issuer)
+	}
+	for _, f := range c.fields() {
+		if d, ok := f.ptr.(*time.Duration); ok && *d < 0 && f.name != "SweepInterval" {
+			bad(f.env, f.name, "is negative (%s)", *d)
+		}
+		if n, ok := f.ptr.(*int); ok && *n < 0 {
+			bad(f.env, f.name, "is negative (%d)", *n)
+		}
+	}
+	if c.EnvelopeMaxAge > maxWindow {
+		bad("OIDCFLOW_ENVELOPE_MAX_AGE", "EnvelopeMaxAge", "is %s; at most %s", c.EnvelopeMaxAge, maxWindow)
+	}
+	if c.MaxBacklog > maxWindow {
+		bad("OIDCFLOW_MAX_BACKLOG", "MaxBacklog", "is %s; at most %s", c.MaxBacklog, maxWindow)
+	}
+	if c.SweepInterval > 0 && c.SweepInterval < MinSweepInterval {
+		bad("OIDCFLOW_SWEEP_INTERVAL", "SweepInterval", "is %s; use 0 (leave the schedule alone) or at least %s", c.SweepInterval, MinSweepInterval)
+	}
+	switch c.TemporalAuth {
+	case TemporalAuthNone:
+	case TemporalAuthClientCredentials:
+		if c.WorkerClientSecret == "" {
+			bad("OIDCFLOW_WORKER_CLIENT_SECRET", "WorkerClientSecret", "is required with OIDCFLOW_TEMPORAL_AUTH=%s", c.TemporalAuth)
+		}
+	default:
+		bad("OIDCFLOW_TEMPORAL_AUTH", "TemporalAuth", "is %q; use %s or %s", c.TemporalAuth, TemporalAuthNone, TemporalAuthClientCredentials)
+	}
+	switch vaultauth.Method(c.VaultAuth) {
+	case vaultauth.AppRole:
+		if c.VaultRoleID == "" {
+			bad("OIDCFLOW_VAULT_ROLE_ID", "VaultRoleID", "is required with OIDCFLOW_VAULT_AUTH=approle")
+		}
+	case vaultauth.Token:
+		if c.VaultToken == "" {
+			bad("VAULT_TOKEN", "VaultToken", "is required with OIDCFLOW_VAULT_AUTH=token")
+		}
+	case vaultauth.Kubernetes:
+		if c.VaultKubernetesRole == "" {
+			bad("OIDCFLOW_VAULT_K8S_ROLE", "VaultKubernetesRole", "is required with OIDCFLOW_VAULT_AUTH=kubernetes")
+		}
+	default:
+		bad("OIDCFLOW_VAULT_AUTH", "VaultAuth", "is %q; use approle, token or kubernetes", c.VaultAuth)
+	}
+	if u, err := url.Parse(c.VaultAddress); err != nil || u.Host == "" {
+		bad("VAULT_ADDR", "VaultAddress", "is %q, not a URL", c.VaultAddress)
+	}
+	if _, err := identity.ClaimsPreset(c.Claims, c.ClaimsNamespace, c.ClientID); err != nil {
+		bad("OIDCFLOW_CLAIMS", "Claims", "cannot be used: %v", err)
+	}
+	if _, err := identity.ParseHierarchy(c.RoleHierarchy); err != nil {
+		bad("OIDCFLOW_ROLE_HIERARCHY", "RoleHierarchy", "cannot be used: %v", err)
+	}
+	if c.Sweeper != nil && reflect.TypeOf(c.Sweeper).Kind() != reflect.Func {
+		errs = append(errs, fmt.Errorf("%w: Config.Sweeper is a %T, not a workflow function", ErrConfig, c.Sweeper))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,310 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"golang.org/x/oauth2"
+
+	"github.com/oidcflow/oidcflow/activities"
+	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/interceptors"
+	"github.com/oidcflow/oidcflow/telemetry"
+	"github.com/oidcflow/oidcflow/tokenstore"
+	"github.com/oidcflow/oidcflow/tokenstore/vaultauth"
+	"github.com/oidcflow/oidcflow/tokenstore/workercreds"
+	"github.com/oidcflow/oidcflow/workflows"
+)
+
+// Parts are the identity machinery of a pool member, without Temporal: what New puts into
+// a worker, and what a time-skipping test puts into its test environment
+// (worker.Options.Interceptors and RegisterActivity(SessionActivities)).
+type Parts struct {
+	// Vault is logged in as the worker; Run keeps its token alive.
+	Vault *vault.Client
+	// Verifier verifies ID tokens (Config.Issuer, ClientID, Leeway, Claims, RoleHierarchy).
+	Verifier *identity.Verifier
+	// Store keeps people's sessions in Vault; Refresher refreshes and revokes them.
+	Store     *tokenstore.Store
+	Refresher *tokenstore.Refresher
+	// Sessions is the session lifecycle: one session per refresh chain, its holders, the
+	// last holder revokes (interceptors.SessionStore).
+	Sessions *tokenstore.SharedSessions
+	// OneTime records the envelopes and references the pool honoured once.
+	OneTime *tokenstore.OneTime
+	// Telemetry receives the pool's metrics and spans (Config.Telemetry).
+	Telemetry *telemetry.Telemetry
+	// Interceptors are the worker interceptors: tracing (Config.Tracing), identity, then
+	// denial counting.
+	Interceptors []interceptor.WorkerInterceptor
+	// SessionActivities keep sessions fresh and sweep them; New registers them.
+	SessionActivities *activities.SessionActivities
+
+	cfg          Config
+	vaultSession *vaultauth.Session
+	leftovers    *leftovers
+}
+
+// NewParts validates cfg, logs in to Vault, loads the pool's envelope keys and session-id
+// key, and builds the verifier, the session store, refresher and shared sessions, the
+// one-time store, the worker interceptors and the session activities. It dials no Temporal.
+func NewParts(ctx context.Context, cfg Config) (*Parts, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	var err error
+	if cfg.Telemetry == nil {
+		if cfg.Telemetry, err = telemetry.New(telemetry.Options{Logger: cfg.Logger}); err != nil {
+			return nil, err
+		}
+	}
+	p := &Parts{cfg: cfg, Telemetry: cfg.Telemetry}
+	if p.Vault, p.vaultSession, err = vaultLogin(ctx, cfg); err != nil {
+		return nil, err
+	}
+	ring, secrets, err := LoadEnvelopeKeys(ctx, p.Vault, cfg.VaultKVMount, cfg.EnvelopeKeysPath)
+	if err != nil {
+		return nil, err
+	}
+	if p.Verifier, err = cfg.NewVerifier(ctx); err != nil {
+		return nil, err
+	}
+	if p.Store, err = tokenstore.NewStore(tokenstore.StoreOptions{Client: p.Vault, Mount: cfg.VaultKVMount}); err != nil {
+		return nil, err
+	}
+	ro := tokenstore.RefresherOptions{
+		Store: p.Store,
+		// The refresh tokens were issued to the client people log in with (a public one).
+		OAuth2:  oauth2.Config{ClientID: cfg.ClientID},
+		Issuer:  cfg.Issuer,
+		Checker: p.Verifier,
+		Skew:    cfg.RefreshSkew,
+		Logger:  cfg.Logger,
+	}
+	if cfg.Hooks.Refresher != nil {
+		cfg.Hooks.Refresher(&ro)
+	}
+	refresher, err := cfg.Telemetry.NewRefresher(ro) // counts, times and traces refreshes
+	if err != nil {
+		return nil, err
+	}
+	p.Refresher = refresher.Refresher
+	idKey, err := LoadSessionIDKey(ctx, p.Vault, cfg.VaultKVMount, SessionIDKeyPath, secrets[0])
+	if err != nil {
+		return nil, err
+	}
+	if p.Sessions, err = tokenstore.NewSharedSessions(tokenstore.SharedSessionsOptions{
+		Store: p.Store, Refresher: refresher, IDKey: idKey,
+	}); err != nil {
+		return nil, err
+	}
+	if p.OneTime, err = tokenstore.NewOneTime(tokenstore.OneTimeOptions{Client: p.Vault, Mount: cfg.VaultKVMount}); err != nil {
+		return nil, err
+	}
+	p.leftovers = &leftovers{sessions: p.Sessions, oneTime: p.OneTime}
+	ao := interceptors.AuthenticatorOptions{
+		Keyring:    ring,
+		Verifier:   p.Verifier,
+		OneTime:    p.OneTime,
+		MaxAge:     cfg.EnvelopeMaxAge,
+		MaxBacklog: cfg.MaxBacklog,
+		Leeway:     cfg.Leeway,
+		Sessions:   p.Sessions,
+	}
+	if cfg.Hooks.Authenticator != nil {
+		cfg.Hooks.Authenticator(&ao)
+	}
+	auth, err := interceptors.NewAuthenticator(ao)
+	if err != nil {
+		return nil, err
+	}
+	wi, err := interceptors.NewWorkerInterceptor(interceptors.WorkerOptions{
+		Authenticator:           cfg.Telemetry.Authenticator(auth),
+		PropagationSecrets:      secrets,
+		AllowAnonymous:          append(slices.Clone(cfg.AllowAnonymous), workflows.SweeperWorkflow),
+		IdentityWorkflows:       cfg.IdentityWorkflows,
+		ReferenceTTL:            cfg.MaxBacklog,
+		ListingSearchAttributes: cfg.ListingSearchAttributes,
+		ListingMemo:             cfg.ListingMemo,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.Interceptors = []interceptor.WorkerInterceptor{wi, cfg.Telemetry.Denials()}
+	if cfg.Tracing {
+		// First, so that the run's span is the parent of oidcflow's verification spans.
+		p.Interceptors = append([]interceptor.WorkerInterceptor{cfg.Telemetry.TracingInterceptor()}, p.Interceptors...)
+	}
+	if cfg.Hooks.Interceptors != nil {
+		p.Interceptors = cfg.Hooks.Interceptors(p.Interceptors)
+	}
+	p.SessionActivities = &activities.SessionActivities{Refresher: refresher, Sweeper: p.leftovers, Logger: cfg.Logger}
+	return p, nil
+}
+
+// NewVerifier builds the ID token verifier c describes: Issuer, ClientID, Leeway, Claims
+// (with ClaimsNamespace) and RoleHierarchy. It fetches the issuer's discovery document and
+// keys; starters use it to check their own login as the pool will.
+func (c Config) NewVerifier(ctx context.Context) (*identity.Verifier, error) {
+	c = c.withDefaults()
+	if c.Issuer == "" {
+		return nil, fmt.Errorf("%w: OIDCFLOW_ISSUER (Config.Issuer) is required", ErrConfig)
+	}
+	h, err := identity.ParseHierarchy(c.RoleHierarchy)
+	if err != nil {
+		return nil, fmt.Errorf("%w: OIDCFLOW_ROLE_HIERARCHY (Config.RoleHierarchy): %w", ErrConfig, err)
+	}
+	claims, err := identity.ClaimsPreset(c.Claims, c.ClaimsNamespace, c.ClientID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: OIDCFLOW_CLAIMS (Config.Claims): %w", ErrConfig, err)
+	}
+	return identity.NewVerifier(ctx, identity.VerifierOptions{
+		Issuer: c.Issuer, ClientID: c.ClientID, Leeway: c.Leeway, Claims: &claims, Hierarchy: h,
+	})
+}
+
+// Pool is one running member of a worker pool.
+type Pool struct {
+	*Parts
+	// Client is the worker's Temporal client: no person's identity rides on its calls
+	// (starters dial with package login or interceptors.Dial).
+	Client client.Client
+	// Worker polls Config.TaskQueue with the interceptors installed; register your
+	// workflows and activities on it before Run.
+	Worker worker.Worker
+}
+
+// New builds a pool member from cfg: NewParts, then it dials Temporal as the worker, creates
+// the worker on cfg.TaskQueue and registers the session activities and the sweeper workflow
+// (cfg.Sweeper). Nothing polls until Run. Close releases it.
+func New(ctx context.Context, cfg Config) (*Pool, error) {
+	parts, err := NewParts(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	cfg = parts.cfg
+	p := &Pool{Parts: parts}
+	if p.Client, err = dialTemporal(ctx, cfg); err != nil {
+		return nil, err
+	}
+	wo := worker.Options{
+		Interceptors:                           parts.Interceptors,
+		MaxConcurrentActivityExecutionSize:     cfg.MaxConcurrentActivities,
+		MaxConcurrentWorkflowTaskExecutionSize: cfg.MaxConcurrentWorkflowTasks,
+		WorkerStopTimeout:                      cfg.ShutdownTimeout,
+	}
+	if cfg.Hooks.Worker != nil {
+		cfg.Hooks.Worker(&wo)
+	}
+	p.Worker = worker.New(p.Client, cfg.TaskQueue, wo)
+	sweeper := cfg.Sweeper
+	if sweeper == nil {
+		sweeper = workflows.SessionSweeper
+	}
+	p.Worker.RegisterWorkflowWithOptions(sweeper, workflow.RegisterOptions{Name: workflows.SweeperWorkflow})
+	p.Worker.RegisterActivity(p.SessionActivities)
+	p.leftovers.runs = activities.TemporalRuns{Client: p.Client}
+	return p, nil
+}
+
+// Run creates or updates the pool's sweeper schedule (EnsureSweeperSchedule, unless
+// Config.SweepInterval is negative), keeps the worker's Vault token alive, starts polling and
+// blocks until ctx is done; then it stops, letting in-flight activities finish within
+// Config.ShutdownTimeout. It returns nil after a clean stop.
+func (p *Pool) Run(ctx context.Context) error {
+	if every := p.cfg.SweepInterval; every > 0 {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := EnsureSweeperSchedule(sctx, p.Client, p.cfg.TaskQueue, every)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	vctx, stopVault := context.WithCancel(context.Background())
+	vaultDone := make(chan struct{})
+	go func() {
+		defer close(vaultDone)
+		p.vaultSession.Run(vctx) // renews and re-acquires the worker's Vault token
+	}()
+	defer func() {
+		stopVault()
+		<-vaultDone
+	}()
+	if err := p.Worker.Start(); err != nil {
+		return fmt.Errorf("pool: start worker: %w", err)
+	}
+	<-ctx.Done()
+	p.Worker.Stop() // drains in-flight activities for up to WorkerStopTimeout
+	return nil
+}
+
+// Close releases the Temporal connection. It is safe to call more than once; call it after
+// Run returned.
+func (p *Pool) Close() {
+	if p.Client != nil {
+		p.Client.Close()
+		p.Client = nil
+	}
+}
+
+// dialTemporal connects to c.TemporalAddress / c.Namespace as the worker.
+func dialTemporal(ctx context.Context, c Config) (client.Client, error) {
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	opts := client.Options{
+		HostPort:       c.TemporalAddress,
+		Namespace:      c.Namespace,
+		Logger:         sdklog.NewStructuredLogger(c.Logger),
+		MetricsHandler: c.Telemetry.MetricsHandler(),
+	}
+	if c.Tracing {
+		opts.Interceptors = []interceptor.ClientInterceptor{c.Telemetry.TracingInterceptor()}
+	}
+	if c.TemporalAuth == TemporalAuthClientCredentials {
+		ts, err := workercreds.TokenSource(ctx, workercreds.Options{
+			Issuer: c.Issuer, ClientID: c.WorkerClientID, ClientSecret: c.WorkerClientSecret,
+		})
+		if err != nil {
+			return nil, err
+		}
+		opts.Credentials = workercreds.TemporalCredentials(ts)
+		// Bearer tokens ask for TLS; a loopback frontend (the dev server) has none.
+		if host, _, _ := net.SplitHostPort(opts.HostPort); host == "localhost" || net.ParseIP(host).IsLoopback() {
+			opts.ConnectionOptions.TLSDisabled = true
+		}
+	}
+	if c.Hooks.Client != nil {
+		c.Hooks.Client(&opts)
+	}
+	cl, err := client.DialContext(dctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("pool: connect to Temporal at %s: %w", c.TemporalAddress, err)
+	}
+	return cl, nil
+}
+
+// leftovers is the token store's part of the pool's sweep (activities.SessionSweeper).
+type leftovers struct {
+	sessions *tokenstore.SharedSessions
+	oneTime  *tokenstore.OneTime
+	runs     tokenstore.WorkflowStates // set once the pool has a Temporal client
+}
+
+func (l *leftovers) SweepSessions(ctx context.Context) (int, error) {
+	if l.runs == nil {
+		return 0, nil
+	}
+	return l.sessions.Sweep(ctx, l.runs)
+}
+
+func (l *leftovers) SweepOneTime(ctx context.Context) (int, error) { return l.oneTime.Sweep(ctx) }

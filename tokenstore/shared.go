@@ -1,0 +1,345 @@
+package tokenstore
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+	"golang.org/x/oauth2"
+
+	"github.com/oidcflow/oidcflow/identity"
+)
+
+// MinSessionIDKeySize is the shortest session-id key SharedSessions takes, in bytes.
+const MinSessionIDKeySize = 32
+
+// SessionRefresher is what SharedSessions needs of a *Refresher.
+type SessionRefresher interface {
+	Fresh(ctx context.Context, sessionID string) (Session, error)
+	Revoke(ctx context.Context, sessionID string) error
+}
+
+// SharedSessionsOptions configure NewSharedSessions.
+type SharedSessionsOptions struct {
+	// Store keeps the sessions (required). The holder lists live in its Vault mount.
+	Store *Store
+	// Refresher refreshes and revokes the sessions (required); it must use Store. A
+	// *Refresher is one; a wrapper that measures its calls is another.
+	Refresher SessionRefresher
+	// IDKey is the pool's session-id key, at least MinSessionIDKeySize bytes (required).
+	// Every worker of a pool must use the same one, for as long as any session lives: see
+	// pool.LoadSessionIDKey, which keeps it in Vault.
+	IDKey []byte
+	// HoldersPrefix is the folder of the holder lists inside the Store's mount. Default
+	// "sessions/holders" (no session id is that short, so it never meets a session).
+	HoldersPrefix string
+	// OnFresh, when set, is called after each refresh check CurrentIDToken makes, with the
+	// session id and the check's error (nil: the session is fresh). Metrics count refresh
+	// failures with it. Default none. It must not block.
+	OnFresh func(ctx context.Context, sessionID string, err error)
+}
+
+// SharedSessions is the session lifecycle of a worker pool: it keeps people's tokens between
+// the steps of their runs (interceptors.SessionStore) and ends each session when no run holds
+// it any more. It is safe for concurrent use, and every worker of a pool may use its own.
+//
+// A refresh token is one chain of rotations: if two sessions held the same one, the first
+// refresh would invalidate the other's copy, and its next refresh would trip the identity
+// provider's reuse detection, which ends the whole chain. So every deposit of one refresh
+// token lands in one session, whose id is an HMAC-SHA256 of that token under the pool's
+// session-id key (SessionID), and the runs that share it are listed as its holders: one KV v2
+// secret per session at <mount>/data/<HoldersPrefix>/<id>, {"holders": [...]}, written with
+// check-and-set. The last holder to leave revokes the refresh token at the identity provider
+// (RFC 7009) and destroys the session. Sweep ends the sessions of runs that never left.
+//
+// Not done: a holder is not checked against Temporal when it is added (the caller, the worker
+// interceptor, adds only the run it is executing); holder lists are not encrypted (they hold
+// workflow ids, no secret).
+//
+// The Vault policy needs create, read, update on <mount>/data/<HoldersPrefix>/*, delete on
+// <mount>/metadata/<HoldersPrefix>/* and list on <mount>/metadata/<HoldersPrefix>, plus what
+// the Store and Refresher need.
+type SharedSessions struct {
+	store     *Store
+	refresher SessionRefresher
+	idKey     []byte
+	prefix    string
+	onFresh   func(context.Context, string, error)
+}
+
+// NewSharedSessions returns the SharedSessions of opts.
+func NewSharedSessions(opts SharedSessionsOptions) (*SharedSessions, error) {
+	if opts.Store == nil || opts.Refresher == nil {
+		return nil, errors.New("tokenstore: SharedSessionsOptions needs Store and Refresher")
+	}
+	if len(opts.IDKey) < MinSessionIDKeySize {
+		return nil, fmt.Errorf("tokenstore: SharedSessionsOptions.IDKey must be at least %d bytes", MinSessionIDKeySize)
+	}
+	prefix := strings.Trim(opts.HoldersPrefix, "/")
+	if prefix == "" {
+		prefix = opts.Store.prefix + "/holders"
+	}
+	for _, seg := range strings.Split(prefix, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return nil, fmt.Errorf("tokenstore: SharedSessionsOptions.HoldersPrefix %q is not a clean path", opts.HoldersPrefix)
+		}
+	}
+	return &SharedSessions{store: opts.Store, refresher: opts.Refresher, idKey: slices.Clone(opts.IDKey),
+		prefix: prefix, onFresh: opts.OnFresh}, nil
+}
+
+// SessionID returns the id of the session that holds refreshToken: its HMAC-SHA256 under the
+// pool's session-id key, base64url without padding; a new random id when refreshToken is ""
+// (no token to share).
+func (s *SharedSessions) SessionID(refreshToken string) string {
+	if refreshToken == "" {
+		return NewSessionID()
+	}
+	m := hmac.New(sha256.New, s.idKey)
+	m.Write([]byte(refreshToken))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// Deposit stores tok, the tokens of id (verified), for holder (a workflow id, or
+// "<workflow id>/update/<update id>") and returns the session id. A deposit of a refresh
+// token already deposited joins its session, which may hold rotated tokens by now; one for
+// another subject or issuer is refused with an error wrapping identity.ErrUnauthenticated. A
+// failed deposit leaves no hold behind.
+func (s *SharedSessions) Deposit(ctx context.Context, id *identity.Identity, tok *oauth2.Token, holder string) (sessionID string, err error) {
+	idToken, _ := tok.Extra("id_token").(string)
+	sid := s.SessionID(tok.RefreshToken)
+	added, err := s.hold(ctx, sid, holder, true)
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		// A failed deposit's run fails without ending the session, so a stale holder would
+		// keep the session (maybe another person's) from ever being revoked.
+		if err != nil && added {
+			if _, herr := s.hold(ctx, sid, holder, false); herr != nil {
+				err = errors.Join(err, herr)
+			}
+		}
+	}()
+	_, err = s.store.Create(ctx, Session{
+		ID:       sid,
+		Subject:  id.Subject,
+		Issuer:   id.Issuer,
+		Audience: id.Audience,
+		ClientID: id.ClientID,
+		// The refresh check (OIDC Core 12.2) compares the refreshed azp with the original.
+		AuthorizedParty: id.ClientID,
+		AccessToken:     tok.AccessToken,
+		IDToken:         idToken,
+		RefreshToken:    tok.RefreshToken,
+		TokenType:       "Bearer",
+		Expiry:          tok.Expiry,
+		IDTokenExpiry:   id.Expiry, // the verified exp: the refresh is due before it
+	})
+	if errors.Is(err, ErrConflict) {
+		existing, err := s.store.Get(ctx, sid)
+		if err != nil {
+			return "", err
+		}
+		if existing.Subject != id.Subject || existing.Issuer != id.Issuer {
+			return "", fmt.Errorf("tokenstore: refresh token already deposited for another subject: %w", identity.ErrUnauthenticated)
+		}
+		return sid, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return sid, nil
+}
+
+// CurrentIDToken returns the session's ID token, refreshed (Refresher.Fresh) when it or the
+// access token is due. When the identity provider's last refresh returned no ID token, the
+// session keeps the one before (Session.IDTokenKept), whose person the Refresher re-checked
+// through userinfo with the new access token: it is vouched for until that access token's
+// expiry, which keptUntil reports; else keptUntil is zero.
+func (s *SharedSessions) CurrentIDToken(ctx context.Context, sessionID string) (raw string, keptUntil time.Time, err error) {
+	sess, err := s.refresher.Fresh(ctx, sessionID)
+	if s.onFresh != nil {
+		s.onFresh(ctx, sessionID, err)
+	}
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if sess.IDTokenKept {
+		keptUntil = sess.Expiry
+	}
+	return sess.IDToken, keptUntil, nil
+}
+
+// End releases holder's hold on the session; when no holder is left, it revokes the refresh
+// token at the identity provider and destroys the session and its holder list. Ending a hold
+// that is not there is not an error (a retry).
+func (s *SharedSessions) End(ctx context.Context, sessionID, holder string) error {
+	if err := ValidateSessionID(sessionID); err != nil {
+		return err
+	}
+	if _, err := s.hold(ctx, sessionID, holder, false); err != nil {
+		return err
+	}
+	left, err := s.holders(ctx, sessionID)
+	if err != nil || len(left.list) > 0 {
+		return err
+	}
+	if err := s.refresher.Revoke(ctx, sessionID); err != nil {
+		return err
+	}
+	if err := s.store.kv.DeleteMetadata(ctx, s.path(sessionID)); err != nil {
+		if err = classifyVaultError("delete", "holders of session "+sessionID, err); !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Holders returns the holders of the session, in the order they joined.
+func (s *SharedSessions) Holders(ctx context.Context, sessionID string) ([]string, error) {
+	if err := ValidateSessionID(sessionID); err != nil {
+		return nil, err
+	}
+	h, err := s.holders(ctx, sessionID)
+	return h.list, err
+}
+
+func (s *SharedSessions) path(sid string) string { return s.prefix + "/" + sid }
+
+type holderList struct {
+	list    []string
+	version int
+}
+
+func (s *SharedSessions) holders(ctx context.Context, sid string) (holderList, error) {
+	sec, err := s.store.kv.Get(ctx, s.path(sid))
+	if errors.Is(err, vault.ErrSecretNotFound) {
+		return holderList{}, nil
+	}
+	if err != nil {
+		return holderList{}, classifyVaultError("read", "holders of session "+sid, err)
+	}
+	var h holderList
+	if raw, ok := sec.Data["holders"].([]any); ok {
+		for _, r := range raw {
+			if v, ok := r.(string); ok {
+				h.list = append(h.list, v)
+			}
+		}
+	}
+	if sec.VersionMetadata != nil {
+		h.version = sec.VersionMetadata.Version
+	}
+	return h, nil
+}
+
+// hold adds (or removes) holder in the session's holder list, with check-and-set retries.
+// changed is false when the list already was as asked.
+func (s *SharedSessions) hold(ctx context.Context, sid, holder string, add bool) (changed bool, err error) {
+	for range 10 {
+		h, err := s.holders(ctx, sid)
+		if err != nil {
+			return false, err
+		}
+		has := slices.Contains(h.list, holder)
+		switch {
+		case add && has, !add && !has:
+			return false, nil
+		case add:
+			h.list = append(h.list, holder)
+		default:
+			h.list = slices.DeleteFunc(h.list, func(v string) bool { return v == holder })
+		}
+		_, err = s.store.kv.Put(ctx, s.path(sid), map[string]any{"holders": h.list}, vault.WithCheckAndSet(h.version))
+		if err == nil {
+			return true, nil
+		}
+		if err = classifyVaultError("write", "holders of session "+sid, err); !errors.Is(err, ErrConflict) {
+			return false, err
+		}
+	}
+	return false, fmt.Errorf("tokenstore: holders of session %s keep changing; retry: %w", sid, ErrConflict)
+}
+
+// WorkflowStates tells whether Temporal knows a workflow and none of its runs is running;
+// activities.TemporalRuns is one.
+type WorkflowStates interface {
+	Closed(ctx context.Context, workflowID string) (bool, error)
+}
+
+// Sweep releases the holds of workflows that are closed and ends every session left without
+// a holder: revocation at the IdP and the Vault secret destroyed, as the last End would have
+// done. Terminated and reset runs never call End; this is how their sessions go. It returns
+// how many sessions it ended. A hold is a workflow id, or an update of one ("<workflow
+// id>/update/<update id>"): both go once the workflow is closed. A hold of a workflow
+// Temporal does not know is left alone, and so is a holder list that is empty (a deposit in
+// flight). On an error it stops; the next Sweep continues.
+func (s *SharedSessions) Sweep(ctx context.Context, runs WorkflowStates) (int, error) {
+	keys, err := listFolder(ctx, s.store.client, s.store.mount, s.prefix, "session holders")
+	if err != nil {
+		return 0, err
+	}
+	ended := 0
+	for _, sid := range keys {
+		if strings.HasSuffix(sid, "/") || ValidateSessionID(sid) != nil {
+			continue
+		}
+		h, err := s.holders(ctx, sid)
+		if err != nil {
+			return ended, err
+		}
+		gone := 0
+		for _, holder := range h.list {
+			workflowID, _, _ := strings.Cut(holder, "/update/")
+			closed, err := runs.Closed(ctx, workflowID)
+			if err != nil {
+				return ended, err
+			}
+			if closed {
+				if err := s.End(ctx, sid, holder); err != nil {
+					return ended, err
+				}
+				gone++
+			}
+		}
+		if gone > 0 && gone == len(h.list) {
+			ended++
+		}
+	}
+	return ended, nil
+}
+
+// listFolder returns the keys of a KV v2 folder at <mount>/metadata/<folder> (sub-folders end
+// in "/"); a missing folder is empty. what names the folder in errors.
+func listFolder(ctx context.Context, c *vault.Client, mount, folder, what string) ([]string, error) {
+	sec, err := c.Logical().ListWithContext(ctx, mount+"/metadata/"+folder)
+	if err != nil {
+		err = classifyVaultError("list", what, err)
+		if errors.Is(err, ErrNotFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if sec == nil || sec.Data == nil || sec.Data["keys"] == nil {
+		return nil, nil
+	}
+	raw, ok := sec.Data["keys"].([]any)
+	if !ok {
+		return nil, fmt.Errorf("tokenstore: list %s: vault answered keys of type %T", what, sec.Data["keys"])
+	}
+	keys := make([]string, 0, len(raw))
+	for _, k := range raw {
+		if s, ok := k.(string); ok {
+			keys = append(keys, s)
+		}
+	}
+	return keys, nil
+}
