@@ -137,7 +137,7 @@ func (c *clientOutbound) UpdateWorkflow(ctx context.Context, in *interceptor.Cli
 	// Only a re-consent hands the worker a new refresh token.
 	if err := c.root.seal(ctx, sealed{header: EnvelopeHeader, workflowID: in.WorkflowID, runID: in.RunID,
 		op: envelope.UpdateOp(in.UpdateName), name: in.UpdateName, args: in.Args,
-		refresh: in.UpdateName == ReconsentUpdate}); err != nil {
+		refresh: in.UpdateName == identity.ReconsentUpdate}); err != nil {
 		return nil, err
 	}
 	return c.Next.UpdateWorkflow(ctx, in)

@@ -502,7 +502,7 @@ func (r *runner) reconsent(ctx context.Context, args []string) error {
 	defer c.Close()
 	id := pos[0]
 	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: id, UpdateName: interceptors.ReconsentUpdate, WaitForStage: client.WorkflowUpdateStageCompleted,
+		WorkflowID: id, UpdateName: identity.ReconsentUpdate, WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err == nil {
 		err = h.Get(ctx, nil)
