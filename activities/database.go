@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -41,25 +40,6 @@ func (a Access) Valid() bool { return a == AccessRead || a == AccessWrite }
 // revoke it; a role with the plain ManagedComment (granted before runs were recorded, or
 // outside an activity) is swept by its VALID UNTIL only.
 const ManagedComment = "oidcflow: just-in-time access role"
-
-// Application error types returned by DatabaseActivities. All but TypeDatabase are
-// non-retryable.
-const (
-	TypeInvalidInput = "oidcflow.InvalidInput"
-	TypeNotManaged   = "oidcflow.RoleNotManaged"
-	TypeNotBootstrap = "oidcflow.NotBootstrapped"
-	// TypeDatabase is a retryable database failure (unreachable, timed out, a statement
-	// refused). Its message names the kind of failure only: pgx's connection errors carry
-	// the server's host and port, and history must not carry internal addresses; the worker
-	// logs the full error.
-	TypeDatabase = "oidcflow.DatabaseError"
-	// TypeRunsUnavailable is a retryable failure to learn from Temporal whether a run is
-	// still running (Runs); the sweep then keeps that run's role and fails after the rest.
-	TypeRunsUnavailable = "oidcflow.RunsUnavailable"
-)
-
-// ErrInvalidInput reports an activity input that can never succeed.
-var ErrInvalidInput = errors.New("activities: invalid input")
 
 var databaseName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
 
@@ -273,10 +253,6 @@ func runOf(ctx context.Context) (workflowID, runID string) {
 	}
 	e := activity.GetInfo(ctx).WorkflowExecution
 	return e.ID, e.RunID
-}
-
-func nonRetryable(typ, format string, args ...any) error {
-	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), typ, nil)
 }
 
 // validUntilLiteral renders t as a PostgreSQL timestamptz literal. DDL takes no bind

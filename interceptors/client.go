@@ -69,7 +69,7 @@ type sealed struct {
 func (c *clientInterceptor) seal(ctx context.Context, s sealed) error {
 	tok, err := c.opts.TokenSource.Token()
 	if err != nil {
-		return fmt.Errorf("interceptors: get the caller's token (if the session expired, run `starter login`): %w", err)
+		return fmt.Errorf("interceptors: get the caller's token: %w", err)
 	}
 	idToken, _ := tok.Extra("id_token").(string)
 	if idToken == "" {

@@ -41,14 +41,6 @@ var revokeOptions = workflow.ActivityOptions{
 	},
 }
 
-// TypeGrantFailed is the error type of an AccessRequest whose grant failed.
-const TypeGrantFailed = "oidcflow.GrantFailed"
-
-// TypeRevokeFailed is the error type of an AccessRequest whose revoke failed for good (the
-// role is not oidcflow's any more, or the activity was refused); the sweeper (SweeperWorkflow)
-// drops the role of a run that is no longer running at its next interval.
-const TypeRevokeFailed = "oidcflow.RevokeFailed"
-
 // AccessRequest asks for time-bound access to a database for the verified starter (the
 // requester). The request is routed by the requester's department claim to an approver role
 // (AccessConfig.Routes); Required distinct approvers approve through the approve update (no
@@ -359,8 +351,6 @@ func (w *accessRequest) status() AccessStatus {
 	}
 	return st
 }
-
-var errClosed = errors.New("workflows: request is no longer open for decisions")
 
 func (w *accessRequest) register(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (AccessStatus, error) {

@@ -392,11 +392,11 @@ func TestAccessRequestRejectsBadStarts(t *testing.T) {
 	}{
 		{"no identity", "", readDemo(time.Hour), identity.TypeUnauthenticated},
 		{"no route for department", "dave", readDemo(time.Hour), TypeNoRoute},
-		{"bad resource", "bob", AccessRequestInput{Resource: `demo"; DROP ROLE x; --`, Role: AccessRead, Duration: time.Hour, Reason: "x"}, TypeInvalidInput},
-		{"bad role", "bob", AccessRequestInput{Resource: "demo", Role: "owner", Duration: time.Hour, Reason: "x"}, TypeInvalidInput},
-		{"too long", "bob", readDemo(13 * time.Hour), TypeInvalidInput},
-		{"no duration", "bob", readDemo(0), TypeInvalidInput},
-		{"no reason", "bob", AccessRequestInput{Resource: "demo", Role: AccessRead, Duration: time.Hour}, TypeInvalidInput},
+		{"bad resource", "bob", AccessRequestInput{Resource: `demo"; DROP ROLE x; --`, Role: AccessRead, Duration: time.Hour, Reason: "x"}, activities.TypeInvalidInput},
+		{"bad role", "bob", AccessRequestInput{Resource: "demo", Role: "owner", Duration: time.Hour, Reason: "x"}, activities.TypeInvalidInput},
+		{"too long", "bob", readDemo(13 * time.Hour), activities.TypeInvalidInput},
+		{"no duration", "bob", readDemo(0), activities.TypeInvalidInput},
+		{"no reason", "bob", AccessRequestInput{Resource: "demo", Role: AccessRead, Duration: time.Hour}, activities.TypeInvalidInput},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env, _ := newEnv(t, tc.starter)
@@ -428,7 +428,7 @@ func TestAccessRequestAuditQuery(t *testing.T) {
 	require.Equal(t, "engineering", audit[0].Actor.Department)
 }
 
-// TestAccessRequestRevokesAsPool is part of issue 10's attack 4: the revoke must not run on
+// TestAccessRequestRevokesAsPool defends against a grant that outlives its run: the revoke must not run on
 // the requester's session (whose refresh chain the requester can kill at the IdP), but under
 // the worker pool's own authority, after the full hold and after a failed grant alike.
 func TestAccessRequestRevokesAsPool(t *testing.T) {
@@ -510,7 +510,7 @@ func TestAccessRequestRevokeRetriesUntilDone(t *testing.T) {
 	require.Zero(t, revokeOptions.RetryPolicy.MaximumAttempts)
 }
 
-// TestAccessRequestKeepAliveEveryHasNoEffect is part of issue 10's attack 4: an input that
+// TestAccessRequestKeepAliveEveryHasNoEffect defends against a grant that outlives its run: an input that
 // still carries keep_alive_every (removed from AccessConfig) must not make the hold wake up:
 // with 1 ns it used to fill the run's history until Temporal ended the run, before its
 // revoke. The hold is one durable timer whatever the input says.

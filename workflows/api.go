@@ -355,12 +355,3 @@ type AdminTaskResult struct {
 	Actor  Actor              `json:"actor"`
 	Grants []activities.Grant `json:"grants,omitempty"`
 }
-
-// Application error types the workflows return (non-retryable).
-const (
-	TypeInvalidInput = "oidcflow.InvalidInput"
-	TypeNoRoute      = "oidcflow.NoRoute"
-	// TypeApprovalMismatch: an approve or deny update named another run or another request
-	// than the one it reached, or none. Look at the request again and decide again.
-	TypeApprovalMismatch = "oidcflow.ApprovalMismatch"
-)

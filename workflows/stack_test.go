@@ -729,7 +729,7 @@ func TestStackWorkerKilledDuringGrantAndRevoke(t *testing.T) {
 	}
 }
 
-// TestStackApprovalForAReplacedRun is attack 2 through the real server: carol looks at bob's
+// TestStackApprovalForAReplacedRun replays a decision through the real server: carol looks at bob's
 // request (read, 1 h); bob withdraws it and starts a new run under the same workflow id with
 // other input (write, 12 h); carol's approval, built from the status she saw, must not approve
 // the new run. Sent as workflows.ApproveAccess builds it (addressed to the run she saw), the

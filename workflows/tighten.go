@@ -1,15 +1,9 @@
 package workflows
 
 import (
-	"fmt"
 	"maps"
 	"slices"
-
-	"go.temporal.io/sdk/temporal"
 )
-
-// TypeLooserRules is the error type of a start whose Config would loosen the approval rules.
-const TypeLooserRules = "oidcflow.LooserRules"
 
 // Tighten-only: the starter of a run writes its input, so an input Config may only tighten
 // the policy in DefaultAccessConfig and DefaultInvoiceConfig, never loosen it: a requester
@@ -69,10 +63,4 @@ func (c InvoiceConfig) tighterThan(p InvoiceConfig) error {
 		return looser("expire_after may not exceed %s", p.ExpireAfter)
 	}
 	return nil
-}
-
-func looser(format string, args ...any) error {
-	return temporal.NewNonRetryableApplicationError(
-		"workflows: the request's config may only tighten the approval rules: "+fmt.Sprintf(format, args...),
-		TypeLooserRules, nil)
 }

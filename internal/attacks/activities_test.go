@@ -74,7 +74,7 @@ func (s *stamperOutbound) ExecuteActivity(ctx workflow.Context, activityType str
 	return s.Next.ExecuteActivity(ctx, activityType, args...)
 }
 
-// TestAttackAnonymousPoolActivities (attack 3): someone who can poll any task queue runs a
+// TestAttackAnonymousPoolActivities: someone who can poll any task queue runs a
 // workflow of their own that schedules the pool's activities on the pool's task queue, with
 // no header or with a reference copied from a victim's history, naming the victim's session
 // read from history. Every task is refused before the activity runs: the session stays, no

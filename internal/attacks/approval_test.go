@@ -41,7 +41,7 @@ func send(ctx context.Context, c client.Client, opts client.UpdateWorkflowOption
 	return h.Get(ctx, &st)
 }
 
-// TestAttackReplayedApprovalOntoNewAccessRequest (attack 1, as the issue tells it): carol
+// TestAttackReplayedApprovalOntoNewAccessRequest: carol
 // approves bob's read access for an hour; the run ends; bob starts a new run under the same
 // workflow id for write access for 12 hours, and replays carol's sealed approve header from
 // history, with her original arguments or with arguments naming the new run. Both are

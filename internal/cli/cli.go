@@ -113,7 +113,7 @@ func (r *runner) defaults() error {
 	if r.env == nil {
 		e, err := config.FromEnvironment()
 		if err != nil {
-			return err
+			return fmt.Errorf("%w; the dev stack writes its env file with `make up`", err)
 		}
 		r.env = e
 	}

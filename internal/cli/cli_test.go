@@ -634,7 +634,7 @@ func TestDecisionShowsAndNamesTheRequest(t *testing.T) {
 	}
 }
 
-// TestDecisionRefusedWhenTheRequestChanged is attack 2 against the starter: bob replaces the
+// TestDecisionRefusedWhenTheRequestChanged replays a decision against the starter: bob replaces the
 // run carol looked at with another request under the same workflow id. Each way it can happen
 // ends with exit 1, code request_changed, and nothing decided on the new run.
 func TestDecisionRefusedWhenTheRequestChanged(t *testing.T) {
@@ -679,8 +679,8 @@ func TestDecisionRefusedWhenTheRequestChanged(t *testing.T) {
 		{"the workflow refuses", func(f *fixture, seen RequestJSON) result {
 			f.tc.onUpdate = func(string, string, any) (workflows.AccessStatus, error) {
 				return workflows.AccessStatus{}, temporal.NewNonRetryableApplicationError(
-					"workflows: approve names request digest \"abc\", but this request's is def: the request changed since you looked at it; "+
-						"run `starter status access-1` and approve again", workflows.TypeApprovalMismatch, nil)
+					"workflows: approve names request digest \"abc\", but this request's is def: the request changed since it was looked at",
+					workflows.TypeApprovalMismatch, nil)
 			}
 			return f.run("approve", "access-1", "--json")
 		}, "approve names request digest \"abc\""},

@@ -302,7 +302,7 @@ func TestIntegrationAccessRequestCommands(t *testing.T) {
 	_ = json.Valid
 }
 
-// TestIntegrationApproveRefusedWhenTheRequestChanged is attack 2 with the real starter:
+// TestIntegrationApproveRefusedWhenTheRequestChanged replays a decision with the real starter:
 // carol runs `starter status W` (read, 1 h); bob withdraws W and asks again under the same id
 // for write access for 12 h; carol's `starter approve W --run R --digest D` with what status
 // showed her is refused (exit 1, code request_changed) and the new request stays pending.

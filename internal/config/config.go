@@ -110,7 +110,7 @@ func New(lookup func(string) (string, bool)) (*Env, error) {
 func ReadEnvFile(path string) (map[string]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: read env file: %w (run `make up` to create it, or unset OIDCFLOW_ENV_FILE)", err)
+		return nil, fmt.Errorf("config: read env file: %w (point OIDCFLOW_ENV_FILE at an existing file, or unset it)", err)
 	}
 	defer f.Close()
 	out := map[string]string{}
