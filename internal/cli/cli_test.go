@@ -70,7 +70,7 @@ func (f *fixture) run(args ...string) result {
 	var out, errb bytes.Buffer
 	r := &runner{stdout: &out, stderr: &errb, env: env, dial: f.tc.dial, pollEvery: 5 * time.Millisecond,
 		openBrowser: func(string) error { return errors.New("no browser in tests") },
-		ready:       func(u string) { go f.browse(u) }}
+		browser:     func(_ context.Context, u string) error { f.browse(u); return nil }}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	code := r.main(ctx, args)
@@ -553,7 +553,7 @@ func TestUsage(t *testing.T) {
 		{}, {"frobnicate"}, {"--bogus", "whoami"}, {"approve"}, {"approve", "a", "b"}, {"deny", "access-1"},
 		{"request-access", "--reason", "x"}, {"request-access", "--resource", "demo"},
 		{"request-access", "--resource", "demo", "--reason", "x", "--role", "admin"}, {"status", "--nope", "x"},
-		{"login", "--device", "--persona", "bob"}, {"version", "extra"},
+		{"login", "--persona", "bob"}, {"version", "extra"},
 	} {
 		if res := f.run(args...); res.code != ExitUsage {
 			t.Errorf("%v: exit %d, want 2; %s", args, res.code, res.stderr)

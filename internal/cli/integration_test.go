@@ -14,6 +14,7 @@ import (
 	"github.com/oidcflow/oidcflow/internal/app"
 	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/config"
+	"github.com/oidcflow/oidcflow/internal/devstack/idp"
 	"github.com/oidcflow/oidcflow/internal/testharness"
 	"github.com/oidcflow/oidcflow/internal/tokencache"
 	"github.com/oidcflow/oidcflow/workflows"
@@ -22,7 +23,7 @@ import (
 // stackUser runs the real starter (real IdP, real Temporal) as one persona, with a session
 // file of its own. Its logins drive the real `login` command: the listener, state and nonce
 // checks, the code exchange and the cache; only the person at the browser is replaced by
-// DevBrowser posting the persona form.
+// the dev login app's persona picker (Options.Browser).
 type stackUser struct {
 	t       *testing.T
 	st      *testharness.Stack
@@ -57,13 +58,7 @@ func (u *stackUser) run(args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	r := &runner{stdout: &out, stderr: &errb, env: u.env(), pollEvery: 200 * time.Millisecond,
-		ready: func(authURL string) {
-			go func() {
-				if err := DevBrowser(ctx, authURL, u.st.Env("OIDCFLOW_LOGIN_URL"), u.persona); err != nil {
-					u.t.Errorf("browser as %s: %v", u.persona, err)
-				}
-			}()
-		}}
+		browser: idp.Browser(u.st.Env("OIDCFLOW_LOGIN_URL"), u.persona)}
 	code := r.main(ctx, args)
 	res := result{out.String(), errb.String(), code}
 	u.noTokens(res)
@@ -146,9 +141,9 @@ func TestIntegrationLoginWhoamiLogout(t *testing.T) {
 		t.Error("the rotated refresh token is not active")
 	}
 
-	// The --persona dev shortcut logs in too.
+	// Another person logs in as herself.
 	erin := newStackUser(t, st, "erin", "unused")
-	erin.mustRun("login", "--persona", "erin")
+	erin.mustRun("login")
 	if res := erin.mustRun("whoami", "--json"); decode[WhoamiJSON](t, res.stdout).Identity.Subject == login.Subject {
 		t.Error("erin is bob")
 	}

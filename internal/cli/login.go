@@ -13,7 +13,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"os/exec"
 	"runtime"
@@ -24,7 +23,6 @@ import (
 
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/internal/app"
-	"github.com/oidcflow/oidcflow/internal/devstack/idp"
 	"github.com/oidcflow/oidcflow/internal/tokencache"
 )
 
@@ -147,7 +145,6 @@ type LoginJSON struct {
 	Refresh bool      `json:"refresh"` // a refresh token was granted (offline_access)
 	Cache   string    `json:"cache"`   // path of the session file
 	Flow    string    `json:"flow"`    // "authorization_code" or "device_code"
-	Persona string    `json:"persona,omitempty"`
 }
 
 func (r *runner) login(ctx context.Context, args []string) error {
@@ -155,12 +152,8 @@ func (r *runner) login(ctx context.Context, args []string) error {
 	open := fs.Bool("open", false, "also try to open the URL in a browser")
 	device := fs.Bool("device", false, "use device authorization (RFC 8628): enter a code on another device")
 	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait for the login to finish")
-	persona := fs.String("persona", "", "DEV ONLY: act as the browser and pick this persona on the dev stack's login page (OIDCFLOW_LOGIN_URL); works only against the dev login app")
 	if _, err := parse(fs, args, 0, ""); err != nil {
 		return err
-	}
-	if *device && *persona != "" {
-		return usageErrorf("--persona works with the browser flow only, not with --device")
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -183,7 +176,7 @@ func (r *runner) login(ctx context.Context, args []string) error {
 		}
 		tok, err = r.deviceLogin(ctx, cfg)
 	} else {
-		tok, nonce, err = r.browserLogin(ctx, cfg, *open, *persona, *timeout)
+		tok, nonce, err = r.browserLogin(ctx, cfg, *open, *timeout)
 	}
 	if err != nil {
 		return r.timeoutHint(ctx, err, *timeout)
@@ -218,7 +211,7 @@ func (r *runner) login(ctx context.Context, args []string) error {
 		}
 	}
 	out := LoginJSON{Subject: id.Subject, Issuer: id.Issuer, Name: id.Name, Email: id.Email, Expiry: id.Expiry.UTC(),
-		Refresh: sess.RefreshToken != "", Cache: c.Path(), Flow: flowName, Persona: *persona}
+		Refresh: sess.RefreshToken != "", Cache: c.Path(), Flow: flowName}
 	return r.emit(out, func(w io.Writer) {
 		who := id.Subject
 		if id.Name != "" {
@@ -256,8 +249,8 @@ type callback struct {
 
 // browserLogin runs the authorization code flow with PKCE (RFC 7636) through a loopback
 // redirect listener (RFC 8252 section 7.3). It prints the URL to open; with open it also
-// starts a browser; with persona it completes the dev stack's login page itself.
-func (r *runner) browserLogin(ctx context.Context, cfg *oauth2.Config, open bool, persona string, timeout time.Duration) (*oauth2.Token, string, error) {
+// starts a browser; with Options.Browser set, that completes the login instead of a person.
+func (r *runner) browserLogin(ctx context.Context, cfg *oauth2.Config, open bool, timeout time.Duration) (*oauth2.Token, string, error) {
 	redirect, err := url.Parse(cfg.RedirectURL)
 	if err != nil || redirect.Scheme != "http" || !isLoopback(redirect.Hostname()) {
 		return nil, "", fmt.Errorf("OIDCFLOW_REDIRECT_URL %q must be a loopback http URL such as http://127.0.0.1:8765/callback (RFC 8252 section 7.3)", cfg.RedirectURL)
@@ -308,28 +301,21 @@ func (r *runner) browserLogin(ctx context.Context, cfg *oauth2.Config, open bool
 	defer srv.Close()
 
 	fmt.Fprintf(r.stderr, "Open this URL in your browser to log in:\n\n  %s\n\nWaiting up to %s for the login to finish...\n", authURL, timeout)
-	if r.ready != nil {
-		r.ready(authURL)
-	}
-	if open {
+	browsed := make(chan error, 1)
+	switch {
+	case r.browser != nil:
+		go func() { browsed <- r.browser(ctx, authURL) }()
+	case open:
 		if err := r.openBrowser(authURL); err != nil {
 			fmt.Fprintf(r.stderr, "Could not open a browser (%v); open the URL above yourself.\n", err)
 		}
 	}
-	devErr := make(chan error, 1)
-	if persona != "" {
-		loginURL, err := r.env.Required("OIDCFLOW_LOGIN_URL")
-		if err != nil {
-			return nil, "", fmt.Errorf("--persona needs the dev stack's login app: %w", err)
-		}
-		go func() { devErr <- DevBrowser(ctx, authURL, loginURL, persona) }()
-	}
 	var cb callback
 	select {
 	case cb = <-got:
-	case err := <-devErr:
+	case err := <-browsed:
 		if err != nil {
-			return nil, "", fmt.Errorf("dev login as %s: %w", persona, err)
+			return nil, "", fmt.Errorf("the browser did not finish the login: %w", err)
 		}
 		select {
 		case cb = <-got:
@@ -363,19 +349,6 @@ func (r *runner) deviceLogin(ctx context.Context, cfg *oauth2.Config) (*oauth2.T
 	}
 	fmt.Fprintln(r.stderr, "Waiting for you to finish...")
 	return cfg.DeviceAccessToken(hctx, resp)
-}
-
-// DevBrowser does what a person does in a browser on the dev stack, for `login --persona` and
-// tests: follow authURL's redirects to the dev login page, pick persona, and follow the
-// redirects (consent passes by itself in dev) back to the redirect URL, where the starter's
-// listener takes the code. It only works with the dev stack's login/consent app at loginURL.
-func DevBrowser(ctx context.Context, authURL, loginURL, persona string) error {
-	jar, err := newJar()
-	if err != nil {
-		return err
-	}
-	_, err = idp.PickPersona(ctx, &http.Client{Jar: jar, Timeout: 30 * time.Second}, authURL, loginURL, persona)
-	return err
 }
 
 // LogoutJSON is the --json output of `starter logout`.
@@ -522,5 +495,3 @@ func openBrowser(u string) error {
 	go func() { _ = cmd.Wait() }()
 	return nil
 }
-
-func newJar() (http.CookieJar, error) { return cookiejar.New(nil) }

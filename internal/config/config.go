@@ -34,7 +34,7 @@ var Vars = []Var{
 	{"OIDCFLOW_REDIRECT_URL", "http://127.0.0.1:8765/callback", "loopback redirect URL of the starter client", false},
 	{"OIDCFLOW_SCOPES", "openid offline_access profile email", "scopes the starter asks for", false},
 	{"OIDCFLOW_TOKEN_CACHE", "", "starter's session file (mode 0600); default `oidcflow/tokens.json` in the user's config folder ($XDG_CONFIG_HOME or ~/.config)", false},
-	{"OIDCFLOW_LOGIN_URL", "", "dev stack's login/consent app; only `starter login --persona` (dev only) and tests use it", false},
+	{"OIDCFLOW_LOGIN_URL", "", "dev stack's login/consent app, through which the demo and the tests log personas in", false},
 	{"OIDCFLOW_WORKER_CLIENT_ID", "worker", "confidential client of the worker: refresh, revocation (RFC 7009), Temporal bearer token", false},
 	{"OIDCFLOW_WORKER_CLIENT_SECRET", "", "secret of the worker client", true},
 	{"OIDCFLOW_TEMPORAL_AUTH", "none", "`none`, or `client-credentials`: the worker sends a bearer token from the worker client to Temporal", false},
