@@ -17,7 +17,7 @@ const (
 	// TypeNotManaged: the role to grant or revoke exists but is not one this package made
 	// (non-retryable).
 	TypeNotManaged = "oidcflow.RoleNotManaged"
-	// TypeNotBootstrap: the database's group role is missing; run Bootstrap
+	// TypeNotBootstrap: the database's group role is missing; run pgaccess.Bootstrap
 	// (non-retryable).
 	TypeNotBootstrap = "oidcflow.NotBootstrapped"
 	// TypeDatabase is a retryable database failure (unreachable, timed out, a statement

@@ -11,6 +11,7 @@ import (
 
 	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/pgaccess"
 )
 
 // grantOptions: the grant retries transient failures (database restarts, network) a bounded
@@ -134,7 +135,7 @@ func newAccessRequest(ctx workflow.Context, in AccessRequestInput) (*accessReque
 		}
 	}
 	switch {
-	case !activities.ValidDatabase(in.Resource):
+	case !pgaccess.ValidDatabase(in.Resource):
 		return nil, invalidInput("resource %q is not a database name (a-z, 0-9, _; at most 40)", in.Resource)
 	case !in.Role.Valid():
 		return nil, invalidInput("role must be %q or %q, not %q", AccessRead, AccessWrite, in.Role)

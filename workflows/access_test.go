@@ -15,6 +15,7 @@ import (
 
 	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/pgaccess"
 )
 
 func readDemo(d time.Duration) AccessRequestInput {
@@ -35,15 +36,15 @@ func mockDB(env *testsuite.TestWorkflowEnvironment, m *dbMock) {
 			m.grants.Add(1)
 			m.lastGrant, m.grantAt = in, env.Now()
 			return activities.GrantAccessResult{Created: true, Grant: activities.Grant{
-				RoleName: activities.RoleName(in.RequestID, in.Requester), Database: in.Database,
-				GroupRole: activities.GroupRole(in.Database, in.Access), Access: in.Access, ValidUntil: env.Now().Add(in.Duration),
+				RoleName: pgaccess.RoleName(in.RequestID, in.Requester), Database: in.Database,
+				GroupRole: pgaccess.GroupRole(in.Database, in.Access), Access: in.Access, ValidUntil: env.Now().Add(in.Duration),
 			}}, nil
 		}).Maybe()
 	env.OnActivity(dbAct.RevokeAccess, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.RevokeAccessInput) (activities.RevokeAccessResult, error) {
 			m.revokes.Add(1)
 			m.revokeAt = env.Now()
-			return activities.RevokeAccessResult{RoleName: activities.RoleName(in.RequestID, in.Requester), Dropped: true}, nil
+			return activities.RevokeAccessResult{RoleName: pgaccess.RoleName(in.RequestID, in.Requester), Dropped: true}, nil
 		}).Maybe()
 }
 
@@ -323,7 +324,7 @@ func TestAccessRequestGrantRetriedAfterFailure(t *testing.T) {
 				return activities.GrantAccessResult{}, errors.New("connection reset by peer")
 			}
 			m.grants.Add(1)
-			return activities.GrantAccessResult{Grant: activities.Grant{RoleName: activities.RoleName(in.RequestID, in.Requester),
+			return activities.GrantAccessResult{Grant: activities.Grant{RoleName: pgaccess.RoleName(in.RequestID, in.Requester),
 				ValidUntil: env.Now().Add(in.Duration)}}, nil
 		})
 	env.OnActivity(dbAct.RevokeAccess, mock.Anything, mock.Anything).Return(activities.RevokeAccessResult{Dropped: true}, nil).Once()

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/oidcflow/oidcflow/activities"
+	"github.com/oidcflow/oidcflow/pgaccess"
 )
 
 // TaskQueue is the task queue the worker pool polls.
@@ -100,12 +101,12 @@ func (s State) Final() bool {
 }
 
 // Access is the kind of database access requested.
-type Access = activities.Access
+type Access = pgaccess.Access
 
 // Access kinds.
 const (
-	AccessRead  = activities.AccessRead
-	AccessWrite = activities.AccessWrite
+	AccessRead  = pgaccess.AccessRead
+	AccessWrite = pgaccess.AccessWrite
 )
 
 // AccessRequestInput starts an AccessRequest. The requester is not part of it: it is the

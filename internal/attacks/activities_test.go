@@ -20,6 +20,7 @@ import (
 	"github.com/oidcflow/oidcflow/interceptors"
 	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/testharness"
+	"github.com/oidcflow/oidcflow/pgaccess"
 	"github.com/oidcflow/oidcflow/tokenstore"
 	"github.com/oidcflow/oidcflow/workflows"
 )
@@ -101,7 +102,7 @@ func TestAttackAnonymousPoolActivities(t *testing.T) {
 		{Activity: "Notify", Arg: arg(activities.NotifyInput{Event: "access.granted", Text: "<!channel> all approved"})},
 		{Activity: "RevokeAccess", Arg: arg(activities.RevokeAccessInput{RequestID: victim, Requester: "bob"})},
 		{Activity: "GrantAccess", Arg: arg(activities.GrantAccessInput{RequestID: "evil", Requester: "erin",
-			Database: "demo", Access: activities.AccessWrite, Duration: time.Hour})},
+			Database: "demo", Access: pgaccess.AccessWrite, Duration: time.Hour})},
 	}
 	for name, fields := range map[string]map[string]*commonpb.Payload{"no header": nil, "copied reference": stolen} {
 		t.Run(name, func(t *testing.T) {

@@ -9,9 +9,9 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/interceptors"
 	"github.com/oidcflow/oidcflow/internal/app/apptest"
+	"github.com/oidcflow/oidcflow/pgaccess"
 	"github.com/oidcflow/oidcflow/workflows"
 )
 
@@ -99,7 +99,7 @@ func TestAttackReplayedApprovalOntoNewAccessRequest(t *testing.T) {
 	if got := accessStatus(ctx, t, bob, id, second.GetRunID()); got.State != workflows.StatePending || len(got.Approvers) != 0 {
 		t.Fatalf("the new run is %s, approved by %v", got.State, got.Approvers)
 	}
-	if role := activities.RoleName(id, "bob"); roleExists(ctx, t, r, role) {
+	if role := pgaccess.RoleName(id, "bob"); roleExists(ctx, t, r, role) {
 		t.Fatalf("role %s exists", role)
 	}
 }

@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/internal/app"
 	"github.com/oidcflow/oidcflow/internal/app/apptest"
 	"github.com/oidcflow/oidcflow/internal/config"
 	"github.com/oidcflow/oidcflow/internal/devstack/idp"
 	"github.com/oidcflow/oidcflow/internal/testharness"
 	"github.com/oidcflow/oidcflow/internal/tokencache"
+	"github.com/oidcflow/oidcflow/pgaccess"
 	"github.com/oidcflow/oidcflow/workflows"
 )
 
@@ -193,7 +193,7 @@ func TestIntegrationAccessRequestCommands(t *testing.T) {
 	queue := apptest.TaskQueue("cli")
 	bctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := activities.Bootstrap(bctx, st.Env("OIDCFLOW_POSTGRES_URL"), activities.BootstrapOptions{}); err != nil {
+	if err := pgaccess.Bootstrap(bctx, st.Env("OIDCFLOW_POSTGRES_URL"), pgaccess.BootstrapOptions{}); err != nil {
 		t.Fatalf("bootstrap the demo database: %v", err)
 	}
 	apptest.StartWorker(t, app.WorkerOptions{Env: apptest.Env(t, st, "OIDCFLOW_TASK_QUEUE", queue)})
@@ -307,7 +307,7 @@ func TestIntegrationApproveRefusedWhenTheRequestChanged(t *testing.T) {
 	queue := apptest.TaskQueue("cli-swap")
 	bctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := activities.Bootstrap(bctx, st.Env("OIDCFLOW_POSTGRES_URL"), activities.BootstrapOptions{}); err != nil {
+	if err := pgaccess.Bootstrap(bctx, st.Env("OIDCFLOW_POSTGRES_URL"), pgaccess.BootstrapOptions{}); err != nil {
 		t.Fatalf("bootstrap the demo database: %v", err)
 	}
 	apptest.StartWorker(t, app.WorkerOptions{Env: apptest.Env(t, st, "OIDCFLOW_TASK_QUEUE", queue)})
