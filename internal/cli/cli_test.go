@@ -264,6 +264,18 @@ func TestIdPUnreachable(t *testing.T) {
 	}
 }
 
+// TestIssuerMismatch: an issuer that differs from the one the provider names (here by a
+// trailing slash) is a configuration mistake, not an unreachable provider.
+func TestIssuerMismatch(t *testing.T) {
+	f := newFixture(t)
+	f.vars["OIDCFLOW_ISSUER"] = f.idp.issuer() + "/"
+	res := f.run("login", "--json")
+	if e := decode[ErrorJSON](t, res.stderr); res.code != ExitError || e.Code != CodeError ||
+		!strings.Contains(e.Error, "set OIDCFLOW_ISSUER to the issuer exactly") {
+		t.Errorf("exit %d, %+v", res.code, e)
+	}
+}
+
 func TestNotLoggedIn(t *testing.T) {
 	f := newFixture(t)
 	for _, args := range [][]string{

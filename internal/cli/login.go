@@ -26,16 +26,6 @@ import (
 	"github.com/oidcflow/oidcflow/internal/tokencache"
 )
 
-// metadata is the part of the issuer's discovery document the starter uses (OIDC Discovery
-// 1.0 section 3; RFC 8628 section 4; RFC 7009 via RFC 8414 section 2).
-type metadata struct {
-	Issuer                      string `json:"issuer"`
-	AuthorizationEndpoint       string `json:"authorization_endpoint"`
-	TokenEndpoint               string `json:"token_endpoint"`
-	DeviceAuthorizationEndpoint string `json:"device_authorization_endpoint"`
-	RevocationEndpoint          string `json:"revocation_endpoint"`
-}
-
 // idpError says the IdP could not be reached (or answered nonsense).
 type idpError struct {
 	issuer string
@@ -47,40 +37,26 @@ func (e *idpError) Error() string {
 }
 func (e *idpError) Unwrap() error { return e.err }
 
-// discover reads the issuer's discovery document.
-func (r *runner) discover(ctx context.Context) (string, metadata, error) {
-	var md metadata
+// discover reads the issuer's provider metadata (identity.Discover).
+func (r *runner) discover(ctx context.Context) (string, *identity.ProviderMetadata, error) {
 	issuer, err := r.env.Required("OIDCFLOW_ISSUER")
 	if err != nil {
-		return "", md, err
+		return "", nil, err
 	}
-	u := strings.TrimRight(issuer, "/") + "/.well-known/openid-configuration"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return "", md, &idpError{issuer, err}
-	}
-	resp, err := r.httpClient.Do(req)
-	if err != nil {
-		return "", md, &idpError{issuer, err}
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", md, &idpError{issuer, fmt.Errorf("discovery answered %s", resp.Status)}
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&md); err != nil {
-		return "", md, &idpError{issuer, fmt.Errorf("discovery document: %w", err)}
-	}
-	if md.Issuer != issuer {
-		return "", md, fmt.Errorf("the discovery document at %s names issuer %q, not %q; set OIDCFLOW_ISSUER to the exact issuer", u, md.Issuer, issuer)
-	}
-	if md.AuthorizationEndpoint == "" || md.TokenEndpoint == "" {
-		return "", md, fmt.Errorf("the discovery document at %s has no authorization or token endpoint", u)
+	md, err := identity.Discover(ctx, r.httpClient, issuer)
+	switch {
+	case errors.Is(err, identity.ErrProviderUnavailable):
+		return "", nil, &idpError{issuer, err}
+	case err != nil:
+		return "", nil, fmt.Errorf("%w; set OIDCFLOW_ISSUER to the issuer exactly as the identity provider names it", err)
+	case md.AuthorizationEndpoint == "" || md.TokenEndpoint == "":
+		return "", nil, fmt.Errorf("the discovery document of %s has no authorization or token endpoint", issuer)
 	}
 	return issuer, md, nil
 }
 
 // oauthConfig is the public starter client (no secret: PKCE protects the code, RFC 7636).
-func (r *runner) oauthConfig(md metadata) *oauth2.Config {
+func (r *runner) oauthConfig(md *identity.ProviderMetadata) *oauth2.Config {
 	return &oauth2.Config{
 		ClientID: r.env.String("OIDCFLOW_CLIENT_ID"),
 		Endpoint: oauth2.Endpoint{
