@@ -8,8 +8,8 @@ import (
 var identifier = regexp.MustCompile(`^jit_[a-z0-9_]{0,20}_[0-9a-f]{16}$`)
 
 func TestRoleName(t *testing.T) {
-	if RoleName("wf-1", "bob") != RoleName("wf-1", "bob") {
-		t.Error("RoleName is not deterministic")
+	if a, b := RoleName("wf-1", "bob"), RoleName("wf-1", "bob"); a != b {
+		t.Errorf("RoleName is not deterministic: %s, %s", a, b)
 	}
 	if RoleName("wf-1", "bob") == RoleName("wf-2", "bob") {
 		t.Error("two requests share a role")
