@@ -2,15 +2,11 @@ package activities
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
@@ -20,19 +16,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/pgaccess"
 )
-
-// Access is the kind of database access a request grants.
-type Access string
-
-// Access kinds; each maps to a group role made by Bootstrap (GroupRole).
-const (
-	AccessRead  Access = "read"
-	AccessWrite Access = "write"
-)
-
-// Valid reports whether a is a known access kind.
-func (a Access) Valid() bool { return a == AccessRead || a == AccessWrite }
 
 // ManagedComment marks the login roles this package creates (COMMENT ON ROLE). Grant and
 // revoke refuse to touch a role of the same name that does not carry it. A role granted by a
@@ -41,59 +26,6 @@ func (a Access) Valid() bool { return a == AccessRead || a == AccessWrite }
 // revoke it; a role with the plain ManagedComment (granted before runs were recorded, or
 // outside an activity) is swept by its VALID UNTIL only.
 const ManagedComment = "oidcflow: just-in-time access role"
-
-// Application error types returned by DatabaseActivities. All but TypeDatabase are
-// non-retryable.
-const (
-	TypeInvalidInput = "oidcflow.InvalidInput"
-	TypeNotManaged   = "oidcflow.RoleNotManaged"
-	TypeNotBootstrap = "oidcflow.NotBootstrapped"
-	// TypeDatabase is a retryable database failure (unreachable, timed out, a statement
-	// refused). Its message names the kind of failure only: pgx's connection errors carry
-	// the server's host and port, and history must not carry internal addresses; the worker
-	// logs the full error.
-	TypeDatabase = "oidcflow.DatabaseError"
-	// TypeRunsUnavailable is a retryable failure to learn from Temporal whether a run is
-	// still running (Runs); the sweep then keeps that run's role and fails after the rest.
-	TypeRunsUnavailable = "oidcflow.RunsUnavailable"
-)
-
-// ErrInvalidInput reports an activity input that can never succeed.
-var ErrInvalidInput = errors.New("activities: invalid input")
-
-var databaseName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
-
-// ValidDatabase reports whether name is accepted as a resource (database) name: lower-case
-// letters, digits and underscores, starting with a letter, at most 40 characters. The rule
-// keeps derived role names within PostgreSQL's 63-byte identifier limit.
-func ValidDatabase(name string) bool { return databaseName.MatchString(name) }
-
-// GroupRole is the NOLOGIN group role that carries the privileges of access on database,
-// e.g. "oidcflow_demo_read". Bootstrap creates it.
-func GroupRole(database string, access Access) string {
-	return "oidcflow_" + database + "_" + string(access)
-}
-
-// RoleName derives the login role of one request: "jit_<subject>_<hash>", where the subject
-// part is a readable, sanitized prefix (at most 20 characters) and the hash is the first 16
-// hex digits of SHA-256 over the request id. The same request always maps to the same role,
-// which is what makes grant and revoke idempotent across retries and replays.
-func RoleName(requestID, subject string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(subject) {
-		if b.Len() >= 20 {
-			break
-		}
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('_')
-		}
-	}
-	sum := sha256.Sum256([]byte(requestID))
-	return "jit_" + b.String() + "_" + hex.EncodeToString(sum[:8])
-}
 
 // DB is what DatabaseActivities need from PostgreSQL; *pgxpool.Pool and *pgx.Conn satisfy it.
 type DB interface {
@@ -122,11 +54,11 @@ type DatabaseActivities struct {
 
 // Grant describes a just-in-time login role.
 type Grant struct {
-	RoleName   string    `json:"role_name"`
-	GroupRole  string    `json:"group_role,omitempty"`
-	Database   string    `json:"database,omitempty"`
-	Access     Access    `json:"access,omitempty"`
-	ValidUntil time.Time `json:"valid_until"`
+	RoleName   string          `json:"role_name"`
+	GroupRole  string          `json:"group_role,omitempty"`
+	Database   string          `json:"database,omitempty"`
+	Access     pgaccess.Access `json:"access,omitempty"`
+	ValidUntil time.Time       `json:"valid_until"`
 	// WorkflowID and RunID name the workflow run that granted the role and must revoke it;
 	// empty for roles granted outside an activity or by an older version.
 	WorkflowID string `json:"workflow_id,omitempty"`
@@ -135,17 +67,17 @@ type Grant struct {
 
 // GrantAccessInput is the input of GrantAccess.
 type GrantAccessInput struct {
-	// RequestID names the grant (RoleName); the workflow id of the request.
+	// RequestID names the grant (pgaccess.RoleName); the workflow id of the request.
 	RequestID string `json:"request_id"`
 	// Requester is the subject the access is for. The activity's verified identity must be
 	// this subject.
 	Requester string `json:"requester"`
 	// Department, when set, must equal the department claim of the activity's identity: the
 	// claim the request was routed by must still hold at grant time.
-	Department string    `json:"department,omitempty"`
-	Database   string    `json:"database"`
-	Access     Access    `json:"access"`
-	ValidUntil time.Time `json:"valid_until,omitempty"`
+	Department string          `json:"department,omitempty"`
+	Database   string          `json:"database"`
+	Access     pgaccess.Access `json:"access"`
+	ValidUntil time.Time       `json:"valid_until,omitempty"`
 	// Duration, when set, is how long the access lasts from the role's creation: VALID UNTIL
 	// is set when the role is created and kept by every retry, so a grant delayed by an
 	// outage still lasts its full duration. Set Duration or ValidUntil.
@@ -275,10 +207,6 @@ func runOf(ctx context.Context) (workflowID, runID string) {
 	return e.ID, e.RunID
 }
 
-func nonRetryable(typ, format string, args ...any) error {
-	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), typ, nil)
-}
-
 // validUntilLiteral renders t as a PostgreSQL timestamptz literal. DDL takes no bind
 // parameters; the text comes from a time.Time, so it holds digits, '-', ':', ' ' and '+' only.
 func validUntilLiteral(t time.Time) string {
@@ -330,7 +258,7 @@ func (a *DatabaseActivities) GrantAccess(ctx context.Context, in GrantAccessInpu
 	if _, err := requireClaims(ctx, policy); err != nil {
 		return GrantAccessResult{}, err
 	}
-	if in.RequestID == "" || in.Requester == "" || !ValidDatabase(in.Database) || !in.Access.Valid() ||
+	if in.RequestID == "" || in.Requester == "" || !pgaccess.ValidDatabase(in.Database) || !in.Access.Valid() ||
 		in.ValidUntil.IsZero() == (in.Duration <= 0) {
 		return GrantAccessResult{}, nonRetryable(TypeInvalidInput,
 			"%v: grant needs request id, requester, database, access read|write, and valid until or a duration", ErrInvalidInput)
@@ -339,8 +267,8 @@ func (a *DatabaseActivities) GrantAccess(ctx context.Context, in GrantAccessInpu
 		in.ValidUntil = a.now().Add(in.Duration) // for a new role; an existing one keeps its own
 	}
 	g := Grant{
-		RoleName:   RoleName(in.RequestID, in.Requester),
-		GroupRole:  GroupRole(in.Database, in.Access),
+		RoleName:   pgaccess.RoleName(in.RequestID, in.Requester),
+		GroupRole:  pgaccess.GroupRole(in.Database, in.Access),
 		Database:   in.Database,
 		Access:     in.Access,
 		ValidUntil: in.ValidUntil.UTC().Truncate(time.Microsecond),
@@ -441,7 +369,7 @@ func (a *DatabaseActivities) RevokeAccess(ctx context.Context, in RevokeAccessIn
 		return RevokeAccessResult{}, nonRetryable(TypeInvalidInput,
 			"%v: workflow %s may revoke only its own request's grant", ErrInvalidInput, wf)
 	}
-	name := RoleName(in.RequestID, in.Requester)
+	name := pgaccess.RoleName(in.RequestID, in.Requester)
 	dropped, backends, err := a.dropRole(ctx, name, nil)
 	if err != nil {
 		return RevokeAccessResult{}, a.dbError(ctx, "revoke "+name, err)
@@ -617,7 +545,7 @@ func (a *DatabaseActivities) listRoles(ctx context.Context, now time.Time) ([]ma
 			}
 			_, r.WorkflowID, r.RunID = parseComment(r.comment)
 			if rest, ok := strings.CutPrefix(r.GroupRole, "oidcflow_"); ok {
-				for _, acc := range []Access{AccessRead, AccessWrite} {
+				for _, acc := range []pgaccess.Access{pgaccess.AccessRead, pgaccess.AccessWrite} {
 					if db, ok := strings.CutSuffix(rest, "_"+string(acc)); ok {
 						r.Database, r.Access = db, acc
 					}

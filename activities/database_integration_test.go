@@ -14,6 +14,7 @@ import (
 
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/internal/testharness"
+	"github.com/oidcflow/oidcflow/pgaccess"
 )
 
 // postgresURL returns the admin URL of the dev stack's PostgreSQL. OIDCFLOW_POSTGRES_URL in
@@ -38,7 +39,7 @@ func bootstrapped(t *testing.T) (context.Context, *pgxpool.Pool) {
 	url := postgresURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
-	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}))
+	require.NoError(t, pgaccess.Bootstrap(ctx, url, pgaccess.BootstrapOptions{}))
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
@@ -72,8 +73,8 @@ func TestGrantRevokeAgainstPostgres(t *testing.T) {
 	url := postgresURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}))
-	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}), "bootstrap is idempotent")
+	require.NoError(t, pgaccess.Bootstrap(ctx, url, pgaccess.BootstrapOptions{}))
+	require.NoError(t, pgaccess.Bootstrap(ctx, url, pgaccess.BootstrapOptions{}), "bootstrap is idempotent")
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close) // after the tests' own cleanups (LIFO), which drop roles through it
@@ -82,8 +83,8 @@ func TestGrantRevokeAgainstPostgres(t *testing.T) {
 	requestID := "test-" + time.Now().Format("20060102T150405.000000000")
 	until := time.Now().Add(2 * time.Minute).UTC().Truncate(time.Microsecond)
 	in := GrantAccessInput{RequestID: requestID, Requester: "bob", Department: "engineering",
-		Database: "demo", Access: AccessRead, ValidUntil: until}
-	role, group := RoleName(requestID, "bob"), GroupRole("demo", AccessRead)
+		Database: "demo", Access: pgaccess.AccessRead, ValidUntil: until}
+	role, group := pgaccess.RoleName(requestID, "bob"), pgaccess.GroupRole("demo", pgaccess.AccessRead)
 	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()) })
 	bobCtx := identity.WithActivity(ctx, bob)
 
@@ -116,6 +117,10 @@ func TestGrantRevokeAgainstPostgres(t *testing.T) {
 	demo, err := pgx.ConnectConfig(ctx, cfg)
 	require.NoError(t, err)
 	defer demo.Close(ctx)
+	// The dev stack's launcher made the demo table; on a server of one's own, the bootstrap's
+	// default privileges cover a table made now.
+	_, err = demo.Exec(ctx, "CREATE TABLE IF NOT EXISTS public.items (id bigint)")
+	require.NoError(t, err)
 	var canSelect, canInsert, canConnect bool
 	require.NoError(t, demo.QueryRow(ctx, `SELECT has_table_privilege($1, 'public.items', 'SELECT'),
 		has_table_privilege($1, 'public.items', 'INSERT'), has_database_privilege($1, 'demo', 'CONNECT')`, role).
@@ -128,7 +133,7 @@ func TestGrantRevokeAgainstPostgres(t *testing.T) {
 	listed, err = a.ListGrants(identity.WithActivity(ctx, alice), ListGrantsInput{})
 	require.NoError(t, err)
 	require.Contains(t, listed.Grants, Grant{RoleName: role, GroupRole: group, Database: "demo",
-		Access: AccessRead, ValidUntil: until})
+		Access: pgaccess.AccessRead, ValidUntil: until})
 
 	// The requester's department claim changed: the claims check refuses before SQL.
 	_, err = a.GrantAccess(identity.WithActivity(ctx, &identity.Identity{Subject: "bob", Department: "sales"}), in)
@@ -150,7 +155,7 @@ func TestGrantRefusesRolesItDidNotMake(t *testing.T) {
 	ctx, pool := bootstrapped(t)
 
 	requestID := "foreign-" + time.Now().Format("150405.000000000")
-	role := RoleName(requestID, "bob")
+	role := pgaccess.RoleName(requestID, "bob")
 	_, err := pool.Exec(ctx, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN")
 	require.NoError(t, err)
 	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()) })
@@ -158,7 +163,7 @@ func TestGrantRefusesRolesItDidNotMake(t *testing.T) {
 	a := &DatabaseActivities{DB: pool}
 	bobCtx := identity.WithActivity(ctx, bob)
 	_, err = a.GrantAccess(bobCtx, GrantAccessInput{RequestID: requestID, Requester: "bob",
-		Database: "demo", Access: AccessWrite, ValidUntil: time.Now().Add(time.Minute)})
+		Database: "demo", Access: pgaccess.AccessWrite, ValidUntil: time.Now().Add(time.Minute)})
 	require.ErrorContains(t, err, "not managed by oidcflow")
 	_, err = a.RevokeAccess(identity.WithPool(ctx), RevokeAccessInput{RequestID: requestID, Requester: "bob"})
 	require.ErrorContains(t, err, "not managed by oidcflow")
@@ -177,23 +182,23 @@ func TestSweepExpiredAgainstPostgres(t *testing.T) {
 	// tests' sweepers share this database and may drop the expired role first; what counts
 	// is that it is gone and the live one is kept.
 	stamp := time.Now().Format("150405.000000000")
-	expired, live := RoleName("sweep-expired-"+stamp, "bob"), RoleName("sweep-live-"+stamp, "bob")
+	expired, live := pgaccess.RoleName("sweep-expired-"+stamp, "bob"), pgaccess.RoleName("sweep-live-"+stamp, "bob")
 	for id, until := range map[string]time.Time{
 		"sweep-expired-" + stamp: time.Now().Add(-time.Minute),
 		"sweep-live-" + stamp:    time.Now().Add(time.Hour),
 	} {
 		_, err := a.GrantAccess(bobCtx, GrantAccessInput{RequestID: id, Requester: "bob",
-			Database: "demo", Access: AccessWrite, ValidUntil: until})
+			Database: "demo", Access: pgaccess.AccessWrite, ValidUntil: until})
 		require.NoError(t, err)
-		role := RoleName(id, "bob")
+		role := pgaccess.RoleName(id, "bob")
 		t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()) })
 	}
 
 	res, err := a.SweepExpired(identity.WithActivity(ctx, alice), SweepExpiredInput{})
 	require.NoError(t, err)
 	require.NotContains(t, res.Dropped, live)
-	require.False(t, inspectRole(t, ctx, pool, expired, GroupRole("demo", AccessWrite)).exists)
-	require.True(t, inspectRole(t, ctx, pool, live, GroupRole("demo", AccessWrite)).exists)
+	require.False(t, inspectRole(t, ctx, pool, expired, pgaccess.GroupRole("demo", pgaccess.AccessWrite)).exists)
+	require.True(t, inspectRole(t, ctx, pool, live, pgaccess.GroupRole("demo", pgaccess.AccessWrite)).exists)
 	t.Logf("this sweep dropped the expired role: %v", slices.Contains(res.Dropped, expired))
 }
 
@@ -207,8 +212,8 @@ func TestGrantDurationCountsFromCreation(t *testing.T) {
 	a := &DatabaseActivities{DB: pool, Now: func() time.Time { return now }}
 	requestID := "test-duration-" + created.Format("20060102T150405.000000000")
 	in := GrantAccessInput{RequestID: requestID, Requester: "bob", Department: "engineering",
-		Database: "demo", Access: AccessRead, Duration: 2 * time.Hour}
-	role := RoleName(requestID, "bob")
+		Database: "demo", Access: pgaccess.AccessRead, Duration: 2 * time.Hour}
+	role := pgaccess.RoleName(requestID, "bob")
 	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()) })
 	bobCtx := identity.WithActivity(ctx, bob)
 
@@ -222,6 +227,6 @@ func TestGrantDurationCountsFromCreation(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, retry.Created)
 	require.True(t, retry.Grant.ValidUntil.Equal(first.Grant.ValidUntil), "a retry moved VALID UNTIL to %s", retry.Grant.ValidUntil)
-	st := inspectRole(t, ctx, pool, role, GroupRole("demo", AccessRead))
+	st := inspectRole(t, ctx, pool, role, pgaccess.GroupRole("demo", pgaccess.AccessRead))
 	require.True(t, st.validUntil.Equal(first.Grant.ValidUntil))
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/pgaccess"
 )
 
 // noDB fails the test if an activity reaches the database.
@@ -36,7 +36,7 @@ var (
 
 func TestDatabaseActivitiesCheckClaimsFirst(t *testing.T) {
 	grant := GrantAccessInput{RequestID: "wf-1", Requester: "bob", Department: "engineering",
-		Database: "demo", Access: AccessRead, ValidUntil: time.Now().Add(time.Hour)}
+		Database: "demo", Access: pgaccess.AccessRead, ValidUntil: time.Now().Add(time.Hour)}
 	moved := &identity.Identity{Subject: "bob", Roles: []string{"engineer"}, Department: "sales"}
 	revoke := RevokeAccessInput{RequestID: "wf-1", Requester: "bob"}
 	for _, tc := range []struct {
@@ -107,9 +107,9 @@ func TestDatabaseActivitiesCheckClaimsFirst(t *testing.T) {
 func TestGrantAccessRejectsBadInput(t *testing.T) {
 	ctx := identity.WithActivity(context.Background(), bob)
 	for name, in := range map[string]GrantAccessInput{
-		"bad database": {RequestID: "r", Requester: "bob", Database: `demo"; DROP ROLE x`, Access: AccessRead, ValidUntil: time.Now()},
+		"bad database": {RequestID: "r", Requester: "bob", Database: `demo"; DROP ROLE x`, Access: pgaccess.AccessRead, ValidUntil: time.Now()},
 		"bad access":   {RequestID: "r", Requester: "bob", Database: "demo", Access: "owner", ValidUntil: time.Now()},
-		"no until":     {RequestID: "r", Requester: "bob", Database: "demo", Access: AccessRead},
+		"no until":     {RequestID: "r", Requester: "bob", Database: "demo", Access: pgaccess.AccessRead},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := (&DatabaseActivities{DB: noDB{t}}).GrantAccess(ctx, in)
@@ -118,27 +118,6 @@ func TestGrantAccessRejectsBadInput(t *testing.T) {
 			require.Equal(t, TypeInvalidInput, app.Type())
 		})
 	}
-}
-
-var identifier = regexp.MustCompile(`^jit_[a-z0-9_]{0,20}_[0-9a-f]{16}$`)
-
-func TestRoleName(t *testing.T) {
-	require.Equal(t, RoleName("wf-1", "bob"), RoleName("wf-1", "bob"), "deterministic")
-	require.NotEqual(t, RoleName("wf-1", "bob"), RoleName("wf-2", "bob"))
-	require.Regexp(t, identifier, RoleName("wf-1", "Bob.O'Brien@Example.COM; DROP ROLE"))
-	require.Regexp(t, identifier, RoleName("wf-1", "7f3c2a1e-0000-4000-8000-000000000000-very-long-subject"))
-}
-
-func FuzzRoleName(f *testing.F) {
-	f.Add("wf-1", "bob")
-	f.Add("", "")
-	f.Add("a\x00b", "ü\"'; --")
-	f.Fuzz(func(t *testing.T, requestID, subject string) {
-		name := RoleName(requestID, subject)
-		if !identifier.MatchString(name) || len(name) > 63 {
-			t.Fatalf("RoleName(%q, %q) = %q: not a safe identifier", requestID, subject, name)
-		}
-	})
 }
 
 func TestValidUntilLiteral(t *testing.T) {
@@ -173,7 +152,7 @@ func TestDatabaseErrorsNameNoAddress(t *testing.T) {
 	for name, run := range map[string]func(a *DatabaseActivities) error{
 		"grant": func(a *DatabaseActivities) error {
 			_, err := a.GrantAccess(identity.WithActivity(context.Background(), bob), GrantAccessInput{RequestID: "wf-1",
-				Requester: "bob", Database: "demo", Access: AccessRead, Duration: time.Hour})
+				Requester: "bob", Database: "demo", Access: pgaccess.AccessRead, Duration: time.Hour})
 			return err
 		},
 		"revoke": func(a *DatabaseActivities) error {

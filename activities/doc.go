@@ -1,6 +1,7 @@
 // Package activities holds the activities of the oidcflow workflows, grouped in structs by
-// the dependencies they share: DatabaseActivities (just-in-time PostgreSQL roles) and
-// NotifyActivities (Slack-compatible webhook). Register pointers to them with the worker.
+// the dependencies they share: DatabaseActivities (just-in-time PostgreSQL roles, named and
+// bootstrapped by package pgaccess) and NotifyActivities (Slack-compatible webhook).
+// Register pointers to them with the worker.
 //
 // Sensitive activities check the claims of the fresh, verified identity the activity
 // interceptor puts into the context (identity.FromActivity) before they touch anything.

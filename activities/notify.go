@@ -20,10 +20,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 )
 
-// TypeWebhookRejected is the (non-retryable) error type of a webhook that answered with a
-// redirect or a 4xx other than 429, or whose URL is unusable.
-const TypeWebhookRejected = "oidcflow.WebhookRejected"
-
 // NotifyActivities post notifications to a Slack-compatible incoming webhook. Register a
 // pointer. Retries are the workflow's retry policy; one activity attempt is one POST.
 //

@@ -14,10 +14,6 @@ import (
 	"github.com/oidcflow/oidcflow/tokenstore"
 )
 
-// TypeRateLimited is the ApplicationError type of a refresh or revocation the identity
-// provider or Vault rate-limited (HTTP 429). It is retryable, after the server's Retry-After.
-const TypeRateLimited = "oidcflow.RateLimited"
-
 // SessionRefresher is what SessionActivities needs of a *tokenstore.Refresher.
 type SessionRefresher interface {
 	Fresh(ctx context.Context, sessionID string) (tokenstore.Session, error)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/internal/testharness"
+	"github.com/oidcflow/oidcflow/pgaccess"
 )
 
 // sweepRig is a real PostgreSQL and a real Temporal for sweep tests. Its runs are started on
@@ -37,7 +38,7 @@ func newSweepRig(t *testing.T) *sweepRig {
 	url := postgresURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	require.NoError(t, Bootstrap(ctx, url, BootstrapOptions{}))
+	require.NoError(t, pgaccess.Bootstrap(ctx, url, pgaccess.BootstrapOptions{}))
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
@@ -63,12 +64,12 @@ func (r *sweepRig) run(t *testing.T, ctx context.Context, name string) (workflow
 // can open a session as it), member of the demo read group.
 func (r *sweepRig) role(t *testing.T, ctx context.Context, name, comment string, until time.Time) string {
 	t.Helper()
-	role := RoleName("sweeptest-"+name+"-"+r.stamp, "sweeptest")
+	role := pgaccess.RoleName("sweeptest-"+name+"-"+r.stamp, "sweeptest")
 	id := pgx.Identifier{role}.Sanitize()
 	for _, stmt := range []string{
 		"CREATE ROLE " + id + " LOGIN PASSWORD 'sweeptest-pw' VALID UNTIL " + validUntilLiteral(until),
 		"COMMENT ON ROLE " + id + " IS " + commentLiteral(comment),
-		"GRANT " + pgx.Identifier{GroupRole("demo", AccessRead)}.Sanitize() + " TO " + id,
+		"GRANT " + pgx.Identifier{pgaccess.GroupRole("demo", pgaccess.AccessRead)}.Sanitize() + " TO " + id,
 	} {
 		_, err := r.pool.Exec(ctx, stmt)
 		require.NoError(t, err, stmt)
@@ -216,11 +217,11 @@ func TestGrantRecordsItsRun(t *testing.T) {
 	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{&asPerson{id: bob}}})
 	env.RegisterActivity(&DatabaseActivities{DB: pool})
 	requestID := "records-run-" + time.Now().Format("150405.000000000")
-	role := RoleName(requestID, "bob")
+	role := pgaccess.RoleName(requestID, "bob")
 	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()) })
 	var a *DatabaseActivities
 	v, err := env.ExecuteActivity(a.GrantAccess, GrantAccessInput{RequestID: requestID, Requester: "bob",
-		Department: "engineering", Database: "demo", Access: AccessRead, Duration: time.Hour})
+		Department: "engineering", Database: "demo", Access: pgaccess.AccessRead, Duration: time.Hour})
 	require.NoError(t, err)
 	var res GrantAccessResult
 	require.NoError(t, v.Get(&res))
@@ -268,7 +269,7 @@ func TestRevokeKeepsRoleWhoseSessionsCannotEnd(t *testing.T) {
 	role := r.role(t, ctx, "unended", ManagedComment, time.Now().Add(time.Hour))
 	conn, pid := r.session(t, ctx, role)
 
-	admin := RoleName("sweeptest-admin-"+r.stamp, "admin")
+	admin := pgaccess.RoleName("sweeptest-admin-"+r.stamp, "admin")
 	_, err := r.pool.Exec(ctx, "CREATE ROLE "+pgx.Identifier{admin}.Sanitize()+" LOGIN CREATEROLE PASSWORD 'sweeptest-pw'")
 	require.NoError(t, err)
 	t.Cleanup(func() {

@@ -40,8 +40,7 @@ type TokenExpiredError struct {
 }
 
 func (e *TokenExpiredError) Error() string {
-	return fmt.Sprintf("identity: token expired at %s; run `starter login` to get a fresh one",
-		e.Expiry.UTC().Format(time.RFC3339))
+	return "identity: token expired at " + e.Expiry.UTC().Format(time.RFC3339)
 }
 
 // Is makes errors.Is(err, ErrUnauthenticated) true for an expired token.

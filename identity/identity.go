@@ -116,7 +116,7 @@ func RequirePool(ctx context.Context) error {
 //
 // A signal does not change it: Go workflows receive signals from a channel, in the workflow
 // function's context, so FromWorkflow there still names the starter, never the signal's
-// sender. Read the sender with interceptors.SignalSender(ctx, signalName, value) once after each
+// sender. Read the sender with SignalSender(ctx, signalName, value) once after each
 // receive; it is nil when the signal carried no verified identity.
 func FromWorkflow(ctx workflow.Context) (*Identity, error) {
 	if id, ok := ctx.Value(ctxKey{}).(*Identity); ok && id != nil {

@@ -45,7 +45,7 @@ func (v *Verifier) introspect(ctx context.Context, raw string) (*Identity, error
 		return nil, unavailable("introspection answer is not a JSON object")
 	}
 	if active, _ := c["active"].(bool); !active { // check:active
-		return nil, invalid("the IdP reports the access token inactive (expired, revoked or unknown); run `starter login`")
+		return nil, invalid("the IdP reports the access token inactive (expired, revoked or unknown)")
 	}
 	for _, name := range []string{"token_use", "token_type"} {
 		if t, _, _ := c.str(name); t != "" && !strings.EqualFold(t, "access_token") && !strings.EqualFold(t, "Bearer") { // check:token-use
@@ -86,7 +86,7 @@ func (v *Verifier) userinfoClaims(ctx context.Context, raw string) (claimSet, st
 	body, err := doBounded(v.client, req, v.maxResponse())
 	var status *statusError
 	if errors.As(err, &status) && (status.code == http.StatusUnauthorized || status.code == http.StatusForbidden) {
-		return nil, "", invalid("the IdP's userinfo endpoint refuses the access token (%d); run `starter login`", status.code)
+		return nil, "", invalid("the IdP's userinfo endpoint refuses the access token (%d)", status.code)
 	}
 	if err != nil {
 		return nil, "", unavailable("userinfo request failed (%v); retry later", err)

@@ -341,13 +341,18 @@ func doBounded(c *http.Client, req *http.Request, max int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(body)) > max {
-		return nil, fmt.Errorf("response larger than %d bytes", max)
+		return nil, &tooLargeError{max}
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, &statusError{url: req.URL.Redacted(), code: resp.StatusCode}
 	}
 	return body, nil
 }
+
+// tooLargeError is an IdP answer over the size cap.
+type tooLargeError struct{ max int64 }
+
+func (e *tooLargeError) Error() string { return fmt.Sprintf("response larger than %d bytes", e.max) }
 
 // statusError is an IdP endpoint's non-200 answer (the body is not kept: it may echo input).
 type statusError struct {

@@ -228,8 +228,8 @@ func TestDiscovery(t *testing.T) {
 	for _, issuer := range []string{p.issuer + "/", p.issuer + "/other"} {
 		if _, err := NewVerifier(ctx, VerifierOptions{Issuer: issuer, ClientID: "c", HTTPClient: p.srv.Client()}); err == nil {
 			t.Errorf("discovery accepted issuer %q for a provider that names %q", issuer, p.issuer)
-		} else if !errors.Is(err, ErrProviderUnavailable) {
-			t.Errorf("discovery error %v does not wrap ErrProviderUnavailable", err)
+		} else if !errors.Is(err, ErrInvalidConfig) || errors.Is(err, ErrProviderUnavailable) {
+			t.Errorf("discovery error %v does not wrap ErrInvalidConfig only", err)
 		}
 	}
 	if _, err := NewVerifier(ctx, VerifierOptions{Issuer: p.issuer}); err == nil {

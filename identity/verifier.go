@@ -148,14 +148,6 @@ type Verifier struct {
 	log         *slog.Logger
 }
 
-// providerMetadata is what NewVerifier reads from discovery (OIDC Discovery 1.0 section 3).
-type providerMetadata struct {
-	JWKSURL       string   `json:"jwks_uri"`
-	Introspection string   `json:"introspection_endpoint"`
-	UserInfo      string   `json:"userinfo_endpoint"`
-	Algorithms    []string `json:"id_token_signing_alg_values_supported"`
-}
-
 // NewVerifier checks opts, runs discovery when no keys or JWKS URL are configured, and
 // returns a Verifier. Signing keys are fetched on first use, not here.
 func NewVerifier(ctx context.Context, opts VerifierOptions) (*Verifier, error) {
@@ -248,13 +240,13 @@ func NewVerifier(ctx context.Context, opts VerifierOptions) (*Verifier, error) {
 				return nil, err
 			}
 			if jwksURL == "" {
-				jwksURL = md.JWKSURL
+				jwksURL = md.JWKSURI
 			}
 			if v.introURL == "" {
-				v.introURL = md.Introspection
+				v.introURL = md.IntrospectionEndpoint
 			}
 			if v.userinfoURL == "" {
-				v.userinfoURL = md.UserInfo
+				v.userinfoURL = md.UserInfoEndpoint
 			}
 		}
 		if jwksURL == "" {
@@ -290,22 +282,6 @@ func NewVerifier(ctx context.Context, opts VerifierOptions) (*Verifier, error) {
 		v.cache = newTokenCache(ttl, size)
 	}
 	return v, nil
-}
-
-// discover reads the discovery document through go-oidc (which insists that it names
-// exactly issuer), with response bodies capped.
-func discover(ctx context.Context, c *http.Client, maxBody int64, issuer string) (providerMetadata, error) {
-	var md providerMetadata
-	lc := *c
-	lc.Transport = limitTransport{base: c.Transport, max: maxBody}
-	p, err := oidc.NewProvider(oidc.ClientContext(ctx, &lc), issuer)
-	if err != nil {
-		return md, unavailable("OIDC discovery for %s failed (%v); check the issuer URL (exact, trailing slash included) or set JWKSURL", issuer, err)
-	}
-	if err := p.Claims(&md); err != nil {
-		return md, unavailable("reading the discovery document of %s: %v", issuer, err)
-	}
-	return md, nil
 }
 
 // Kinds of token, part of the cache key so a token verified as one kind is never served as
@@ -637,47 +613,3 @@ func (id *Identity) clone() *Identity {
 	c.Groups = slices.Clone(id.Groups)
 	return &c
 }
-
-// limitTransport caps response bodies read through it.
-type limitTransport struct {
-	base http.RoundTripper
-	max  int64
-}
-
-func (t limitTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	base := t.base
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	resp, err := base.RoundTrip(r)
-	if err != nil {
-		return nil, err
-	}
-	resp.Body = &limitedBody{rc: resp.Body, left: t.max}
-	return resp, nil
-}
-
-type limitedBody struct {
-	rc interface {
-		Read([]byte) (int, error)
-		Close() error
-	}
-	left int64
-}
-
-func (b *limitedBody) Read(p []byte) (int, error) {
-	if b.left <= 0 {
-		return 0, errors.New("identity: response body over the size cap (MaxResponseSize)")
-	}
-	if int64(len(p)) > b.left {
-		p = p[:b.left+1]
-	}
-	n, err := b.rc.Read(p)
-	b.left -= int64(n)
-	if b.left < 0 {
-		return n, errors.New("identity: response body over the size cap (MaxResponseSize)")
-	}
-	return n, err
-}
-
-func (b *limitedBody) Close() error { return b.rc.Close() }

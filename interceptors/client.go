@@ -69,7 +69,7 @@ type sealed struct {
 func (c *clientInterceptor) seal(ctx context.Context, s sealed) error {
 	tok, err := c.opts.TokenSource.Token()
 	if err != nil {
-		return fmt.Errorf("interceptors: get the caller's token (if the session expired, run `starter login`): %w", err)
+		return fmt.Errorf("interceptors: get the caller's token: %w", err)
 	}
 	idToken, _ := tok.Extra("id_token").(string)
 	if idToken == "" {
@@ -137,7 +137,7 @@ func (c *clientOutbound) UpdateWorkflow(ctx context.Context, in *interceptor.Cli
 	// Only a re-consent hands the worker a new refresh token.
 	if err := c.root.seal(ctx, sealed{header: EnvelopeHeader, workflowID: in.WorkflowID, runID: in.RunID,
 		op: envelope.UpdateOp(in.UpdateName), name: in.UpdateName, args: in.Args,
-		refresh: in.UpdateName == ReconsentUpdate}); err != nil {
+		refresh: in.UpdateName == identity.ReconsentUpdate}); err != nil {
 		return nil, err
 	}
 	return c.Next.UpdateWorkflow(ctx, in)

@@ -45,7 +45,7 @@ func ExampleDial() {
 			Resource: "demo", Role: workflows.AccessRead, Duration: 2 * time.Hour, Reason: "debug ticket 42",
 		})
 	if err != nil {
-		log.Fatal(err)
+		log.Fatal(err) // e.g. "interceptors: get the caller's token: ..." when the login expired
 	}
 	fmt.Println("requested access:", run.GetID())
 }

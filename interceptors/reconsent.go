@@ -6,13 +6,8 @@ import (
 	"github.com/oidcflow/oidcflow/identity"
 )
 
-// ReconsentUpdate is the update that renews the consent of a run whose session can no longer
-// be refreshed (identity.TypeReauthRequired): the starter sends it with a fresh login, and
-// the run continues on the new session. Only the starter (same issuer and subject) may.
-const ReconsentUpdate = "oidcflow.reconsent"
-
-// reconsent adopts the caller's new session as the run's, ends the old one, and wakes
-// AwaitReconsent.
+// reconsent handles identity.ReconsentUpdate: it adopts the caller's new session as the
+// run's, ends the old one, and wakes identity.AwaitReconsent.
 func (w *workflowInbound) reconsent(ctx workflow.Context) error {
 	caller, err := identity.FromWorkflow(ctx)
 	if err != nil {
@@ -34,14 +29,9 @@ func (w *workflowInbound) reconsent(ctx workflow.Context) error {
 	return nil
 }
 
-// AwaitReconsent blocks until the run's starter renews consent through ReconsentUpdate.
-// Workflows call it when an activity failed with identity.TypeReauthRequired: the run parks
-// instead of failing, and resumes on the new session.
-func AwaitReconsent(ctx workflow.Context) error {
-	st := stateOf(ctx)
-	if st == nil {
-		return ErrNoIdentity
-	}
-	n := st.reconsents
-	return workflow.Await(ctx, func() bool { return st.reconsents > n })
+// AwaitReconsent implements identity.AwaitReconsent: it blocks until the next re-consent
+// this run accepts.
+func (r run) AwaitReconsent(ctx workflow.Context) error {
+	n := r.st.reconsents
+	return workflow.Await(ctx, func() bool { return r.st.reconsents > n })
 }

@@ -17,7 +17,7 @@ import (
 const maxUnclaimedSenders = 256
 
 // sentSignal is a delivered signal's verified sender (nil: none) and the digest of its
-// arguments, which is how SignalSender finds it.
+// arguments, which is how identity.SignalSender finds it.
 type sentSignal struct {
 	digest string
 	sender *identity.Identity
@@ -33,26 +33,18 @@ type pendingSignal struct {
 	ref     *reference
 }
 
-// SignalSender returns the verified identity of whoever sent a delivered signal of that name
-// whose argument is value (the value workflow code received from the signal channel), or nil
-// when it carried none or its identity did not verify. Each delivered signal answers once,
-// oldest first among signals with equal arguments, so call it once after each receive. A
-// signal whose arguments could not be decoded never answers for another one: senders are
-// matched by a digest of the arguments, not by arrival order.
-func SignalSender(ctx workflow.Context, signalName string, value any) *identity.Identity {
-	st := stateOf(ctx)
-	if st == nil {
-		return nil
-	}
+// SignalSender implements identity.SignalSender: it matches value to a delivered signal of
+// that name by the digest of its arguments and answers once per signal.
+func (r run) SignalSender(ctx workflow.Context, signalName string, value any) *identity.Identity {
 	d, err := InputDigest(signalName, value)
 	if err != nil {
 		return nil
 	}
 	want := hex.EncodeToString(d)
-	list := st.senders[signalName]
+	list := r.st.senders[signalName]
 	for i, s := range list {
 		if s.digest == want {
-			st.senders[signalName] = append(list[:i:i], list[i+1:]...)
+			r.st.senders[signalName] = append(list[:i:i], list[i+1:]...)
 			return s.sender
 		}
 	}

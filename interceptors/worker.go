@@ -182,12 +182,9 @@ type runState struct {
 	seen       map[string]bool         // envelopes and reference ids this run honoured
 }
 
-type stateKey struct{}
-
-func stateOf(ctx workflow.Context) *runState {
-	st, _ := ctx.Value(stateKey{}).(*runState)
-	return st
-}
+// run is the identity.Run of one run: what workflow code reaches through
+// identity.SignalSender and identity.AwaitReconsent.
+type run struct{ st *runState }
 
 type workflowInbound struct {
 	interceptor.WorkflowInboundInterceptorBase
@@ -215,7 +212,7 @@ func (w *workflowInbound) ExecuteWorkflow(ctx workflow.Context, in *interceptor.
 		workflow.GetLogger(ctx).Error("identity refused; the run fails", "error", err.Error())
 		return nil, identity.ApplicationError(err)
 	}
-	ctx = workflow.WithValue(ctx, stateKey{}, w.state)
+	ctx = identity.WithRun(ctx, run{w.state})
 	workflow.Go(ctx, w.deliverSignals)
 	if id == nil { // an AllowAnonymous workflow started without identity
 		return w.Next.ExecuteWorkflow(ctx, in)
@@ -225,7 +222,7 @@ func (w *workflowInbound) ExecuteWorkflow(ctx workflow.Context, in *interceptor.
 	if err := workflow.UpsertMemo(ctx, map[string]any{MemoStartedBy: startedBy(id)}); err != nil {
 		return nil, err
 	}
-	if err := workflow.SetUpdateHandler(ctx, ReconsentUpdate, w.reconsent); err != nil {
+	if err := workflow.SetUpdateHandler(ctx, identity.ReconsentUpdate, w.reconsent); err != nil {
 		return nil, err
 	}
 
@@ -327,7 +324,7 @@ func (w *workflowInbound) ExecuteUpdate(ctx workflow.Context, in *interceptor.Up
 		// The caller's session lives for the handler; a re-consent's becomes the run's.
 		Holder: info.WorkflowExecution.ID + "/update/" + updateID,
 	}
-	if in.Name == ReconsentUpdate {
+	if in.Name == identity.ReconsentUpdate {
 		op.Holder = info.WorkflowExecution.ID
 	}
 	caller, err := w.root.la.open(ctx, op, sealed)

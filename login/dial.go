@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 
+	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/interceptors"
 )
 
@@ -34,7 +35,7 @@ type DialOptions struct {
 
 // Dial connects to Temporal with a client that seals the person's identity (interceptors.Dial)
 // on every start, signal, signal-with-start and update, and records in the cache when a start
-// or a re-consent (interceptors.ReconsentUpdate) handed the refresh token to the worker pool
+// or a re-consent (identity.ReconsentUpdate) handed the refresh token to the worker pool
 // (Session.HandedOver; see the package documentation). The hand-over is recorded once the
 // server took the request, or might have (a timeout, a cancelled call): a second holder of a
 // rotating refresh token costs the whole token family, a needless record only a new login.
@@ -121,7 +122,7 @@ func (o *handOverOutbound) SignalWithStartWorkflow(ctx context.Context, in *inte
 
 func (o *handOverOutbound) UpdateWorkflow(ctx context.Context, in *interceptor.ClientUpdateWorkflowInput) (client.WorkflowUpdateHandle, error) {
 	h, err := o.Next.UpdateWorkflow(ctx, in)
-	if in.UpdateName == interceptors.ReconsentUpdate {
+	if in.UpdateName == identity.ReconsentUpdate {
 		o.root.record(err)
 	}
 	return h, err

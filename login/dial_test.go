@@ -6,12 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oidcflow/oidcflow/identity"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	"golang.org/x/oauth2"
-
-	"github.com/oidcflow/oidcflow/interceptors"
 )
 
 // fakeOutbound answers every request with err.
@@ -45,7 +44,7 @@ func TestHandOverRecordedWhenTheServerMayHaveIt(t *testing.T) {
 		{"already started", "", serviceerror.NewWorkflowExecutionAlreadyStarted("dup", "", ""), false},
 		{"invalid", "", serviceerror.NewInvalidArgument("bad"), false},
 		{"not permitted", "", serviceerror.NewPermissionDenied("no", ""), false},
-		{"reconsent", interceptors.ReconsentUpdate, nil, true},
+		{"reconsent", identity.ReconsentUpdate, nil, true},
 		{"other update", "approve", nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
+	code := cli.Main(ctx, os.Args[1:], cli.Options{})
 	stop()
 	os.Exit(code)
 }

@@ -19,7 +19,7 @@ import (
 )
 
 // endpoints are the identity provider URLs the Refresher uses; missing ones are discovered
-// (OpenID Connect Discovery 1.0 section 4, RFC 8414 for revocation_endpoint) once and cached.
+// (identity.Discover) once and cached.
 type endpoints struct {
 	issuer     string
 	httpClient *http.Client
@@ -27,12 +27,6 @@ type endpoints struct {
 	mu         sync.Mutex
 	token      string
 	revocation string
-}
-
-type discoveryDoc struct {
-	Issuer             string `json:"issuer"`
-	TokenEndpoint      string `json:"token_endpoint"`
-	RevocationEndpoint string `json:"revocation_endpoint"`
 }
 
 func (e *endpoints) get(ctx context.Context) (token, revocation string, err error) {
@@ -44,35 +38,18 @@ func (e *endpoints) get(ctx context.Context) (token, revocation string, err erro
 	if e.issuer == "" {
 		return e.token, e.revocation, nil
 	}
-	u := strings.TrimSuffix(e.issuer, "/") + "/.well-known/openid-configuration"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return "", "", fmt.Errorf("tokenstore: discovery: %w", err)
+	md, err := identity.Discover(ctx, e.httpClient, e.issuer)
+	if errors.Is(err, identity.ErrProviderUnavailable) {
+		return "", "", fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	resp, err := e.httpClient.Do(req)
 	if err != nil {
-		return "", "", fmt.Errorf("tokenstore: discovery at %s: %w: %w", u, ErrUnavailable, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		err := fmt.Errorf("tokenstore: discovery at %s answered %d", u, resp.StatusCode)
-		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
-			err = fmt.Errorf("%w: %w", err, ErrUnavailable)
-		}
 		return "", "", err
 	}
-	var doc discoveryDoc
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&doc); err != nil {
-		return "", "", fmt.Errorf("tokenstore: discovery at %s: %w", u, err)
-	}
-	if doc.Issuer != e.issuer {
-		return "", "", fmt.Errorf("tokenstore: discovery at %s names issuer %q, want %q", u, doc.Issuer, e.issuer)
-	}
 	if e.token == "" {
-		e.token = doc.TokenEndpoint
+		e.token = md.TokenEndpoint
 	}
 	if e.revocation == "" {
-		e.revocation = doc.RevocationEndpoint
+		e.revocation = md.RevocationEndpoint
 	}
 	return e.token, e.revocation, nil
 }

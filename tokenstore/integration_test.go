@@ -329,7 +329,7 @@ func TestIntegrationInvalidGrant(t *testing.T) {
 	}
 }
 
-// Acceptance 6 of issue 5: with a 10-second Vault token TTL (and a 25-second max TTL, so the
+// TestIntegrationVaultTokenRenewal: with a 10-second Vault token TTL (and a 25-second max TTL, so the
 // token must also be re-acquired), a worker keeps reading and writing its sessions for 60 s.
 func TestIntegrationVaultTokenRenewal(t *testing.T) {
 	s := testharness.Load(t)

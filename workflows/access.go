@@ -11,6 +11,7 @@ import (
 
 	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/pgaccess"
 )
 
 // grantOptions: the grant retries transient failures (database restarts, network) a bounded
@@ -40,14 +41,6 @@ var revokeOptions = workflow.ActivityOptions{
 		NonRetryableErrorTypes: []string{activities.TypeInvalidInput, activities.TypeNotManaged},
 	},
 }
-
-// TypeGrantFailed is the error type of an AccessRequest whose grant failed.
-const TypeGrantFailed = "oidcflow.GrantFailed"
-
-// TypeRevokeFailed is the error type of an AccessRequest whose revoke failed for good (the
-// role is not oidcflow's any more, or the activity was refused); the sweeper (SweeperWorkflow)
-// drops the role of a run that is no longer running at its next interval.
-const TypeRevokeFailed = "oidcflow.RevokeFailed"
 
 // AccessRequest asks for time-bound access to a database for the verified starter (the
 // requester). The request is routed by the requester's department claim to an approver role
@@ -142,7 +135,7 @@ func newAccessRequest(ctx workflow.Context, in AccessRequestInput) (*accessReque
 		}
 	}
 	switch {
-	case !activities.ValidDatabase(in.Resource):
+	case !pgaccess.ValidDatabase(in.Resource):
 		return nil, invalidInput("resource %q is not a database name (a-z, 0-9, _; at most 40)", in.Resource)
 	case !in.Role.Valid():
 		return nil, invalidInput("role must be %q or %q, not %q", AccessRead, AccessWrite, in.Role)
@@ -359,8 +352,6 @@ func (w *accessRequest) status() AccessStatus {
 	}
 	return st
 }
-
-var errClosed = errors.New("workflows: request is no longer open for decisions")
 
 func (w *accessRequest) register(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (AccessStatus, error) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/internal/testharness"
+	"github.com/oidcflow/oidcflow/pgaccess"
 )
 
 // TestAccessRequestAgainstPostgres runs the workflow (time-skipping) with the real database
@@ -24,7 +25,7 @@ func TestAccessRequestAgainstPostgres(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	require.NoError(t, activities.Bootstrap(ctx, url, activities.BootstrapOptions{}))
+	require.NoError(t, pgaccess.Bootstrap(ctx, url, pgaccess.BootstrapOptions{}))
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
 	defer pool.Close()
@@ -38,7 +39,7 @@ func TestAccessRequestAgainstPostgres(t *testing.T) {
 
 	workflowID := "it-access-" + time.Now().Format("150405.000000000")
 	env.SetStartWorkflowOptions(startOptions(workflowID))
-	role := activities.RoleName(workflowID, "bob")
+	role := pgaccess.RoleName(workflowID, "bob")
 	exists := func() bool {
 		var n int
 		require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", role).Scan(&n))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/pgaccess"
 )
 
 func readDemo(d time.Duration) AccessRequestInput {
@@ -35,15 +36,15 @@ func mockDB(env *testsuite.TestWorkflowEnvironment, m *dbMock) {
 			m.grants.Add(1)
 			m.lastGrant, m.grantAt = in, env.Now()
 			return activities.GrantAccessResult{Created: true, Grant: activities.Grant{
-				RoleName: activities.RoleName(in.RequestID, in.Requester), Database: in.Database,
-				GroupRole: activities.GroupRole(in.Database, in.Access), Access: in.Access, ValidUntil: env.Now().Add(in.Duration),
+				RoleName: pgaccess.RoleName(in.RequestID, in.Requester), Database: in.Database,
+				GroupRole: pgaccess.GroupRole(in.Database, in.Access), Access: in.Access, ValidUntil: env.Now().Add(in.Duration),
 			}}, nil
 		}).Maybe()
 	env.OnActivity(dbAct.RevokeAccess, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.RevokeAccessInput) (activities.RevokeAccessResult, error) {
 			m.revokes.Add(1)
 			m.revokeAt = env.Now()
-			return activities.RevokeAccessResult{RoleName: activities.RoleName(in.RequestID, in.Requester), Dropped: true}, nil
+			return activities.RevokeAccessResult{RoleName: pgaccess.RoleName(in.RequestID, in.Requester), Dropped: true}, nil
 		}).Maybe()
 }
 
@@ -323,7 +324,7 @@ func TestAccessRequestGrantRetriedAfterFailure(t *testing.T) {
 				return activities.GrantAccessResult{}, errors.New("connection reset by peer")
 			}
 			m.grants.Add(1)
-			return activities.GrantAccessResult{Grant: activities.Grant{RoleName: activities.RoleName(in.RequestID, in.Requester),
+			return activities.GrantAccessResult{Grant: activities.Grant{RoleName: pgaccess.RoleName(in.RequestID, in.Requester),
 				ValidUntil: env.Now().Add(in.Duration)}}, nil
 		})
 	env.OnActivity(dbAct.RevokeAccess, mock.Anything, mock.Anything).Return(activities.RevokeAccessResult{Dropped: true}, nil).Once()
@@ -392,11 +393,11 @@ func TestAccessRequestRejectsBadStarts(t *testing.T) {
 	}{
 		{"no identity", "", readDemo(time.Hour), identity.TypeUnauthenticated},
 		{"no route for department", "dave", readDemo(time.Hour), TypeNoRoute},
-		{"bad resource", "bob", AccessRequestInput{Resource: `demo"; DROP ROLE x; --`, Role: AccessRead, Duration: time.Hour, Reason: "x"}, TypeInvalidInput},
-		{"bad role", "bob", AccessRequestInput{Resource: "demo", Role: "owner", Duration: time.Hour, Reason: "x"}, TypeInvalidInput},
-		{"too long", "bob", readDemo(13 * time.Hour), TypeInvalidInput},
-		{"no duration", "bob", readDemo(0), TypeInvalidInput},
-		{"no reason", "bob", AccessRequestInput{Resource: "demo", Role: AccessRead, Duration: time.Hour}, TypeInvalidInput},
+		{"bad resource", "bob", AccessRequestInput{Resource: `demo"; DROP ROLE x; --`, Role: AccessRead, Duration: time.Hour, Reason: "x"}, activities.TypeInvalidInput},
+		{"bad role", "bob", AccessRequestInput{Resource: "demo", Role: "owner", Duration: time.Hour, Reason: "x"}, activities.TypeInvalidInput},
+		{"too long", "bob", readDemo(13 * time.Hour), activities.TypeInvalidInput},
+		{"no duration", "bob", readDemo(0), activities.TypeInvalidInput},
+		{"no reason", "bob", AccessRequestInput{Resource: "demo", Role: AccessRead, Duration: time.Hour}, activities.TypeInvalidInput},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env, _ := newEnv(t, tc.starter)
@@ -428,7 +429,7 @@ func TestAccessRequestAuditQuery(t *testing.T) {
 	require.Equal(t, "engineering", audit[0].Actor.Department)
 }
 
-// TestAccessRequestRevokesAsPool is part of issue 10's attack 4: the revoke must not run on
+// TestAccessRequestRevokesAsPool defends against a grant that outlives its run: the revoke must not run on
 // the requester's session (whose refresh chain the requester can kill at the IdP), but under
 // the worker pool's own authority, after the full hold and after a failed grant alike.
 func TestAccessRequestRevokesAsPool(t *testing.T) {
@@ -510,7 +511,7 @@ func TestAccessRequestRevokeRetriesUntilDone(t *testing.T) {
 	require.Zero(t, revokeOptions.RetryPolicy.MaximumAttempts)
 }
 
-// TestAccessRequestKeepAliveEveryHasNoEffect is part of issue 10's attack 4: an input that
+// TestAccessRequestKeepAliveEveryHasNoEffect defends against a grant that outlives its run: an input that
 // still carries keep_alive_every (removed from AccessConfig) must not make the hold wake up:
 // with 1 ns it used to fill the run's history until Temporal ended the run, before its
 // revoke. The hold is one durable timer whatever the input says.

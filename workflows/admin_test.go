@@ -24,7 +24,7 @@ func TestAdminTask(t *testing.T) {
 		{"engineer refused", "bob", AdminTaskListGrants, identity.TypeForbidden},
 		{"approver refused", "carol", AdminTaskSweepExpired, identity.TypeForbidden},
 		{"anonymous refused", "", AdminTaskListGrants, identity.TypeUnauthenticated},
-		{"unknown task", "alice", "drop-everything", TypeInvalidInput},
+		{"unknown task", "alice", "drop-everything", activities.TypeInvalidInput},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env, _ := newEnv(t, tc.starter)
@@ -59,7 +59,7 @@ func TestAdminTask(t *testing.T) {
 	}
 }
 
-// TestAdminTaskRoleNotFromInput is issue 10's attack 5: bob (engineer) starts AdminTask with
+// TestAdminTaskRoleNotFromInput takes the admin role from input: bob (engineer) starts AdminTask with
 // an input that names his own role as the admin role. The role comes from the worker's
 // configuration, so the input's admin_role does not matter: bob is refused and no activity
 // runs.

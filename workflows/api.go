@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/oidcflow/oidcflow/activities"
+	"github.com/oidcflow/oidcflow/pgaccess"
 )
 
 // TaskQueue is the task queue the worker pool polls.
@@ -100,12 +101,12 @@ func (s State) Final() bool {
 }
 
 // Access is the kind of database access requested.
-type Access = activities.Access
+type Access = pgaccess.Access
 
 // Access kinds.
 const (
-	AccessRead  = activities.AccessRead
-	AccessWrite = activities.AccessWrite
+	AccessRead  = pgaccess.AccessRead
+	AccessWrite = pgaccess.AccessWrite
 )
 
 // AccessRequestInput starts an AccessRequest. The requester is not part of it: it is the
@@ -355,12 +356,3 @@ type AdminTaskResult struct {
 	Actor  Actor              `json:"actor"`
 	Grants []activities.Grant `json:"grants,omitempty"`
 }
-
-// Application error types the workflows return (non-retryable).
-const (
-	TypeInvalidInput = "oidcflow.InvalidInput"
-	TypeNoRoute      = "oidcflow.NoRoute"
-	// TypeApprovalMismatch: an approve or deny update named another run or another request
-	// than the one it reached, or none. Look at the request again and decide again.
-	TypeApprovalMismatch = "oidcflow.ApprovalMismatch"
-)

@@ -126,20 +126,18 @@ func checkNamed(ctx workflow.Context, action, digest, gotRun, gotDigest string) 
 	if workflow.GetVersion(ctx, namedDecisions, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return nil
 	}
-	info := workflow.GetInfo(ctx)
-	runID, workflowID := info.WorkflowExecution.RunID, info.WorkflowExecution.ID
-	again := fmt.Sprintf("run `starter status %s` and %s again", workflowID, action)
+	runID := workflow.GetInfo(ctx).WorkflowExecution.RunID
 	var msg string
 	switch {
 	case gotRun == "" || gotDigest == "":
 		msg = fmt.Sprintf("workflows: %s names no run id or no request digest, and nothing is decided without both; "+
-			"build it from the status the approver saw (workflows.ApproveAccess, ApproveInvoice), or %s", action, again)
+			"build it from the status the approver saw (workflows.ApproveAccess, ApproveInvoice)", action)
 	case gotRun != runID:
-		msg = fmt.Sprintf("workflows: %s names run %.64q, but this is run %s: the request changed since you looked at it; %s",
-			action, gotRun, runID, again)
+		msg = fmt.Sprintf("workflows: %s names run %.64q, but this is run %s: the request changed since it was looked at",
+			action, gotRun, runID)
 	case gotDigest != digest:
-		msg = fmt.Sprintf("workflows: %s names request digest %.64q, but this request's is %s: the request changed since you looked at it; %s",
-			action, gotDigest, digest, again)
+		msg = fmt.Sprintf("workflows: %s names request digest %.64q, but this request's is %s: the request changed since it was looked at",
+			action, gotDigest, digest)
 	default:
 		return nil
 	}

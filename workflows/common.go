@@ -13,13 +13,6 @@ import (
 	"github.com/oidcflow/oidcflow/identity"
 )
 
-// identityErrorTypes are the non-retryable error types of identity failures; no retry can fix
-// them, so activities that check claims never retry on them.
-var identityErrorTypes = []string{
-	identity.TypeUnauthenticated, identity.TypeForbidden, identity.TypeTokenExpired,
-	identity.TypeInvalidToken, identity.TypeReauthRequired,
-}
-
 // notifyOptions: a failing webhook must never hold a workflow up for long, so notifications
 // get a short timeout and three attempts, and their errors are only logged.
 var notifyOptions = workflow.ActivityOptions{
@@ -94,10 +87,6 @@ func validateName(runID, digest string) error {
 		return fmt.Errorf("workflows: run id and request digest are at most %d bytes", maxNameLength)
 	}
 	return nil
-}
-
-func invalidInput(format string, args ...any) error {
-	return temporal.NewNonRetryableApplicationError("workflows: "+fmt.Sprintf(format, args...), TypeInvalidInput, nil)
 }
 
 // errorText returns the message of err for the audit trail: the innermost ApplicationError

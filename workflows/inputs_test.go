@@ -34,7 +34,7 @@ const (
 	// with TypeLooserRules.
 	tightenOnly inputClass = "tighten-only"
 	// bounded: the field is validated against fixed bounds (a set, a range, a length); a
-	// value outside is refused with TypeInvalidInput.
+	// value outside is refused with activities.TypeInvalidInput.
 	bounded inputClass = "bounded"
 )
 
@@ -110,30 +110,30 @@ var inputRules = map[string]fieldRule{
 		for _, r := range []string{`demo"; DROP ROLE x; --`, strings.Repeat("a", 41), "Demo", ""} {
 			in := readDemo(time.Hour)
 			in.Resource = r
-			requireRefused(t, startAccess(t, in), TypeInvalidInput)
+			requireRefused(t, startAccess(t, in), activities.TypeInvalidInput)
 		}
 	}},
 	"AccessRequestInput.Role": {bounded, func(t *testing.T) {
 		in := readDemo(time.Hour)
 		in.Role = "owner"
-		requireRefused(t, startAccess(t, in), TypeInvalidInput)
+		requireRefused(t, startAccess(t, in), activities.TypeInvalidInput)
 	}},
 	"AccessRequestInput.Duration": {bounded, func(t *testing.T) {
 		for _, d := range []time.Duration{0, -time.Hour, DefaultAccessConfig().MaxDuration + time.Nanosecond} {
-			requireRefused(t, startAccess(t, readDemo(d)), TypeInvalidInput)
+			requireRefused(t, startAccess(t, readDemo(d)), activities.TypeInvalidInput)
 		}
 		in := readDemo(2 * time.Hour)
 		cfg := DefaultAccessConfig()
 		cfg.MaxDuration = time.Hour
 		in.Config = &cfg
-		requireRefused(t, startAccess(t, in), TypeInvalidInput)
+		requireRefused(t, startAccess(t, in), activities.TypeInvalidInput)
 	}},
 	"AccessRequestInput.Reason": {noEffect, func(t *testing.T) {
 		// Shown to approvers; required and at most maxComment bytes.
 		for _, r := range []string{"", strings.Repeat("x", maxComment+1)} {
 			in := readDemo(time.Hour)
 			in.Reason = r
-			requireRefused(t, startAccess(t, in), TypeInvalidInput)
+			requireRefused(t, startAccess(t, in), activities.TypeInvalidInput)
 		}
 	}},
 	"AccessRequestInput.Config": {tightenOnly, func(t *testing.T) {
@@ -223,7 +223,7 @@ var inputRules = map[string]fieldRule{
 		cfg := DefaultAccessConfig()
 		cfg.ExpireAfter = -time.Hour
 		in.Config = &cfg
-		requireRefused(t, startAccess(t, in), TypeInvalidInput)
+		requireRefused(t, startAccess(t, in), activities.TypeInvalidInput)
 	}},
 	"AccessRequestInput.Config.MaxDuration": {tightenOnly, func(t *testing.T) {
 		requireLooser(t, func(c *AccessConfig) { c.MaxDuration = 48 * time.Hour })
@@ -235,29 +235,29 @@ var inputRules = map[string]fieldRule{
 		for _, id := range []string{"", strings.Repeat("i", 101)} {
 			in := invoice(100)
 			in.InvoiceID = id
-			requireRefused(t, startInvoice(t, in), TypeInvalidInput)
+			requireRefused(t, startInvoice(t, in), activities.TypeInvalidInput)
 		}
 	}},
 	"InvoiceApprovalInput.Vendor": {noEffect, func(t *testing.T) {
 		in := invoice(100)
 		in.Vendor = strings.Repeat("v", maxComment+1)
-		requireRefused(t, startInvoice(t, in), TypeInvalidInput)
+		requireRefused(t, startInvoice(t, in), activities.TypeInvalidInput)
 	}},
 	"InvoiceApprovalInput.AmountCents": {bounded, func(t *testing.T) {
 		// Positive; above the policy's threshold it needs a second approver, never fewer.
 		for _, c := range []int64{0, -1} {
-			requireRefused(t, startInvoice(t, invoice(c)), TypeInvalidInput)
+			requireRefused(t, startInvoice(t, invoice(c)), activities.TypeInvalidInput)
 		}
 	}},
 	"InvoiceApprovalInput.Currency": {bounded, func(t *testing.T) {
 		in := invoice(100)
 		in.Currency = "EURO"
-		requireRefused(t, startInvoice(t, in), TypeInvalidInput)
+		requireRefused(t, startInvoice(t, in), activities.TypeInvalidInput)
 	}},
 	"InvoiceApprovalInput.Description": {noEffect, func(t *testing.T) {
 		in := invoice(100)
 		in.Description = strings.Repeat("d", maxComment+1)
-		requireRefused(t, startInvoice(t, in), TypeInvalidInput)
+		requireRefused(t, startInvoice(t, in), activities.TypeInvalidInput)
 	}},
 	"InvoiceApprovalInput.Config": {tightenOnly, func(t *testing.T) {
 		in := invoice(100)
@@ -279,34 +279,34 @@ var inputRules = map[string]fieldRule{
 		requireRefused(t, InvoiceConfig{ExpireAfter: 30 * 24 * time.Hour}.withDefaults().tighterThan(DefaultInvoiceConfig()), TypeLooserRules)
 		in := invoice(100)
 		in.Config = &InvoiceConfig{ExpireAfter: -time.Hour}
-		requireRefused(t, startInvoice(t, in), TypeInvalidInput)
+		requireRefused(t, startInvoice(t, in), activities.TypeInvalidInput)
 	}},
 
 	// AdminTaskInput: which task; the role it needs is the worker's configuration.
 	"AdminTaskInput.Task": {bounded, func(t *testing.T) {
 		env, _ := newEnv(t, "alice")
 		env.ExecuteWorkflow(AdminTask, AdminTaskInput{Task: "drop-everything"})
-		requireRefused(t, env.GetWorkflowError(), TypeInvalidInput)
+		requireRefused(t, env.GetWorkflowError(), activities.TypeInvalidInput)
 	}},
 
 	// KeepAliveInput: how long the pool keeps the starter's session alive, and how often
 	// it wakes, are capped; the history of one run is capped.
 	"KeepAliveInput.Until": {bounded, func(t *testing.T) {
-		requireRefused(t, startKeepAlive(t, func(in *KeepAliveInput, _ time.Time) { in.Until = time.Time{} }), TypeInvalidInput)
+		requireRefused(t, startKeepAlive(t, func(in *KeepAliveInput, _ time.Time) { in.Until = time.Time{} }), activities.TypeInvalidInput)
 		requireRefused(t, startKeepAlive(t, func(in *KeepAliveInput, now time.Time) {
 			in.Until = now.Add(KeepAliveMaxSpan + time.Hour)
-		}), TypeInvalidInput)
+		}), activities.TypeInvalidInput)
 		require.NoError(t, startKeepAlive(t, func(in *KeepAliveInput, now time.Time) { in.Until = now.Add(KeepAliveMaxSpan) }))
 	}},
 	"KeepAliveInput.Every": {bounded, func(t *testing.T) {
 		for _, d := range []time.Duration{time.Nanosecond, time.Second, -time.Hour} {
-			requireRefused(t, startKeepAlive(t, func(in *KeepAliveInput, _ time.Time) { in.Every = d }), TypeInvalidInput)
+			requireRefused(t, startKeepAlive(t, func(in *KeepAliveInput, _ time.Time) { in.Every = d }), activities.TypeInvalidInput)
 		}
 		require.NoError(t, startKeepAlive(t, func(in *KeepAliveInput, _ time.Time) { in.Every = KeepAliveMinEvery }))
 	}},
 	"KeepAliveInput.RefreshesPerRun": {bounded, func(t *testing.T) {
 		for _, n := range []int{KeepAliveMaxRefreshesPerRun + 1, 1 << 30, -1} {
-			requireRefused(t, startKeepAlive(t, func(in *KeepAliveInput, _ time.Time) { in.RefreshesPerRun = n }), TypeInvalidInput)
+			requireRefused(t, startKeepAlive(t, func(in *KeepAliveInput, _ time.Time) { in.RefreshesPerRun = n }), activities.TypeInvalidInput)
 		}
 	}},
 	"KeepAliveInput.Progress":            {noEffect, keepAliveCountersOnlyReported},

@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/identity"
 )
 
@@ -123,11 +124,11 @@ func TestInvoiceApprovalRejectsBadStarts(t *testing.T) {
 		typ     string
 	}{
 		"no identity":   {"", invoice(100), identity.TypeUnauthenticated},
-		"zero amount":   {"bob", invoice(0), TypeInvalidInput},
-		"no invoice id": {"bob", InvoiceApprovalInput{AmountCents: 1, Currency: "EUR"}, TypeInvalidInput},
-		"bad currency":  {"bob", InvoiceApprovalInput{InvoiceID: "x", AmountCents: 1, Currency: "EURO"}, TypeInvalidInput},
+		"zero amount":   {"bob", invoice(0), activities.TypeInvalidInput},
+		"no invoice id": {"bob", InvoiceApprovalInput{AmountCents: 1, Currency: "EUR"}, activities.TypeInvalidInput},
+		"bad currency":  {"bob", InvoiceApprovalInput{InvoiceID: "x", AmountCents: 1, Currency: "EURO"}, activities.TypeInvalidInput},
 		"negative expiry": {"bob", InvoiceApprovalInput{InvoiceID: "x", AmountCents: 1, Currency: "EUR",
-			Config: &InvoiceConfig{ExpireAfter: -time.Hour}}, TypeInvalidInput},
+			Config: &InvoiceConfig{ExpireAfter: -time.Hour}}, activities.TypeInvalidInput},
 	} {
 		t.Run(name, func(t *testing.T) {
 			env, _ := newEnv(t, tc.starter)

@@ -9,7 +9,6 @@ import (
 
 	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/identity"
-	"github.com/oidcflow/oidcflow/interceptors"
 )
 
 // KeepAliveWorkflow is the name of KeepAlive.
@@ -30,7 +29,7 @@ var refreshOptions = workflow.ActivityOptions{
 
 // refreshSession refreshes the session of the identity in ctx when it is due and returns
 // when the next refresh is due. When the IdP refuses the refresh (identity.TypeReauthRequired)
-// it parks the run until the starter renews consent (interceptors.ReconsentUpdate), calling
+// it parks the run until the starter renews consent (identity.AwaitReconsent), calling
 // parked(true) before and parked(false) after, and tries again on the new session. With a
 // nil parked it returns the refusal instead.
 func refreshSession(ctx workflow.Context, parked func(bool)) (activities.RefreshSessionResult, error) {
@@ -47,10 +46,10 @@ func refreshSession(ctx workflow.Context, parked func(bool)) (activities.Refresh
 		if !errors.As(err, &appErr) || appErr.Type() != identity.TypeReauthRequired || parked == nil {
 			return res, err
 		}
-		workflow.GetLogger(ctx).Warn("session can no longer be refreshed; waiting for the starter to renew consent " +
-			"(`starter reconsent <workflow-id>`)")
+		workflow.GetLogger(ctx).Warn("session can no longer be refreshed; waiting for the starter to renew consent",
+			"update", identity.ReconsentUpdate)
 		parked(true)
-		if err := interceptors.AwaitReconsent(ctx); err != nil {
+		if err := identity.AwaitReconsent(ctx); err != nil {
 			return res, err
 		}
 		parked(false)

@@ -34,6 +34,7 @@ import (
 	"github.com/oidcflow/oidcflow/internal/leakcheck"
 	"github.com/oidcflow/oidcflow/internal/testharness"
 	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
+	"github.com/oidcflow/oidcflow/pgaccess"
 	"github.com/oidcflow/oidcflow/workflows"
 )
 
@@ -53,7 +54,7 @@ func stackDB(t *testing.T, st *testharness.Stack) *pgxpool.Pool {
 	if url == "" {
 		t.Fatal("OIDCFLOW_POSTGRES_URL is not in the stack's env file")
 	}
-	if err := activities.Bootstrap(ctx, url, activities.BootstrapOptions{Database: "demo"}); err != nil {
+	if err := pgaccess.Bootstrap(ctx, url, pgaccess.BootstrapOptions{Database: "demo"}); err != nil {
 		t.Fatalf("bootstrap demo: %v", err)
 	}
 	pool, err := pgxpool.New(ctx, url)
@@ -245,7 +246,7 @@ func TestStackAccessRequest(t *testing.T) {
 	if requester.Subject != "bob" || requester.Department != "engineering" {
 		t.Fatalf("requester %+v, want bob of engineering (from the verified token)", requester)
 	}
-	role := activities.RoleName(id, requester.Subject)
+	role := pgaccess.RoleName(id, requester.Subject)
 
 	// erin has no db-approver role (and another department): refused, with a reason.
 	var s workflows.AccessStatus
@@ -270,8 +271,8 @@ func TestStackAccessRequest(t *testing.T) {
 		t.Errorf("approvers %v, want [carol]", s.Approvers)
 	}
 	s = waitState(t, ctx, bob, id, workflows.StateGranted)
-	if s.Grant == nil || s.Grant.RoleName != role || s.Grant.GroupRole != activities.GroupRole("demo", activities.AccessRead) {
-		t.Fatalf("grant %+v, want role %s in %s", s.Grant, role, activities.GroupRole("demo", activities.AccessRead))
+	if s.Grant == nil || s.Grant.RoleName != role || s.Grant.GroupRole != pgaccess.GroupRole("demo", pgaccess.AccessRead) {
+		t.Fatalf("grant %+v, want role %s in %s", s.Grant, role, pgaccess.GroupRole("demo", pgaccess.AccessRead))
 	}
 	if d := s.Grant.ValidUntil.Sub(approved); d < duration-5*time.Second || d > duration+5*time.Second {
 		t.Errorf("valid until %s is %s after the approval, want about %s", s.Grant.ValidUntil, d, duration)
@@ -632,7 +633,7 @@ func TestStackWorkerKilledDuringGrantAndRevoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	role := activities.RoleName(id, status(t, ctx, bob, id).Requester.Subject)
+	role := pgaccess.RoleName(id, status(t, ctx, bob, id).Requester.Subject)
 
 	// Grant: block the real activity inside its transaction, kill the worker under it. The
 	// retry runs once the dead attempt's start-to-close timeout (30s) has passed.
@@ -729,7 +730,7 @@ func TestStackWorkerKilledDuringGrantAndRevoke(t *testing.T) {
 	}
 }
 
-// TestStackApprovalForAReplacedRun is attack 2 through the real server: carol looks at bob's
+// TestStackApprovalForAReplacedRun replays a decision through the real server: carol looks at bob's
 // request (read, 1 h); bob withdraws it and starts a new run under the same workflow id with
 // other input (write, 12 h); carol's approval, built from the status she saw, must not approve
 // the new run. Sent as workflows.ApproveAccess builds it (addressed to the run she saw), the
@@ -814,7 +815,7 @@ func TestStackApprovalForAReplacedRun(t *testing.T) {
 	}) {
 		t.Errorf("audit of the new run: %q", got)
 	}
-	if got := lookupRole(t, ctx, pool, activities.RoleName(id, now.Requester.Subject)); got.Count != 0 {
+	if got := lookupRole(t, ctx, pool, pgaccess.RoleName(id, now.Requester.Subject)); got.Count != 0 {
 		t.Errorf("a role exists: %+v", got)
 	}
 	if err := update(ctx, bob, id, workflows.UpdateRevoke, workflows.RevokeInput{Reason: "done"}, &s); err != nil {

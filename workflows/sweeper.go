@@ -12,10 +12,6 @@ import (
 	"github.com/oidcflow/oidcflow/identity"
 )
 
-// TypeSweepFailed is the error type of a Sweeper run in which a step failed; the next
-// scheduled run tries again.
-const TypeSweepFailed = "oidcflow.SweepFailed"
-
 // SweeperInput starts a Sweeper. It has no fields: a Temporal Schedule starts the sweeper
 // without a person, and anyone who can start workflows on the pool's task queue can start
 // one too, so nothing a starter writes may change what a sweep removes.

@@ -1,6 +1,6 @@
 package workflows_test
 
-// Attack tests of issue 10 on the real dev stack: a grant that outlives its run, a revoke
+// Attack tests on the real dev stack: a grant that outlives its run, a revoke
 // that depends on the requester's refresh chain, an admin task that takes its role from its
 // input. They need the worker interceptor that marks activities scheduled from
 // identity.AsPool as the pool's (identity.WithPool).
@@ -29,7 +29,7 @@ import (
 	"github.com/oidcflow/oidcflow/workflows"
 )
 
-// TestStackAdminRoleNotFromInput is attack 5 on the real stack: bob (engineer) starts
+// TestStackAdminRoleNotFromInput takes the admin role from input on the real stack: bob (engineer) starts
 // AdminTask with his own sealed identity and an input that names his role as the admin
 // role. He is refused with oidcflow.Forbidden before any activity is scheduled.
 func TestStackAdminRoleNotFromInput(t *testing.T) {
@@ -122,7 +122,7 @@ func backendGone(t *testing.T, ctx context.Context, pool *pgxpool.Pool, pid uint
 	return n == 0
 }
 
-// TestStackTerminatedRunIsSwept is attack 4 by termination: bob's request is granted, he
+// TestStackTerminatedRunIsSwept makes a grant outlive its run by termination: bob's request is granted, he
 // opens a session as the role, then the run is terminated for real (no revoke runs). The
 // pool's sweeper must drop the role and end the session within one sweep interval, measured
 // on the real PostgreSQL.
@@ -194,7 +194,7 @@ func revokeConsent(t *testing.T, st *testharness.Stack, subject, clientID string
 	}
 }
 
-// TestStackRevokeAfterRefreshChainKilled is attack 4 by the IdP: bob's request is granted,
+// TestStackRevokeAfterRefreshChainKilled makes a grant outlive its run through the IdP: bob's request is granted,
 // then his refresh chain is killed at the IdP (as reuse detection does when he replays his
 // own refresh token). His tokens live 5 seconds, so anything that still ran on his session
 // would have to refresh and fail. The revoke runs under the pool's authority and happens on

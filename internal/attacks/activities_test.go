@@ -20,6 +20,7 @@ import (
 	"github.com/oidcflow/oidcflow/interceptors"
 	"github.com/oidcflow/oidcflow/internal/testharness"
 	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
+	"github.com/oidcflow/oidcflow/pgaccess"
 	"github.com/oidcflow/oidcflow/tokenstore"
 	"github.com/oidcflow/oidcflow/workflows"
 )
@@ -74,7 +75,7 @@ func (s *stamperOutbound) ExecuteActivity(ctx workflow.Context, activityType str
 	return s.Next.ExecuteActivity(ctx, activityType, args...)
 }
 
-// TestAttackAnonymousPoolActivities (attack 3): someone who can poll any task queue runs a
+// TestAttackAnonymousPoolActivities: someone who can poll any task queue runs a
 // workflow of their own that schedules the pool's activities on the pool's task queue, with
 // no header or with a reference copied from a victim's history, naming the victim's session
 // read from history. Every task is refused before the activity runs: the session stays, no
@@ -101,7 +102,7 @@ func TestAttackAnonymousPoolActivities(t *testing.T) {
 		{Activity: "Notify", Arg: arg(activities.NotifyInput{Event: "access.granted", Text: "<!channel> all approved"})},
 		{Activity: "RevokeAccess", Arg: arg(activities.RevokeAccessInput{RequestID: victim, Requester: "bob"})},
 		{Activity: "GrantAccess", Arg: arg(activities.GrantAccessInput{RequestID: "evil", Requester: "erin",
-			Database: "demo", Access: activities.AccessWrite, Duration: time.Hour})},
+			Database: "demo", Access: pgaccess.AccessWrite, Duration: time.Hour})},
 	}
 	for name, fields := range map[string]map[string]*commonpb.Payload{"no header": nil, "copied reference": stolen} {
 		t.Run(name, func(t *testing.T) {

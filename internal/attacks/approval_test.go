@@ -9,9 +9,9 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/interceptors"
 	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
+	"github.com/oidcflow/oidcflow/pgaccess"
 	"github.com/oidcflow/oidcflow/workflows"
 )
 
@@ -41,7 +41,7 @@ func send(ctx context.Context, c client.Client, opts client.UpdateWorkflowOption
 	return h.Get(ctx, &st)
 }
 
-// TestAttackReplayedApprovalOntoNewAccessRequest (attack 1, as the issue tells it): carol
+// TestAttackReplayedApprovalOntoNewAccessRequest: carol
 // approves bob's read access for an hour; the run ends; bob starts a new run under the same
 // workflow id for write access for 12 hours, and replays carol's sealed approve header from
 // history, with her original arguments or with arguments naming the new run. Both are
@@ -99,7 +99,7 @@ func TestAttackReplayedApprovalOntoNewAccessRequest(t *testing.T) {
 	if got := accessStatus(ctx, t, bob, id, second.GetRunID()); got.State != workflows.StatePending || len(got.Approvers) != 0 {
 		t.Fatalf("the new run is %s, approved by %v", got.State, got.Approvers)
 	}
-	if role := activities.RoleName(id, "bob"); roleExists(ctx, t, r, role) {
+	if role := pgaccess.RoleName(id, "bob"); roleExists(ctx, t, r, role) {
 		t.Fatalf("role %s exists", role)
 	}
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/oidcflow/oidcflow/workflows"
 )
 
-// TestAttackReplayedStartEnvelope (attack 1): bob's start envelope, copied from history by
+// TestAttackReplayedStartEnvelope: bob's start envelope, copied from history by
 // someone with a plain SDK client, starts nothing: not a new run under the same workflow id
 // with the same input (the envelope is spent), not with other input or another workflow type
 // (the envelope commits to them).
@@ -48,7 +48,7 @@ func TestAttackReplayedStartEnvelope(t *testing.T) {
 	}
 }
 
-// TestAttackReplayedUpdateEnvelope (attack 1): carol's approval, copied from history, approves
+// TestAttackReplayedUpdateEnvelope: carol's approval, copied from history, approves
 // nothing else: not again on the same run, not on a new run under the same workflow id.
 func TestAttackReplayedUpdateEnvelope(t *testing.T) {
 	r := newRig(t)

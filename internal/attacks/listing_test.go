@@ -25,7 +25,7 @@ func count(ctx context.Context, t *testing.T, c client.Client, query string) int
 	return len(res.GetExecutions())
 }
 
-// TestAttackForgedListing (attack 7): search attributes and memo set by a client at start are
+// TestAttackForgedListing: search attributes and memo set by a client at start are
 // not trusted. A run started with Requester="alice" by someone who is not alice lists under
 // nobody when its identity fails, and under its verified starter when it succeeds.
 func TestAttackForgedListing(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
 )
 
-// TestAttackReset (attack 8): a real `temporal workflow reset` makes a new run from a copy of
+// TestAttackReset: a real `temporal workflow reset` makes a new run from a copy of
 // the old one's history and, by default, re-applies later updates with their original headers.
 // Reset to just before carol's approval: the re-applied approval names the old run and its
 // envelope is spent, so the new run is not approved. Reset to the first workflow task: the

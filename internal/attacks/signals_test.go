@@ -48,7 +48,7 @@ func heard(ctx context.Context, t *testing.T, run client.WorkflowRun) []string {
 	return got
 }
 
-// TestAttackReplayedSignalReference (attack 6): the reference alice's workflow sent with a
+// TestAttackReplayedSignalReference: the reference alice's workflow sent with a
 // signal, copied from history, does not speak for alice again: not on the same run, not with
 // another payload, not on a later run of the target workflow id.
 func TestAttackReplayedSignalReference(t *testing.T) {
@@ -88,7 +88,7 @@ func TestAttackReplayedSignalReference(t *testing.T) {
 	}
 }
 
-// TestSignalSenderNotShiftedByUndecodableSignal (attack 6): a signal whose payload the
+// TestSignalSenderNotShiftedByUndecodableSignal: a signal whose payload the
 // workflow cannot decode is dropped by the SDK; it must not hand its sender (nobody) to the
 // next signal, nor shift every later attribution by one.
 func TestSignalSenderNotShiftedByUndecodableSignal(t *testing.T) {

@@ -13,7 +13,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/oidcflow/oidcflow/identity"
-	"github.com/oidcflow/oidcflow/interceptors"
 )
 
 // Workflow, update, signal and query names.
@@ -73,7 +72,7 @@ func Listener(ctx workflow.Context, count int) ([]string, error) {
 		var v string
 		ch.Receive(ctx, &v)
 		sender := "-"
-		if id := interceptors.SignalSender(ctx, PingSignal, v); id != nil {
+		if id := identity.SignalSender(ctx, PingSignal, v); id != nil {
 			sender = id.Subject
 		}
 		got = append(got, v+":"+sender)

@@ -441,7 +441,8 @@ func (r *runner) decide(ctx context.Context, workflowID, name, comment string, s
 	case errors.As(err, &nf):
 		return r.changed(workflowID, name, fmt.Sprintf("its run %s ended or was replaced (%s)", st.RunID, nf.Message))
 	case errors.As(err, &app) && app.Type() == workflows.TypeApprovalMismatch:
-		return &changedError{strings.TrimPrefix(app.Message(), "workflows: ") + " (nothing was decided)"}
+		return &changedError{fmt.Sprintf("%s; nothing was decided. Run `starter status %s` and %s again",
+			strings.TrimPrefix(app.Message(), "workflows: "), workflowID, name)}
 	case err != nil:
 		return r.workflowError(workflowID, name, err)
 	}
@@ -506,7 +507,7 @@ func (r *runner) reconsent(ctx context.Context, args []string) error {
 	defer c.Close()
 	id := pos[0]
 	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: id, UpdateName: interceptors.ReconsentUpdate, WaitForStage: client.WorkflowUpdateStageCompleted,
+		WorkflowID: id, UpdateName: identity.ReconsentUpdate, WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err == nil {
 		err = h.Get(ctx, nil)

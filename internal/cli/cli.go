@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strings"
 	"text/tabwriter"
@@ -85,10 +86,32 @@ variables (OIDCFLOW_ISSUER, TEMPORAL_ADDRESS, ...; see the README), or the env f
 OIDCFLOW_ENV_FILE. Run 'starter <command> -h' for a command's flags.
 `
 
+// Options are what Main needs besides the arguments. The zero value runs the starter as a
+// person uses it from a terminal.
+type Options struct {
+	// Stdout and Stderr receive the output and the errors. Default os.Stdout and os.Stderr.
+	Stdout, Stderr io.Writer
+	// Env supplies configuration. Default: the process environment (and the env file named
+	// by OIDCFLOW_ENV_FILE).
+	Env *config.Env
+	// Browser stands in for the person at the browser during `starter login`: given the
+	// authorization URL, it signs in at the identity provider and follows the redirects back
+	// to the starter's loopback listener, and returns once it has (or failed: the login
+	// fails with its error). Default nil: the person opens the URL the starter prints (with
+	// --open the starter starts the platform's browser for them). The demo and tests set it
+	// to the dev stack's persona picker; the starter itself knows no dev identity provider.
+	Browser func(ctx context.Context, authURL string) error
+}
+
 // Main runs the starter with args (without the program name) and returns the exit code.
-// env supplies configuration; nil reads the process environment.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env *config.Env) int {
-	r := &runner{stdout: stdout, stderr: stderr, env: env}
+func Main(ctx context.Context, args []string, opts Options) int {
+	r := &runner{stdout: opts.Stdout, stderr: opts.Stderr, env: opts.Env, browser: opts.Browser}
+	if r.stdout == nil {
+		r.stdout = os.Stdout
+	}
+	if r.stderr == nil {
+		r.stderr = os.Stderr
+	}
 	return r.main(ctx, args)
 }
 
@@ -102,9 +125,8 @@ type runner struct {
 	httpClient  *http.Client
 	now         func() time.Time
 	openBrowser func(url string) error
+	browser     func(ctx context.Context, authURL string) error // Options.Browser
 	dial        func(ctx context.Context, r *runner, ts oauth2.TokenSource) (temporalClient, error)
-	// ready, when set, receives the authorization URL once the login listener is up (tests).
-	ready func(authURL string)
 	// pollEvery is the --wait poll interval. Default 1s.
 	pollEvery time.Duration
 }
@@ -113,7 +135,7 @@ func (r *runner) defaults() error {
 	if r.env == nil {
 		e, err := config.FromEnvironment()
 		if err != nil {
-			return err
+			return fmt.Errorf("%w; the dev stack writes its env file with `make up`", err)
 		}
 		r.env = e
 	}

@@ -70,7 +70,7 @@ func (f *fixture) run(args ...string) result {
 	var out, errb bytes.Buffer
 	r := &runner{stdout: &out, stderr: &errb, env: env, dial: f.tc.dial, pollEvery: 5 * time.Millisecond,
 		openBrowser: func(string) error { return errors.New("no browser in tests") },
-		ready:       func(u string) { go f.browse(u) }}
+		browser:     func(_ context.Context, u string) error { f.browse(u); return nil }}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	code := r.main(ctx, args)
@@ -261,6 +261,18 @@ func TestIdPUnreachable(t *testing.T) {
 	res := f.run("login", "--json")
 	if e := decode[ErrorJSON](t, res.stderr); e.Code != CodeIdPUnreachable {
 		t.Errorf("--json error = %+v", e)
+	}
+}
+
+// TestIssuerMismatch: an issuer that differs from the one the provider names (here by a
+// trailing slash) is a configuration mistake, not an unreachable provider.
+func TestIssuerMismatch(t *testing.T) {
+	f := newFixture(t)
+	f.vars["OIDCFLOW_ISSUER"] = f.idp.issuer() + "/"
+	res := f.run("login", "--json")
+	if e := decode[ErrorJSON](t, res.stderr); res.code != ExitError || e.Code != CodeError ||
+		!strings.Contains(e.Error, "set OIDCFLOW_ISSUER to the issuer exactly") {
+		t.Errorf("exit %d, %+v", res.code, e)
 	}
 }
 
@@ -553,7 +565,7 @@ func TestUsage(t *testing.T) {
 		{}, {"frobnicate"}, {"--bogus", "whoami"}, {"approve"}, {"approve", "a", "b"}, {"deny", "access-1"},
 		{"request-access", "--reason", "x"}, {"request-access", "--resource", "demo"},
 		{"request-access", "--resource", "demo", "--reason", "x", "--role", "admin"}, {"status", "--nope", "x"},
-		{"login", "--device", "--persona", "bob"}, {"version", "extra"},
+		{"login", "--persona", "bob"}, {"version", "extra"},
 	} {
 		if res := f.run(args...); res.code != ExitUsage {
 			t.Errorf("%v: exit %d, want 2; %s", args, res.code, res.stderr)
@@ -634,7 +646,7 @@ func TestDecisionShowsAndNamesTheRequest(t *testing.T) {
 	}
 }
 
-// TestDecisionRefusedWhenTheRequestChanged is attack 2 against the starter: bob replaces the
+// TestDecisionRefusedWhenTheRequestChanged replays a decision against the starter: bob replaces the
 // run carol looked at with another request under the same workflow id. Each way it can happen
 // ends with exit 1, code request_changed, and nothing decided on the new run.
 func TestDecisionRefusedWhenTheRequestChanged(t *testing.T) {
@@ -679,8 +691,8 @@ func TestDecisionRefusedWhenTheRequestChanged(t *testing.T) {
 		{"the workflow refuses", func(f *fixture, seen RequestJSON) result {
 			f.tc.onUpdate = func(string, string, any) (workflows.AccessStatus, error) {
 				return workflows.AccessStatus{}, temporal.NewNonRetryableApplicationError(
-					"workflows: approve names request digest \"abc\", but this request's is def: the request changed since you looked at it; "+
-						"run `starter status access-1` and approve again", workflows.TypeApprovalMismatch, nil)
+					"workflows: approve names request digest \"abc\", but this request's is def: the request changed since it was looked at",
+					workflows.TypeApprovalMismatch, nil)
 			}
 			return f.run("approve", "access-1", "--json")
 		}, "approve names request digest \"abc\""},

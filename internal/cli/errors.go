@@ -72,12 +72,7 @@ func (r *runner) issuer() string {
 	return r.env.String("OIDCFLOW_ISSUER")
 }
 
-// bare strips the package prefix and a trailing "run `starter login`" hint from an identity
-// message, so that the hint is not repeated.
+// bare strips the package prefix from an identity message; the starter adds its own advice.
 func bare(msg string) string {
-	msg = strings.TrimPrefix(msg, "identity: ")
-	if i := strings.Index(msg, "; run `starter login`"); i >= 0 {
-		msg = msg[:i]
-	}
-	return msg
+	return strings.TrimPrefix(msg, "identity: ")
 }

@@ -131,8 +131,7 @@ func (f *fakeTemporal) UpdateWorkflow(_ context.Context, o client.UpdateWorkflow
 		case (o.UpdateName == workflows.UpdateApprove || o.UpdateName == workflows.UpdateDeny) &&
 			(runID != st.RunID || digest != st.RequestDigest):
 			err = temporal.NewNonRetryableApplicationError("workflows: "+o.UpdateName+" names another run or request: the request "+
-				"changed since you looked at it; run `starter status "+o.WorkflowID+"` and "+o.UpdateName+" again",
-				workflows.TypeApprovalMismatch, nil)
+				"changed since it was looked at", workflows.TypeApprovalMismatch, nil)
 		case o.UpdateName == workflows.UpdateApprove:
 			st.State, st.Approvers = workflows.StateApproved, []string{"carol"}
 		case o.UpdateName == workflows.UpdateDeny:

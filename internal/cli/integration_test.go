@@ -10,19 +10,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/internal/app"
 	"github.com/oidcflow/oidcflow/internal/config"
+	"github.com/oidcflow/oidcflow/internal/devstack/idp"
 	"github.com/oidcflow/oidcflow/internal/testharness"
 	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
 	"github.com/oidcflow/oidcflow/login"
+	"github.com/oidcflow/oidcflow/pgaccess"
 	"github.com/oidcflow/oidcflow/workflows"
 )
 
 // stackUser runs the real starter (real IdP, real Temporal) as one persona, with a session
 // file of its own. Its logins drive the real `login` command: the listener, state and nonce
 // checks, the code exchange and the cache; only the person at the browser is replaced by
-// DevBrowser posting the persona form.
+// the dev login app's persona picker (Options.Browser).
 type stackUser struct {
 	t       *testing.T
 	st      *testharness.Stack
@@ -57,13 +58,7 @@ func (u *stackUser) run(args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	r := &runner{stdout: &out, stderr: &errb, env: u.env(), pollEvery: 200 * time.Millisecond,
-		ready: func(authURL string) {
-			go func() {
-				if err := DevBrowser(ctx, authURL, u.st.Env("OIDCFLOW_LOGIN_URL"), u.persona); err != nil {
-					u.t.Errorf("browser as %s: %v", u.persona, err)
-				}
-			}()
-		}}
+		browser: idp.Browser(u.st.Env("OIDCFLOW_LOGIN_URL"), u.persona)}
 	code := r.main(ctx, args)
 	res := result{out.String(), errb.String(), code}
 	u.noTokens(res)
@@ -146,9 +141,9 @@ func TestIntegrationLoginWhoamiLogout(t *testing.T) {
 		t.Error("the rotated refresh token is not active")
 	}
 
-	// The --persona dev shortcut logs in too.
+	// Another person logs in as herself.
 	erin := newStackUser(t, st, "erin", "unused")
-	erin.mustRun("login", "--persona", "erin")
+	erin.mustRun("login")
 	if res := erin.mustRun("whoami", "--json"); decode[WhoamiJSON](t, res.stdout).Identity.Subject == lj.Subject {
 		t.Error("erin is bob")
 	}
@@ -198,7 +193,7 @@ func TestIntegrationAccessRequestCommands(t *testing.T) {
 	queue := apptest.TaskQueue("cli")
 	bctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := activities.Bootstrap(bctx, st.Env("OIDCFLOW_POSTGRES_URL"), activities.BootstrapOptions{}); err != nil {
+	if err := pgaccess.Bootstrap(bctx, st.Env("OIDCFLOW_POSTGRES_URL"), pgaccess.BootstrapOptions{}); err != nil {
 		t.Fatalf("bootstrap the demo database: %v", err)
 	}
 	apptest.StartWorker(t, app.WorkerOptions{Env: apptest.Env(t, st, "OIDCFLOW_TASK_QUEUE", queue)})
@@ -305,7 +300,7 @@ func TestIntegrationAccessRequestCommands(t *testing.T) {
 	_ = json.Valid
 }
 
-// TestIntegrationApproveRefusedWhenTheRequestChanged is attack 2 with the real starter:
+// TestIntegrationApproveRefusedWhenTheRequestChanged replays a decision with the real starter:
 // carol runs `starter status W` (read, 1 h); bob withdraws W and asks again under the same id
 // for write access for 12 h; carol's `starter approve W --run R --digest D` with what status
 // showed her is refused (exit 1, code request_changed) and the new request stays pending.
@@ -315,7 +310,7 @@ func TestIntegrationApproveRefusedWhenTheRequestChanged(t *testing.T) {
 	queue := apptest.TaskQueue("cli-swap")
 	bctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := activities.Bootstrap(bctx, st.Env("OIDCFLOW_POSTGRES_URL"), activities.BootstrapOptions{}); err != nil {
+	if err := pgaccess.Bootstrap(bctx, st.Env("OIDCFLOW_POSTGRES_URL"), pgaccess.BootstrapOptions{}); err != nil {
 		t.Fatalf("bootstrap the demo database: %v", err)
 	}
 	apptest.StartWorker(t, app.WorkerOptions{Env: apptest.Env(t, st, "OIDCFLOW_TASK_QUEUE", queue)})

@@ -13,7 +13,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"os/exec"
 	"runtime"
@@ -23,20 +22,9 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/oidcflow/oidcflow/identity"
-	"github.com/oidcflow/oidcflow/internal/devstack/idp"
 	"github.com/oidcflow/oidcflow/login"
 	"github.com/oidcflow/oidcflow/pool"
 )
-
-// metadata is the part of the issuer's discovery document the starter uses (OIDC Discovery
-// 1.0 section 3; RFC 8628 section 4; RFC 7009 via RFC 8414 section 2).
-type metadata struct {
-	Issuer                      string `json:"issuer"`
-	AuthorizationEndpoint       string `json:"authorization_endpoint"`
-	TokenEndpoint               string `json:"token_endpoint"`
-	DeviceAuthorizationEndpoint string `json:"device_authorization_endpoint"`
-	RevocationEndpoint          string `json:"revocation_endpoint"`
-}
 
 // idpError says the IdP could not be reached (or answered nonsense).
 type idpError struct {
@@ -49,40 +37,26 @@ func (e *idpError) Error() string {
 }
 func (e *idpError) Unwrap() error { return e.err }
 
-// discover reads the issuer's discovery document.
-func (r *runner) discover(ctx context.Context) (string, metadata, error) {
-	var md metadata
+// discover reads the issuer's provider metadata (identity.Discover).
+func (r *runner) discover(ctx context.Context) (string, *identity.ProviderMetadata, error) {
 	issuer, err := r.env.Required("OIDCFLOW_ISSUER")
 	if err != nil {
-		return "", md, err
+		return "", nil, err
 	}
-	u := strings.TrimRight(issuer, "/") + "/.well-known/openid-configuration"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return "", md, &idpError{issuer, err}
-	}
-	resp, err := r.httpClient.Do(req)
-	if err != nil {
-		return "", md, &idpError{issuer, err}
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", md, &idpError{issuer, fmt.Errorf("discovery answered %s", resp.Status)}
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&md); err != nil {
-		return "", md, &idpError{issuer, fmt.Errorf("discovery document: %w", err)}
-	}
-	if md.Issuer != issuer {
-		return "", md, fmt.Errorf("the discovery document at %s names issuer %q, not %q; set OIDCFLOW_ISSUER to the exact issuer", u, md.Issuer, issuer)
-	}
-	if md.AuthorizationEndpoint == "" || md.TokenEndpoint == "" {
-		return "", md, fmt.Errorf("the discovery document at %s has no authorization or token endpoint", u)
+	md, err := identity.Discover(ctx, r.httpClient, issuer)
+	switch {
+	case errors.Is(err, identity.ErrProviderUnavailable):
+		return "", nil, &idpError{issuer, err}
+	case err != nil:
+		return "", nil, fmt.Errorf("%w; set OIDCFLOW_ISSUER to the issuer exactly as the identity provider names it", err)
+	case md.AuthorizationEndpoint == "" || md.TokenEndpoint == "":
+		return "", nil, fmt.Errorf("the discovery document of %s has no authorization or token endpoint", issuer)
 	}
 	return issuer, md, nil
 }
 
 // oauthConfig is the public starter client (no secret: PKCE protects the code, RFC 7636).
-func (r *runner) oauthConfig(md metadata) *oauth2.Config {
+func (r *runner) oauthConfig(md *identity.ProviderMetadata) *oauth2.Config {
 	return &oauth2.Config{
 		ClientID: r.env.String("OIDCFLOW_CLIENT_ID"),
 		Endpoint: oauth2.Endpoint{
@@ -151,7 +125,6 @@ type LoginJSON struct {
 	Refresh bool      `json:"refresh"` // a refresh token was granted (offline_access)
 	Cache   string    `json:"cache"`   // path of the session file
 	Flow    string    `json:"flow"`    // "authorization_code" or "device_code"
-	Persona string    `json:"persona,omitempty"`
 }
 
 func (r *runner) login(ctx context.Context, args []string) error {
@@ -159,12 +132,8 @@ func (r *runner) login(ctx context.Context, args []string) error {
 	open := fs.Bool("open", false, "also try to open the URL in a browser")
 	device := fs.Bool("device", false, "use device authorization (RFC 8628): enter a code on another device")
 	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait for the login to finish")
-	persona := fs.String("persona", "", "DEV ONLY: act as the browser and pick this persona on the dev stack's login page (OIDCFLOW_LOGIN_URL); works only against the dev login app")
 	if _, err := parse(fs, args, 0, ""); err != nil {
 		return err
-	}
-	if *device && *persona != "" {
-		return usageErrorf("--persona works with the browser flow only, not with --device")
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -187,7 +156,7 @@ func (r *runner) login(ctx context.Context, args []string) error {
 		}
 		tok, err = r.deviceLogin(ctx, cfg)
 	} else {
-		tok, nonce, err = r.browserLogin(ctx, cfg, *open, *persona, *timeout)
+		tok, nonce, err = r.browserLogin(ctx, cfg, *open, *timeout)
 	}
 	if err != nil {
 		return r.timeoutHint(ctx, err, *timeout)
@@ -222,7 +191,7 @@ func (r *runner) login(ctx context.Context, args []string) error {
 		}
 	}
 	out := LoginJSON{Subject: id.Subject, Issuer: id.Issuer, Name: id.Name, Email: id.Email, Expiry: id.Expiry.UTC(),
-		Refresh: sess.RefreshToken != "", Cache: c.Path(), Flow: flowName, Persona: *persona}
+		Refresh: sess.RefreshToken != "", Cache: c.Path(), Flow: flowName}
 	return r.emit(out, func(w io.Writer) {
 		who := id.Subject
 		if id.Name != "" {
@@ -260,8 +229,8 @@ type callback struct {
 
 // browserLogin runs the authorization code flow with PKCE (RFC 7636) through a loopback
 // redirect listener (RFC 8252 section 7.3). It prints the URL to open; with open it also
-// starts a browser; with persona it completes the dev stack's login page itself.
-func (r *runner) browserLogin(ctx context.Context, cfg *oauth2.Config, open bool, persona string, timeout time.Duration) (*oauth2.Token, string, error) {
+// starts a browser; with Options.Browser set, that completes the login instead of a person.
+func (r *runner) browserLogin(ctx context.Context, cfg *oauth2.Config, open bool, timeout time.Duration) (*oauth2.Token, string, error) {
 	redirect, err := url.Parse(cfg.RedirectURL)
 	if err != nil || redirect.Scheme != "http" || !isLoopback(redirect.Hostname()) {
 		return nil, "", fmt.Errorf("OIDCFLOW_REDIRECT_URL %q must be a loopback http URL such as http://127.0.0.1:8765/callback (RFC 8252 section 7.3)", cfg.RedirectURL)
@@ -312,28 +281,21 @@ func (r *runner) browserLogin(ctx context.Context, cfg *oauth2.Config, open bool
 	defer srv.Close()
 
 	fmt.Fprintf(r.stderr, "Open this URL in your browser to log in:\n\n  %s\n\nWaiting up to %s for the login to finish...\n", authURL, timeout)
-	if r.ready != nil {
-		r.ready(authURL)
-	}
-	if open {
+	browsed := make(chan error, 1)
+	switch {
+	case r.browser != nil:
+		go func() { browsed <- r.browser(ctx, authURL) }()
+	case open:
 		if err := r.openBrowser(authURL); err != nil {
 			fmt.Fprintf(r.stderr, "Could not open a browser (%v); open the URL above yourself.\n", err)
 		}
 	}
-	devErr := make(chan error, 1)
-	if persona != "" {
-		loginURL, err := r.env.Required("OIDCFLOW_LOGIN_URL")
-		if err != nil {
-			return nil, "", fmt.Errorf("--persona needs the dev stack's login app: %w", err)
-		}
-		go func() { devErr <- DevBrowser(ctx, authURL, loginURL, persona) }()
-	}
 	var cb callback
 	select {
 	case cb = <-got:
-	case err := <-devErr:
+	case err := <-browsed:
 		if err != nil {
-			return nil, "", fmt.Errorf("dev login as %s: %w", persona, err)
+			return nil, "", fmt.Errorf("the browser did not finish the login: %w", err)
 		}
 		select {
 		case cb = <-got:
@@ -367,19 +329,6 @@ func (r *runner) deviceLogin(ctx context.Context, cfg *oauth2.Config) (*oauth2.T
 	}
 	fmt.Fprintln(r.stderr, "Waiting for you to finish...")
 	return cfg.DeviceAccessToken(hctx, resp)
-}
-
-// DevBrowser does what a person does in a browser on the dev stack, for `login --persona` and
-// tests: follow authURL's redirects to the dev login page, pick persona, and follow the
-// redirects (consent passes by itself in dev) back to the redirect URL, where the starter's
-// listener takes the code. It only works with the dev stack's login/consent app at loginURL.
-func DevBrowser(ctx context.Context, authURL, loginURL, persona string) error {
-	jar, err := newJar()
-	if err != nil {
-		return err
-	}
-	_, err = idp.PickPersona(ctx, &http.Client{Jar: jar, Timeout: 30 * time.Second}, authURL, loginURL, persona)
-	return err
 }
 
 // LogoutJSON is the --json output of `starter logout`.
@@ -526,5 +475,3 @@ func openBrowser(u string) error {
 	go func() { _ = cmd.Wait() }()
 	return nil
 }
-
-func newJar() (http.CookieJar, error) { return cookiejar.New(nil) }

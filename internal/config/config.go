@@ -34,7 +34,7 @@ var Vars = []Var{
 	{"OIDCFLOW_REDIRECT_URL", "http://127.0.0.1:8765/callback", "loopback redirect URL of the starter client", false},
 	{"OIDCFLOW_SCOPES", "openid offline_access profile email", "scopes the starter asks for", false},
 	{"OIDCFLOW_TOKEN_CACHE", "", "starter's session file (mode 0600); default `oidcflow/tokens.json` in the user's config folder ($XDG_CONFIG_HOME or ~/.config)", false},
-	{"OIDCFLOW_LOGIN_URL", "", "dev stack's login/consent app; only `starter login --persona` (dev only) and tests use it", false},
+	{"OIDCFLOW_LOGIN_URL", "", "dev stack's login/consent app, through which the demo and the tests log personas in", false},
 	{"OIDCFLOW_WORKER_CLIENT_ID", "worker", "confidential client of the worker, used only for its bearer token to Temporal (`OIDCFLOW_TEMPORAL_AUTH=client-credentials`); sessions are refreshed and revoked as OIDCFLOW_CLIENT_ID", false},
 	{"OIDCFLOW_WORKER_CLIENT_SECRET", "", "secret of OIDCFLOW_WORKER_CLIENT_ID (required with `OIDCFLOW_TEMPORAL_AUTH=client-credentials`)", true},
 	{"OIDCFLOW_TEMPORAL_AUTH", "none", "`none`, or `client-credentials`: the worker sends a bearer token from the worker client to Temporal", false},
@@ -110,7 +110,7 @@ func New(lookup func(string) (string, bool)) (*Env, error) {
 func ReadEnvFile(path string) (map[string]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: read env file: %w (run `make up` to create it, or unset OIDCFLOW_ENV_FILE)", err)
+		return nil, fmt.Errorf("config: read env file: %w (point OIDCFLOW_ENV_FILE at an existing file, or unset it)", err)
 	}
 	defer f.Close()
 	out := map[string]string{}

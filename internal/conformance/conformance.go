@@ -11,7 +11,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/oidcflow/oidcflow/identity"
-	"github.com/oidcflow/oidcflow/interceptors"
 )
 
 // Names used by the conformance test.
@@ -139,7 +138,7 @@ func (r *run) run(ctx workflow.Context, in Input) (Result, error) {
 	for range in.Pings {
 		var from string
 		ch.Receive(ctx, &from)
-		r.record("signal-"+from, interceptors.SignalSender(ctx, SignalName, from))
+		r.record("signal-"+from, identity.SignalSender(ctx, SignalName, from))
 	}
 
 	if in.ContinueOnce {

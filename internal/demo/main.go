@@ -26,6 +26,7 @@ import (
 	"github.com/oidcflow/oidcflow/internal/app"
 	"github.com/oidcflow/oidcflow/internal/cli"
 	"github.com/oidcflow/oidcflow/internal/config"
+	"github.com/oidcflow/oidcflow/internal/devstack/idp"
 	"github.com/oidcflow/oidcflow/internal/leakcheck"
 	"github.com/oidcflow/oidcflow/internal/testharness"
 	"github.com/oidcflow/oidcflow/login"
@@ -80,7 +81,7 @@ func run(duration time.Duration) error {
 
 	for _, p := range []string{"bob", "carol", "erin"} {
 		step("%s logs in (authorization code + PKCE against Hydra)", p)
-		if err := s.starter(p, nil, "login", "--persona", p); err != nil {
+		if err := s.starter(p, nil, "login"); err != nil {
 			return err
 		}
 	}
@@ -178,7 +179,8 @@ func (s *story) starter(persona string, out any, args ...string) error {
 		fmt.Printf("  $ starter %s    (as %s)\n", strings.Join(args, " "), persona)
 	}
 	out1, out2 := &indent{w: w}, &indent{w: os.Stdout}
-	code := cli.Main(s.ctx, args, out1, out2, env)
+	code := cli.Main(s.ctx, args, cli.Options{Stdout: out1, Stderr: out2, Env: env,
+		Browser: idp.Browser(env.String("OIDCFLOW_LOGIN_URL"), persona)})
 	out1.Flush()
 	out2.Flush()
 	if code != cli.ExitOK {

@@ -1,6 +1,7 @@
 package devstack
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/oidcflow/oidcflow/internal/config"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -168,12 +170,39 @@ func TestComposeSeedUsesDevStackValues(t *testing.T) {
 	if strings.Contains(pol, "sys/") || strings.Contains(pol, `"*"`) {
 		t.Errorf("worker policy reaches beyond its paths:\n%s", pol)
 	}
-	seen := map[string]bool{}
-	for _, n := range EnvNames {
-		if seen[n] {
-			t.Errorf("env name %s listed twice", n)
+}
+
+// TestEnvFileFromVars: the env file lists what the launcher set in config.Vars' order, each
+// under its description, reads back as it was set, and refuses a variable Vars lacks.
+func TestEnvFileFromVars(t *testing.T) {
+	set := map[string]string{EnvVaultToken: "root", EnvTemporalAddress: "127.0.0.1:7233", EnvIssuer: "http://127.0.0.1:4444"}
+	b, err := envFile(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, _, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			order = append(order, k)
 		}
-		seen[n] = true
+	}
+	if want := []string{EnvTemporalAddress, EnvIssuer, EnvVaultToken}; !slices.Equal(order, want) {
+		t.Errorf("env file order %v, want config.Vars' %v", order, want)
+	}
+	if !strings.Contains(string(b), "\n# OIDC issuer URL") {
+		t.Errorf("env file has no descriptions:\n%s", b)
+	}
+	path := filepath.Join(t.TempDir(), "env")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := config.ReadEnvFile(path)
+	if err != nil || !maps.Equal(got, set) {
+		t.Errorf("read back %v (%v), want %v", got, err, set)
+	}
+	set["OIDCFLOW_UNDOCUMENTED"] = "x"
+	if _, err := envFile(set); err == nil || !strings.Contains(err.Error(), "OIDCFLOW_UNDOCUMENTED") {
+		t.Errorf("an undocumented variable: %v", err)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/internal/devstack/idp"
 )
 
@@ -207,7 +207,8 @@ func (l *Launcher) hydra() *service {
 		if err := httpGetOK(ctx, HydraAdminURL()+"/health/ready"); err != nil {
 			return err
 		}
-		return httpGetOK(ctx, Issuer()+"/.well-known/openid-configuration")
+		_, err := identity.Discover(ctx, nil, Issuer())
+		return err
 	}
 	s.seed = func(ctx context.Context) error {
 		sec, err := l.hydraSecrets()
@@ -225,13 +226,11 @@ func (l *Launcher) hydra() *service {
 				return fmt.Errorf("client %s: %w", c.ClientID, err)
 			}
 		}
-		var disc struct {
-			Issuer string `json:"issuer"`
-		}
-		if err := getJSON(ctx, Issuer()+"/.well-known/openid-configuration", &disc); err != nil {
+		md, err := identity.Discover(ctx, nil, Issuer())
+		if err != nil {
 			return err
 		}
-		l.setEnv(EnvIssuer, disc.Issuer, EnvClientID, ClientStarter, EnvRedirectURL, StarterRedirectURL,
+		l.setEnv(EnvIssuer, md.Issuer, EnvClientID, ClientStarter, EnvRedirectURL, StarterRedirectURL,
 			EnvWorkerClientID, ClientWorker, EnvWorkerClientSecret, sec.WorkerSecret,
 			EnvUIClientID, ClientUI, EnvUIClientSecret, sec.UISecret,
 			EnvIDPAdminURL, HydraAdminURL(), EnvLoginURL, LoginURL())
@@ -290,14 +289,6 @@ func doJSON(ctx context.Context, method, url string, body, out any) (int, []byte
 		}
 	}
 	return resp.StatusCode, b, nil
-}
-
-func getJSON(ctx context.Context, url string, out any) error {
-	status, _, err := doJSON(ctx, http.MethodGet, url, nil, out)
-	if err == nil && status == http.StatusNotFound {
-		err = errors.New("GET " + url + ": 404")
-	}
-	return err
 }
 
 // idp runs our login/consent app: a copy of the devstack binary with `serve-idp`, so that

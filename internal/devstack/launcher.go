@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/oidcflow/oidcflow/internal/config"
 )
 
 // Options configure a Launcher.
@@ -449,22 +451,44 @@ func (l *Launcher) lock() (func(), error) {
 func (l *Launcher) writeEnv() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	b, err := envFile(l.env)
+	if err != nil {
+		return err
+	}
+	return writeSecretFile(l.EnvFile(), b)
+}
+
+// envFile renders the env file from config.Vars, the one list of oidcflow's variables: a
+// KEY=value line for each variable the launcher set, in the order of Vars, under its
+// description as a comment. A name that is not in Vars is refused, so the stack hands out
+// only documented variables. Values are written as they are (no quoting): none holds a
+// space or a newline.
+func envFile(env map[string]string) ([]byte, error) {
+	known := map[string]bool{}
 	var b strings.Builder
 	b.WriteString("# oidcflow dev stack (written by `devstack up`; dev secrets, do not share)\n")
-	for _, k := range EnvNames {
-		fmt.Fprintf(&b, "%s=%s\n", k, l.env[k])
+	for _, v := range config.Vars {
+		known[v.Name] = true
+		val, ok := env[v.Name]
+		if !ok {
+			continue
+		}
+		if strings.ContainsAny(val, "\n\r") {
+			return nil, fmt.Errorf("devstack: %s holds a line break; the env file has one line per variable", v.Name)
+		}
+		fmt.Fprintf(&b, "\n# %s\n%s=%s\n", v.Usage, v.Name, val)
 	}
-	var extra []string
-	for k := range l.env {
-		if !contains(EnvNames, k) {
-			extra = append(extra, k)
+	var unknown []string
+	for k := range env {
+		if !known[k] {
+			unknown = append(unknown, k)
 		}
 	}
-	sort.Strings(extra)
-	for _, k := range extra {
-		fmt.Fprintf(&b, "%s=%s\n", k, l.env[k])
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return nil, fmt.Errorf("devstack: %s not in config.Vars; document every variable there", strings.Join(unknown, ", "))
 	}
-	return writeSecretFile(l.EnvFile(), []byte(b.String()))
+	return []byte(b.String()), nil
 }
 
 func (l *Launcher) rel(p string) string {

@@ -93,7 +93,8 @@ const (
 	PostgresUser  = "postgres"
 )
 
-// Env names written to .stack/env.
+// Names of the variables the launcher writes to .stack/env; config.Vars documents each one
+// and orders the file.
 const (
 	EnvTemporalAddress    = "TEMPORAL_ADDRESS"
 	EnvTemporalNamespace  = "TEMPORAL_NAMESPACE"
@@ -119,16 +120,6 @@ const (
 	EnvPostgresURL        = "OIDCFLOW_POSTGRES_URL"
 	EnvVaultToken         = "VAULT_TOKEN"
 )
-
-// EnvNames lists every name the env file carries, in file order.
-var EnvNames = []string{
-	EnvTemporalAddress, EnvTemporalNamespace, EnvTemporalUIURL, EnvTaskQueue,
-	EnvIssuer, EnvClientID, EnvRedirectURL, EnvWorkerClientID, EnvWorkerClientSecret,
-	EnvUIClientID, EnvUIClientSecret, EnvIDPAdminURL, EnvLoginURL,
-	EnvVaultAddr, EnvVaultAuth, EnvVaultRoleID, EnvVaultSecretID, EnvVaultKVMount,
-	EnvVaultTransitKey, EnvEnvelopePublicKey, EnvEnvelopeKeysPath, EnvPostgresURL,
-	EnvVaultToken,
-}
 
 // Launcher settings read from the environment of `devstack up` (not written to the env
 // file). Durations use Go syntax ("90s", "1h").

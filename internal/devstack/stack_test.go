@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/oidcflow/oidcflow/interceptors/envelope"
+	"github.com/oidcflow/oidcflow/internal/config"
 	"github.com/oidcflow/oidcflow/internal/devstack"
 	"github.com/oidcflow/oidcflow/internal/testharness"
 )
@@ -57,9 +59,19 @@ func TestEnvFileMatchesSpec(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, got, v)
 		}
 	}
-	for _, k := range devstack.EnvNames {
-		if s.Env(k) == "" {
-			t.Errorf("%s empty", k)
+	file, err := config.ReadEnvFile(s.EnvFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{devstack.EnvWorkerClientSecret, devstack.EnvUIClientSecret, devstack.EnvVaultRoleID,
+		devstack.EnvVaultSecretID, devstack.EnvEnvelopePublicKey, devstack.EnvPostgresURL, devstack.EnvVaultToken} {
+		if file[k] == "" {
+			t.Errorf("%s missing from the env file", k)
+		}
+	}
+	for k, v := range file {
+		if v == "" || !slices.ContainsFunc(config.Vars, func(d config.Var) bool { return d.Name == k }) {
+			t.Errorf("%s=%q: empty, or not in config.Vars", k, v)
 		}
 	}
 }

@@ -23,11 +23,11 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/internal/config"
 	"github.com/oidcflow/oidcflow/internal/leakcheck"
 	"github.com/oidcflow/oidcflow/internal/testharness"
 	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
+	"github.com/oidcflow/oidcflow/pgaccess"
 	"github.com/oidcflow/oidcflow/workflows"
 )
 
@@ -56,7 +56,7 @@ func loadStack(t *testing.T) *testharness.Stack {
 	bootstrapOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		err = activities.Bootstrap(ctx, st.Env("OIDCFLOW_POSTGRES_URL"), activities.BootstrapOptions{Database: "demo"})
+		err = pgaccess.Bootstrap(ctx, st.Env("OIDCFLOW_POSTGRES_URL"), pgaccess.BootstrapOptions{Database: "demo"})
 	})
 	if err != nil {
 		t.Fatalf("bootstrap the demo database: %v", err)

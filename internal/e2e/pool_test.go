@@ -14,8 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.temporal.io/sdk/client"
 
-	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
+	"github.com/oidcflow/oidcflow/pgaccess"
 	"github.com/oidcflow/oidcflow/workflows"
 )
 
@@ -122,9 +122,9 @@ func TestWorkerPoolLosesNothing(t *testing.T) {
 		if err := r.run.Get(ctx, &res); err != nil {
 			r.err = fmt.Errorf("result: %w", err)
 		} else if res.State != workflows.StateEnded || !slices.Equal(res.Status.Approvers, []string{"carol"}) ||
-			res.Grant == nil || res.Grant.RoleName != activities.RoleName(r.id, "bob") {
+			res.Grant == nil || res.Grant.RoleName != pgaccess.RoleName(r.id, "bob") {
 			r.err = fmt.Errorf("result: state %s, approvers %v, grant %+v; want ended, [carol], role %s",
-				res.State, res.Status.Approvers, res.Grant, activities.RoleName(r.id, "bob"))
+				res.State, res.Status.Approvers, res.Grant, pgaccess.RoleName(r.id, "bob"))
 		}
 		if r.err != nil {
 			failed++
@@ -153,7 +153,7 @@ func TestWorkerPoolLosesNothing(t *testing.T) {
 	defer conn.Close(context.Background())
 	var names []string
 	for _, r := range results {
-		names = append(names, activities.RoleName(r.id, "bob"))
+		names = append(names, pgaccess.RoleName(r.id, "bob"))
 	}
 	var left int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)", names).Scan(&left); err != nil {

@@ -16,10 +16,10 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/oauth2"
 
-	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/internal/testharness"
 	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
+	"github.com/oidcflow/oidcflow/pgaccess"
 	"github.com/oidcflow/oidcflow/telemetry"
 	"github.com/oidcflow/oidcflow/workflows"
 )
@@ -62,7 +62,7 @@ func TestWorkerBinaryMetricsHealthAndDrain(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	id := queue
-	role := activities.RoleName(id, "bob")
+	role := pgaccess.RoleName(id, "bob")
 
 	// The test holds the advisory lock GrantAccess takes for this role.
 	lock, err := pgx.Connect(ctx, st.Env("OIDCFLOW_POSTGRES_URL"))

@@ -17,7 +17,7 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/oidcflow/oidcflow/interceptors"
+	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/internal/lifetimes"
 	"github.com/oidcflow/oidcflow/internal/testharness"
 	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
@@ -254,7 +254,7 @@ func TestFaultCrashBeforeWrite(t *testing.T) {
 		fresh := apptest.ClientWithToken(t, r.st, staticToken(r.cl.Login(t, "bob")))
 		for attempt := 0; ; attempt++ {
 			h, err := fresh.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-				WorkflowID: id, UpdateName: interceptors.ReconsentUpdate, WaitForStage: client.WorkflowUpdateStageCompleted,
+				WorkflowID: id, UpdateName: identity.ReconsentUpdate, WaitForStage: client.WorkflowUpdateStageCompleted,
 			})
 			if err == nil {
 				err = h.Get(ctx, nil)

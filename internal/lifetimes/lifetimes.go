@@ -24,7 +24,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/oidcflow/oidcflow/identity"
-	"github.com/oidcflow/oidcflow/interceptors"
 )
 
 // Names of the workflow, its signals and its query.
@@ -47,7 +46,7 @@ type Input struct {
 	// Role, when set, is required of the starter at every step (identity.Require).
 	Role string `json:"role,omitempty"`
 	// ParkOnReauth parks the run on ReauthRequired until the starter renews consent
-	// (interceptors.ReconsentUpdate), then repeats the step.
+	// (identity.ReconsentUpdate), then repeats the step.
 	ParkOnReauth bool `json:"park_on_reauth,omitempty"`
 }
 
@@ -137,7 +136,7 @@ func Steps(ctx workflow.Context, in Input) (*Result, error) {
 			var appErr *temporal.ApplicationError
 			if err != nil && in.ParkOnReauth && errors.As(err, &appErr) && appErr.Type() == identity.TypeReauthRequired {
 				res.Parked, res.Parks = true, res.Parks+1
-				if err := interceptors.AwaitReconsent(ctx); err != nil {
+				if err := identity.AwaitReconsent(ctx); err != nil {
 					return res, err
 				}
 				res.Parked = false

@@ -11,7 +11,7 @@ import (
 	"github.com/oidcflow/oidcflow/telemetry"
 )
 
-// TestRefreshFiveSecondTokens is issue 5's acceptance 1: with 5-second access tokens and
+// TestRefreshFiveSecondTokens: with 5-second access tokens and
 // rotating refresh tokens, a run of at least 90 s makes at least 15 refreshes, every
 // sensitive step sees a valid token, and the IdP never reports reuse: the token family is
 // still alive at the end (Hydra revokes the whole family when it detects reuse) and the IdP

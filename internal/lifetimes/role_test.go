@@ -15,7 +15,7 @@ import (
 	"github.com/oidcflow/oidcflow/internal/lifetimes"
 )
 
-// TestRoleRemovedMidRun is issue 5's acceptance 4: a person whose role is removed at the IdP
+// TestRoleRemovedMidRun: a person whose role is removed at the IdP
 // while a run acts for them is refused at the next sensitive step, and the refusal says
 // which role is missing. The run's tokens live 2 seconds, so the next step refreshes and the
 // refreshed ID token carries the IdP's current roles (Hydra's token hook).

@@ -13,7 +13,7 @@ import (
 	"github.com/oidcflow/oidcflow/telemetry"
 )
 
-// TestSharedSessionTwoWorkers is issue 5's acceptance 2: two workers (each with its own
+// TestSharedSessionTwoWorkers: two workers (each with its own
 // Vault login and refresher, sharing only Vault) run 50 runs started from one login, so all
 // of them act on one session. The IdP must serve exactly one refresh per rotation: as many
 // refresh grants as the workers got answers, as many as the session counts, and none

@@ -8,15 +8,13 @@ package workercreds
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
+	"github.com/oidcflow/oidcflow/identity"
 	"go.temporal.io/sdk/client"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
@@ -56,11 +54,14 @@ func TokenSource(ctx context.Context, opts Options) (oauth2.TokenSource, error) 
 		if opts.Issuer == "" {
 			return nil, errors.New("workercreds: TokenURL or Issuer is required")
 		}
-		u, err := discover(ctx, hc, opts.Issuer)
+		md, err := identity.Discover(ctx, hc, opts.Issuer)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("workercreds: %w", err)
 		}
-		opts.TokenURL = u
+		if md.TokenEndpoint == "" {
+			return nil, fmt.Errorf("workercreds: the discovery document of %s names no token endpoint", opts.Issuer)
+		}
+		opts.TokenURL = md.TokenEndpoint
 	}
 	if opts.EarlyExpiry <= 0 {
 		opts.EarlyExpiry = 30 * time.Second
@@ -113,31 +114,4 @@ func TemporalCredentials(ts oauth2.TokenSource) client.Credentials {
 		}
 		return tok.AccessToken, nil
 	})
-}
-
-func discover(ctx context.Context, hc *http.Client, issuer string) (string, error) {
-	u := strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return "", fmt.Errorf("workercreds: discovery: %w", err)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("workercreds: discovery: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("workercreds: discovery at %s answered %d", u, resp.StatusCode)
-	}
-	var doc struct {
-		Issuer        string `json:"issuer"`
-		TokenEndpoint string `json:"token_endpoint"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&doc); err != nil {
-		return "", fmt.Errorf("workercreds: discovery at %s: %w", u, err)
-	}
-	if doc.Issuer != issuer || doc.TokenEndpoint == "" {
-		return "", fmt.Errorf("workercreds: discovery at %s: issuer %q, token endpoint %q", u, doc.Issuer, doc.TokenEndpoint)
-	}
-	return doc.TokenEndpoint, nil
 }

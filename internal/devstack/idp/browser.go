@@ -5,9 +5,27 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"strings"
+	"time"
 )
+
+// Browser returns what stands in for a person at a browser on the dev stack (the starter's
+// cli.Options.Browser, for the demo and tests): follow authURL to this app's login page, pick
+// persona, and follow the redirects (consent passes by itself) back to the client's redirect
+// URL, where the client's listener takes the code. Each call has a cookie jar of its own. It
+// works only with this app at loginURL.
+func Browser(loginURL, persona string) func(ctx context.Context, authURL string) error {
+	return func(ctx context.Context, authURL string) error {
+		jar, err := cookiejar.New(nil)
+		if err != nil {
+			return err
+		}
+		_, err = PickPersona(ctx, &http.Client{Jar: jar, Timeout: 30 * time.Second}, authURL, loginURL, persona)
+		return err
+	}
+}
 
 // PickPersona does what a person does in a browser on the dev stack: open authURL (Hydra
 // redirects to this app's login page), pick persona on it, and follow the redirects

@@ -6,8 +6,9 @@ import (
 	"github.com/oidcflow/oidcflow/identity"
 )
 
-// The checks below are pure functions of verified identities and workflow state (identity
-// policies are pure too), so they are deterministic and replay-safe. Each refusal is an
+// Who may decide what: the approver checks of the access, invoice and admin workflows. They
+// are pure functions of verified identities and workflow state (identity policies are pure
+// too), so they are deterministic and replay-safe. Each refusal is an
 // *identity.DeniedError that says what was needed and what the identity has.
 
 func denied(id *identity.Identity, format string, args ...any) error {

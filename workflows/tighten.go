@@ -1,20 +1,14 @@
 package workflows
 
 import (
-	"fmt"
 	"maps"
 	"slices"
-
-	"go.temporal.io/sdk/temporal"
 )
 
-// TypeLooserRules is the error type of a start whose Config would loosen the approval rules.
-const TypeLooserRules = "oidcflow.LooserRules"
-
-// The starter of a run writes its input, so an input Config may only tighten the policy in
-// DefaultAccessConfig and DefaultInvoiceConfig, never loosen it: a requester must not pick
-// who approves, how many, or for how long access may last. Timers that only shorten the
-// wait, a higher approver count, or a shorter maximum duration are fine.
+// Tighten-only: the starter of a run writes its input, so an input Config may only tighten
+// the policy in DefaultAccessConfig and DefaultInvoiceConfig, never loosen it: a requester
+// must not pick who approves, how many, or for how long access may last. Timers that only
+// shorten the wait, a higher approver count, or a shorter maximum duration are fine.
 
 // tighterThan reports why c (defaults filled in) is looser than policy p, or nil.
 func (c AccessConfig) tighterThan(p AccessConfig) error {
@@ -69,10 +63,4 @@ func (c InvoiceConfig) tighterThan(p InvoiceConfig) error {
 		return looser("expire_after may not exceed %s", p.ExpireAfter)
 	}
 	return nil
-}
-
-func looser(format string, args ...any) error {
-	return temporal.NewNonRetryableApplicationError(
-		"workflows: the request's config may only tighten the approval rules: "+fmt.Sprintf(format, args...),
-		TypeLooserRules, nil)
 }
