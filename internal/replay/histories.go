@@ -87,8 +87,9 @@ type IndexEntry struct {
 var ErrNoIndex = errors.New("replay: no index of saved histories (histories.json, decisions.json or workflow-ids.json)")
 
 // LoadDir reads the saved histories of dir, named by its index file. With histories.json,
-// every other .json file under dir must be in the index, so that no saved history is left
-// out of the gate unnoticed.
+// every other .json file under dir must be in the index (or in a folder with an index of its
+// own, as histories kept from an earlier release are), so that no saved history is left out
+// of the gate unnoticed.
 func LoadDir(dir string) ([]History, error) {
 	entries, index, err := readIndex(dir)
 	if err != nil {
@@ -165,15 +166,25 @@ func readIndex(dir string) ([]IndexEntry, string, error) {
 	return nil, "", fmt.Errorf("%w in %s", ErrNoIndex, dir)
 }
 
-// checkListed fails for a .json file under dir that the index does not name.
+// checkListed fails for a .json file under dir that the index does not name; folders
+// under dir with an index of their own are theirs.
 func checkListed(dir string, entries []IndexEntry) error {
 	listed := map[string]bool{}
 	for _, e := range entries {
 		listed[filepath.ToSlash(filepath.Clean(e.File))] = true
 	}
 	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".json") {
+		if err != nil {
 			return err
+		}
+		if d.IsDir() {
+			if path != dir && hasIndex(path) {
+				return filepath.SkipDir // a folder of its own (FindDirs finds it)
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".json") {
+			return nil
 		}
 		rel, err := filepath.Rel(dir, path)
 		if err != nil {
@@ -211,13 +222,20 @@ func FindDirs(root string) ([]string, error) {
 		if !slices.Contains(strings.Split(filepath.ToSlash(rel), "/"), "testdata") {
 			return nil
 		}
-		for _, name := range indexFiles {
-			if _, err := os.Stat(filepath.Join(path, name)); err == nil {
-				dirs = append(dirs, path)
-				break
-			}
+		if hasIndex(path) {
+			dirs = append(dirs, path)
 		}
 		return nil
 	})
 	return dirs, err
+}
+
+// hasIndex reports whether dir has an index file.
+func hasIndex(dir string) bool {
+	for _, name := range indexFiles {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return true
+		}
+	}
+	return false
 }
