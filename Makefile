@@ -12,7 +12,14 @@ RACE_TIMEOUT ?= 15m
 # race run even when a stack is up.
 NO_STACK     := $(CURDIR)/.stack/none-for-unit-tests
 
-.PHONY: tools checkers postgres browser devstack up down status checks test demo
+# The replay gate's live namespace: REPLAY_ADDRESS empty replays the saved histories only.
+REPLAY_ADDRESS   ?= $(TEMPORAL_ADDRESS)
+REPLAY_NAMESPACE ?= $(or $(TEMPORAL_NAMESPACE),default)
+REPLAY_FLAGS     ?=
+# RECORD_ESCALATION=1 makes record-histories record the escalated AccessRequest too (an hour).
+RECORD_ESCALATION ?=
+
+.PHONY: tools checkers postgres browser devstack up down status checks replay-check record-histories test demo
 
 # tools builds the pinned dev servers and checkers once per machine (cache folder) and links bin/.
 tools:
@@ -76,11 +83,26 @@ checks: checkers
 	env -u OIDCFLOW_REQUIRE_STACK OIDCFLOW_ENV_FILE=$(NO_STACK) $(GO) test -race -timeout $(RACE_TIMEOUT) ./... || status=1; \
 	exit $$status
 
+# replay-check is the replay gate: it replays every saved history (testdata folders with an
+# index) against the current workflow code with the real worker interceptors, and, with
+# REPLAY_ADDRESS (default: TEMPORAL_ADDRESS), every running run of the pool's task queue in
+# REPLAY_NAMESPACE there: run it before deploying a worker. It fails when a run does not replay.
+replay-check:
+	@$(GO) run ./internal/replay/cmd/replay-check -address="$(REPLAY_ADDRESS)" -namespace="$(REPLAY_NAMESPACE)" $(REPLAY_FLAGS)
+
+# record-histories records the replay gate's saved histories (internal/replay/testdata) from
+# the running stack (`make up`): every shipped workflow type in every state it can be left in.
+record-histories:
+	@OIDCFLOW_UPDATE_TESTDATA=1 OIDCFLOW_RECORD_ESCALATION=$(RECORD_ESCALATION) OIDCFLOW_REQUIRE_STACK=1 \
+	  $(GO) test -count=1 -timeout 90m -run TestStackRecordHistories -v ./internal/replay
+
 # test runs the checks, brings the stack up, runs every test with the stack required, and
 # takes the stack down again if it was not up before; it fails when a check or a test fails.
 test: tools postgres browser devstack
 	@status=0; \
 	$(MAKE) --no-print-directory checks || status=$$?; \
+	echo "test: replay-check (the saved histories)"; \
+	$(MAKE) --no-print-directory replay-check REPLAY_ADDRESS= || status=$$?; \
 	was_up=; $(DEVSTACK) status >/dev/null 2>&1 && was_up=1; \
 	$(DEVSTACK) up || { [ -n "$$was_up" ] || $(DEVSTACK) down; exit 1; }; \
 	echo "test: OIDCFLOW_REQUIRE_STACK=1 $(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(TEST_PKGS)"; \

@@ -12,7 +12,7 @@ import (
 // is due, through the activities.SessionActivities the pool registers, and returns when the
 // next refresh is due (RefreshSessionResult.RefreshDue). When the identity provider refuses
 // the refresh (identity.TypeReauthRequired) it parks the run until the starter renews consent
-// (interceptors.ReconsentUpdate), calling parked(true) before and parked(false) after, and
+// (identity.ReconsentUpdate), calling parked(true) before and parked(false) after, and
 // tries again on the new session; with a nil parked it returns the refusal instead. A run
 // without a person's identity gets identity.ErrUnauthenticated. Each call adds one activity
 // to the run's history.
