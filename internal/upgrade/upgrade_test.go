@@ -58,6 +58,10 @@ func startCurrentWorker(t *testing.T, st *testharness.Stack, queue string, env [
 //     revokes the role;
 //   - one approved on the new worker, granted there with the session the old worker
 //     deposited, and revoked early by its requester;
+//   - one granted on the old worker whose revoke the old worker is running (blocked on the
+//     role's lock) when it stops: the retry reaches the new worker, which refuses a revoke
+//     scheduled on the requester's session, and the run schedules it again under the pool's
+//     authority;
 //   - a KeepAlive run with 10-second access tokens and a refresh interval the old release
 //     accepted but today's refuses for new runs, which continues as new and ends on the new
 //     worker.
@@ -95,29 +99,35 @@ func upgrade(t *testing.T, startNew newWorker) {
 		return tok
 	}
 
-	oldW := startWorkerProc(t, st, old.worker, "old", queue, env...)
+	// The old worker gives in-flight activities 5 s to drain: the revoke it is running when
+	// it stops is cut off and retried on the new one.
+	oldW := startWorkerProc(t, st, old.worker, "old", queue, append(slices.Clone(env), "OIDCFLOW_SHUTDOWN_TIMEOUT=5s")...)
 	oc := &oldClient{bin: old.client, st: st}
 	pending, granted, later, keep := queue+"-pending", queue+"-granted", queue+"-later", queue+"-keepalive"
-	refused := queue + "-old-client"
-	t.Cleanup(func() { leaveNothingBehind(t, st, plain, []string{pending, granted, later, refused}, keep) })
+	revoking, refused := queue+"-revoking", queue+"-old-client"
+	t.Cleanup(func() { leaveNothingBehind(t, st, plain, []string{pending, granted, later, revoking, refused}, keep) })
 	oc.start(t, login("bob"), pending, queue, workflows.AccessRequestWorkflow,
 		accessArgs("upgrade: pending across the upgrade", time.Hour, 0))
 	oc.start(t, login("bob"), granted, queue, workflows.AccessRequestWorkflow,
 		accessArgs("upgrade: granted across the upgrade", 75*time.Second, 5*time.Second))
 	oc.start(t, login("bob"), later, queue, workflows.AccessRequestWorkflow,
 		accessArgs("upgrade: approved after the upgrade", time.Hour, 0))
+	oc.start(t, login("bob"), revoking, queue, workflows.AccessRequestWorkflow,
+		accessArgs("upgrade: revoked across the upgrade", 15*time.Second, 0))
 	oc.start(t, login("frank"), keep, queue, workflows.KeepAliveWorkflow, map[string]any{
 		"until": time.Now().Add(100 * time.Second).UTC(), "every": 5 * time.Second, "refreshes_per_run": 3,
 	})
 
 	// carol approves one request through the old client; the old worker grants it and
 	// refreshes bob's session during the hold, and refreshes frank's.
-	waitFor(ctx, t, granted+" pending on the old worker", func() (bool, error) {
-		s, err := queryStatus(ctx, plain, granted)
-		return err == nil && s.State == workflows.StatePending, err
-	})
-	if _, err := oc.update(login("carol"), granted, workflows.UpdateApprove, map[string]any{"comment": "ok before the upgrade"}); err != nil {
-		t.Fatal(err)
+	for _, id := range []string{granted, revoking} {
+		waitFor(ctx, t, id+" pending on the old worker", func() (bool, error) {
+			s, err := queryStatus(ctx, plain, id)
+			return err == nil && s.State == workflows.StatePending, err
+		})
+		if _, err := oc.update(login("carol"), id, workflows.UpdateApprove, map[string]any{"comment": "ok before the upgrade"}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	waitFor(ctx, t, granted+" granted and its session refreshed during the hold on the old worker", func() (bool, error) {
 		st, err := queryStatus(ctx, plain, granted)
@@ -138,6 +148,25 @@ func upgrade(t *testing.T, startNew newWorker) {
 		}
 		n, err := completedActivities(ctx, plain, keep, "RefreshSession", "")
 		return n > 0, err
+	})
+
+	// The old worker's revoke of one request is running when it stops: the test holds the
+	// lock RevokeAccess takes for the role (it was granted before), so it waits.
+	revokingRole := activities.RoleName(revoking, "bob")
+	waitFor(ctx, t, revoking+" granted on the old worker", func() (bool, error) {
+		s, err := queryStatus(ctx, plain, revoking)
+		return err == nil && s.State == workflows.StateGranted, err
+	})
+	lock, err := pgx.Connect(ctx, st.Env("OIDCFLOW_POSTGRES_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close(context.Background())
+	if _, err := lock.Exec(ctx, "SELECT pg_advisory_lock(hashtext($1))", revokingRole); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "the old worker's revoke of "+revoking+" waiting for the lock", func() (bool, error) {
+		return activityRunning(ctx, plain, revoking, "RevokeAccess")
 	})
 
 	// The old worker stored the sessions it deposited without a format.
@@ -162,6 +191,9 @@ func upgrade(t *testing.T, startNew newWorker) {
 	}
 	newLogs := startNew(t, st, queue, env)
 	oldID := oldW.identity()
+	if _, err := lock.Exec(ctx, "SELECT pg_advisory_unlock(hashtext($1))", revokingRole); err != nil {
+		t.Fatal(err)
+	}
 
 	// The new worker reads the old session and rewrites it in today's format.
 	waitFor(ctx, t, "session "+keepSessions[0]+" rewritten in format "+strconv.Itoa(tokenstore.SessionFormat), func() (bool, error) {
@@ -209,10 +241,11 @@ func upgrade(t *testing.T, startNew newWorker) {
 	}
 
 	// Every run finishes.
-	want := map[string]workflows.State{pending: workflows.StateDenied, granted: workflows.StateEnded, later: workflows.StateRevoked}
+	want := map[string]workflows.State{pending: workflows.StateDenied, granted: workflows.StateEnded,
+		later: workflows.StateRevoked, revoking: workflows.StateEnded}
 	roles := []string{}
 	closed := []string{}
-	for _, id := range []string{pending, granted, later} {
+	for _, id := range []string{pending, granted, later, revoking} {
 		var res workflows.AccessRequestResult
 		if err := awaitResult(ctx, t, plain, id, &res); err != nil {
 			t.Errorf("%s: %v", id, err)
@@ -246,8 +279,14 @@ func upgrade(t *testing.T, startNew newWorker) {
 		t.Errorf("%s: %d keep-alive refreshes on the new worker (%v), want none", granted, n, err)
 	}
 
+	// The revoke the old worker scheduled on bob's session was refused by the new worker
+	// (it runs only under the pool's authority) and scheduled again under it.
+	if n, err := scheduledActivities(ctx, plain, revoking, "RevokeAccess"); err != nil || n != 2 {
+		t.Errorf("%s: RevokeAccess scheduled %d times (%v), want twice (the old worker's, then the pool's)", revoking, n, err)
+	}
+
 	noCredentials(ctx, t, plain, tokens, map[string]string{"old": oldW.logs.String(), "new": newLogs()},
-		pending, granted, later, keep)
+		pending, granted, later, revoking, keep)
 
 	// Nothing is left behind: no role, no session.
 	pg, err := pgx.Connect(ctx, st.Env("OIDCFLOW_POSTGRES_URL"))
@@ -526,6 +565,32 @@ func completedActivities(ctx context.Context, c client.Client, id, name, notBy s
 			if scheduled[s] && (notBy == "" || !strings.HasPrefix(by[s], notBy)) {
 				n++
 			}
+		}
+	})
+	return n, err
+}
+
+// activityRunning reports whether an activity of type name of the current run of id has
+// started and not finished.
+func activityRunning(ctx context.Context, c client.Client, id, name string) (bool, error) {
+	d, err := c.DescribeWorkflow(ctx, id, "")
+	if err != nil {
+		return false, err
+	}
+	for _, a := range d.RawResponse.GetPendingActivities() {
+		if a.GetActivityType().GetName() == name && a.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// scheduledActivities counts the activities of type name scheduled in the current run of id.
+func scheduledActivities(ctx context.Context, c client.Client, id, name string) (int, error) {
+	n := 0
+	err := eachEvent(ctx, c, id, "", func(ev *historypb.HistoryEvent) {
+		if ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() == name {
+			n++
 		}
 	})
 	return n, err
