@@ -120,6 +120,10 @@ func (k macKeys) sign(r *reference) {
 // what the receiver knows: op and from. It returns ErrBadReference on any mismatch. Signal
 // targets, digests and expiries are the signal receiver's to check.
 func (k macKeys) verify(r *reference, op, from string) error {
+	if r.Version > referenceVersion {
+		return fmt.Errorf("interceptors: reference format %d is newer than this worker reads (%d at most): "+
+			"a newer worker wrote it; upgrade this worker: %w", r.Version, referenceVersion, ErrBadReference)
+	}
 	legacyOK := r.Version == 1 && (op == opActivity || op == opChild || op == opContinue)
 	if (r.Version != referenceVersion && !legacyOK) || r.Op != op || r.From != from {
 		return ErrBadReference

@@ -2,6 +2,7 @@ package tokenstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -35,6 +36,11 @@ const (
 	// MaxOneTimeIDLength is the longest id OneTime records, in bytes.
 	MaxOneTimeIDLength = 64
 
+	// OneTimeFormat is the format of the one-time records OneTime writes, in their "format"
+	// member. A record without one (written before formats were numbered) is format 1 too:
+	// the same members. Spend refuses to judge a record of a newer format (*FormatError).
+	OneTimeFormat = 1
+
 	// bucketLayout names a bucket: the UTC hour of the records' until.
 	bucketLayout = "2006010215"
 )
@@ -57,8 +63,8 @@ type OneTimeOptions struct {
 //
 // Layout: one Vault KV v2 secret per id at <mount>/data/<prefix>/<bucket>/<id>, where the
 // bucket is the hour of the record's until in UTC, YYYYMMDDHH (for example
-// onetime/2026030405/q83vEjRWeJq83vEjRWeJqw), and the data is {"until", "spent_at", "owner"} (RFC 3339,
-// plus the owner that spent it, no secret). Spend is a create-only write (check-and-set 0), which Vault's KV v2 engine
+// onetime/2026030405/q83vEjRWeJq83vEjRWeJqw), and the data is {"format", "until", "spent_at",
+// "owner"} (OneTimeFormat, two times in RFC 3339, and the owner that spent it; no secret). Spend is a create-only write (check-and-set 0), which Vault's KV v2 engine
 // applies atomically per key, so exactly one of any number of concurrent Spends of an id
 // succeeds. Sweep deletes the metadata of every record in the buckets whose hour has ended,
 // listing those buckets only and reading no record.
@@ -153,6 +159,7 @@ func (o *OneTime) Spend(ctx context.Context, id, owner string, until time.Time) 
 	}
 	path := o.prefix + "/" + bucketOf(until) + "/" + id
 	data := map[string]any{
+		"format":   OneTimeFormat,
 		"until":    until.UTC().Format(time.RFC3339Nano),
 		"spent_at": now.UTC().Format(time.RFC3339Nano),
 		"owner":    owner,
@@ -168,6 +175,9 @@ func (o *OneTime) Spend(ctx context.Context, id, owner string, until time.Time) 
 	sec, rerr := o.kv.Get(ctx, path)
 	if rerr != nil {
 		return classifyVaultError("read", "one-time id "+id, rerr)
+	}
+	if err := checkOneTimeFormat(id, sec.Data["format"]); err != nil {
+		return err // not honoured: whose record it is cannot be read
 	}
 	if got, _ := sec.Data["owner"].(string); got == owner && owner != "" {
 		return nil
@@ -223,4 +233,27 @@ func (o *OneTime) Sweep(ctx context.Context) (int, error) {
 // empty.
 func (o *OneTime) list(ctx context.Context, folder string) ([]string, error) {
 	return listFolder(ctx, o.client, o.mount, folder, "one-time folder "+folder)
+}
+
+// checkOneTimeFormat returns a *FormatError unless v, the "format" member of a stored record,
+// is absent or a format up to OneTimeFormat.
+func checkOneTimeFormat(id string, v any) error {
+	what := "one-time id " + id
+	switch f := v.(type) {
+	case nil:
+		return nil
+	case json.Number:
+		n, err := f.Int64()
+		if err != nil || n != int64(int(n)) {
+			return &FormatError{What: what, Format: -1, Newest: OneTimeFormat}
+		}
+		return CheckFormat(what, int(n), OneTimeFormat)
+	case float64:
+		if f != float64(int(f)) {
+			return &FormatError{What: what, Format: -1, Newest: OneTimeFormat}
+		}
+		return CheckFormat(what, int(f), OneTimeFormat)
+	default:
+		return &FormatError{What: what, Format: -1, Newest: OneTimeFormat}
+	}
 }

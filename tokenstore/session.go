@@ -156,8 +156,23 @@ func (s Session) clone() Session {
 	return s
 }
 
+// Session record formats. Store writes SessionFormat and reads every format up to it.
+const (
+	// SessionFormat is the format of the session records Store writes, in their "format"
+	// member: the fields of record, id_token_expiry and id_token_kept included.
+	SessionFormat = 2
+	// sessionFormatUnnumbered is the format of a record without a "format" member, written
+	// by a release before formats were numbered: the same fields, without id_token_expiry and
+	// id_token_kept (which read as zero: RefreshDue then reads exp from the ID token). Get
+	// rewrites such a record as SessionFormat.
+	sessionFormatUnnumbered = 1
+)
+
 // record is the stored form of a Session (the data of the KV v2 secret).
 type record struct {
+	// Format is the record's format (SessionFormat when written by this build); 0 when the
+	// record has none (sessionFormatUnnumbered).
+	Format       int       `json:"format,omitempty"`
 	ID           string    `json:"id"`
 	Subject      string    `json:"sub"`
 	Issuer       string    `json:"iss"`
@@ -182,7 +197,7 @@ type record struct {
 }
 
 func toRecord(s Session) record {
-	return record{ID: s.ID, Subject: s.Subject, Issuer: s.Issuer, Audience: s.Audience,
+	return record{Format: SessionFormat, ID: s.ID, Subject: s.Subject, Issuer: s.Issuer, Audience: s.Audience,
 		ClientID: s.ClientID, AZP: s.AuthorizedParty, AccessToken: s.AccessToken, IDToken: s.IDToken,
 		RefreshToken: s.RefreshToken, TokenType: s.TokenType, Expiry: s.Expiry,
 		IssuedAt: s.IssuedAt, Created: s.Created, Refreshed: s.Refreshed, Refreshes: s.Refreshes,

@@ -113,26 +113,70 @@ func (st *Store) put(ctx context.Context, op string, s Session, cas int) (Sessio
 }
 
 // Get reads the current version of a session. It returns an error wrapping ErrNotFound when
-// there is none (or its current version was deleted).
+// there is none (or its current version was deleted), and a *FormatError (ErrUnsupportedFormat)
+// when the record is in a format newer than SessionFormat: a newer worker wrote it, and this
+// one neither reads nor overwrites it.
+//
+// A record in an older format (one without a "format" member, written by an earlier
+// release) is rewritten in SessionFormat with check-and-set on the version read, and the
+// rewritten session is returned. When another writer wins that race (a rotation by a worker
+// of either release, a Destroy), its write stands: Get reads again and upgrades what it finds,
+// so a rotated refresh token is never replaced by the one read before it, and a destroyed
+// session is never written back. After upgradeAttempts lost races it returns the session in
+// the older format as read; the next Get tries again.
 func (st *Store) Get(ctx context.Context, id string) (Session, error) {
 	if err := ValidateSessionID(id); err != nil {
 		return Session{}, err
 	}
+	for attempt := 1; ; attempt++ {
+		s, format, err := st.read(ctx, id)
+		if err != nil || format == SessionFormat || attempt > upgradeAttempts {
+			return s, err
+		}
+		up, err := st.put(ctx, "upgrade", s, s.Version)
+		if err == nil {
+			return up, nil
+		}
+		if !errors.Is(err, ErrConflict) {
+			return Session{}, err
+		}
+	}
+}
+
+// upgradeAttempts bounds how often Get rewrites a record in an older format when other
+// writers keep winning.
+const upgradeAttempts = 3
+
+// read reads the current version of a session and returns it with its record's format.
+func (st *Store) read(ctx context.Context, id string) (Session, int, error) {
 	sec, err := st.kv.Get(ctx, st.path(id))
 	if err != nil {
-		return Session{}, vaultError("get", id, err)
+		return Session{}, 0, vaultError("get", id, err)
 	}
 	if sec == nil || sec.Data == nil || sec.VersionMetadata == nil {
-		return Session{}, fmt.Errorf("tokenstore: get session %s: %w", id, ErrNotFound)
+		return Session{}, 0, fmt.Errorf("tokenstore: get session %s: %w", id, ErrNotFound)
+	}
+	// The format first: a newer record may not even decode as this build's record.
+	var f struct {
+		Format int `json:"format"`
+	}
+	if err := fromData(sec.Data, &f); err != nil {
+		return Session{}, 0, fmt.Errorf("tokenstore: get session %s: decode its format: %w", id, err)
+	}
+	if err := CheckFormat("session "+id, f.Format, SessionFormat); err != nil {
+		return Session{}, 0, err
 	}
 	var r record
 	if err := fromData(sec.Data, &r); err != nil {
-		return Session{}, fmt.Errorf("tokenstore: get session %s: decode: %w", id, err)
+		return Session{}, 0, fmt.Errorf("tokenstore: get session %s: decode: %w", id, err)
 	}
 	if r.ID != id {
-		return Session{}, fmt.Errorf("tokenstore: get session %s: stored record names another session", id)
+		return Session{}, 0, fmt.Errorf("tokenstore: get session %s: stored record names another session", id)
 	}
-	return fromRecord(r, sec.VersionMetadata.Version), nil
+	if r.Format == 0 {
+		r.Format = sessionFormatUnnumbered
+	}
+	return fromRecord(r, sec.VersionMetadata.Version), r.Format, nil
 }
 
 // Destroy deletes the session's metadata and so every version of it, for good. Destroying a
@@ -215,7 +259,7 @@ func toData(r record) (map[string]any, error) {
 	return m, nil
 }
 
-func fromData(m map[string]any, r *record) error {
+func fromData(m map[string]any, r any) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err

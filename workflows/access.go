@@ -290,11 +290,21 @@ func (w *accessRequest) grantHoldRevoke(ctx workflow.Context) (AccessRequestResu
 }
 
 // hold waits until until, an early revoke, or cancellation (reported as true), on one durable
-// timer. It does not keep the requester's session alive: the revoke does not need it.
+// timer. It does not keep the requester's session alive: the revoke does not need it. A hold
+// that began on an earlier release with KeepAliveEvery set replays that release's keep-alive
+// ticks (legacyHold).
 func (w *accessRequest) hold(ctx workflow.Context, until time.Time) (canceled bool) {
 	if w.revokeBy != nil {
 		return false
 	}
+	if w.cfg.KeepAliveEvery > 0 && workflow.GetVersion(ctx, holdChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return w.legacyHold(ctx, until)
+	}
+	return w.holdOnOneTimer(ctx, until)
+}
+
+// holdOnOneTimer waits until until, an early revoke, or cancellation (reported as true).
+func (w *accessRequest) holdOnOneTimer(ctx workflow.Context, until time.Time) (canceled bool) {
 	remaining := until.Sub(workflow.Now(ctx))
 	if remaining <= 0 {
 		return false
@@ -306,15 +316,19 @@ func (w *accessRequest) hold(ctx workflow.Context, until time.Time) (canceled bo
 }
 
 // revoke runs RevokeAccess under the pool's own authority (identity.AsPool), never on the
-// requester's session, on a disconnected context, so it also runs after cancellation.
+// requester's session, on a disconnected context, so it also runs after cancellation. A
+// revoke that an earlier release scheduled on the requester's session, refused by this
+// release's activity, runs again under the pool's authority (refusedForAuthority).
 func (w *accessRequest) revoke(ctx workflow.Context) error {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	dctx = workflow.WithActivityOptions(identity.AsPool(dctx), revokeOptions)
 	var db *activities.DatabaseActivities
-	return workflow.ExecuteActivity(dctx, db.RevokeAccess, activities.RevokeAccessInput{
-		RequestID: w.requestID,
-		Requester: w.requester.Subject,
-	}).Get(dctx, nil)
+	in := activities.RevokeAccessInput{RequestID: w.requestID, Requester: w.requester.Subject}
+	err := workflow.ExecuteActivity(dctx, db.RevokeAccess, in).Get(dctx, nil)
+	if refusedForAuthority(dctx, err) {
+		err = workflow.ExecuteActivity(dctx, db.RevokeAccess, in).Get(dctx, nil)
+	}
+	return err
 }
 
 func (w *accessRequest) setState(ctx workflow.Context, s State) { setState(ctx, &w.state, s) }

@@ -512,26 +512,22 @@ func TestAccessRequestRevokeRetriesUntilDone(t *testing.T) {
 }
 
 // TestAccessRequestKeepAliveEveryHasNoEffect defends against a grant that outlives its run: an input that
-// still carries keep_alive_every (removed from AccessConfig) must not make the hold wake up:
+// still carries keep_alive_every (deprecated in AccessConfig) must not make the hold wake up:
 // with 1 ns it used to fill the run's history until Temporal ended the run, before its
-// revoke. The hold is one durable timer whatever the input says.
-func TestAccessRequestKeepAliveEveryHasNoEffect(t *testing.T) {
-	type oldAccessConfig struct {
-		KeepAliveEvery time.Duration `json:"keep_alive_every,omitempty"`
-	}
-	type oldAccessRequestInput struct {
-		AccessRequestInput
-		Config *oldAccessConfig `json:"config,omitempty"`
-	}
+// revoke. The hold is one durable timer whatever the input says; only a hold that began on
+// an earlier release replays its ticks (TestAccessRequestLegacyHold).
+func TestAccessRequestKeepAliveEveryHasNoEffect(t *testing.T) { keepAliveEveryHasNoEffect(t) }
+
+func keepAliveEveryHasNoEffect(t *testing.T) {
 	env, _ := newEnv(t, "bob")
 	m := &dbMock{}
 	mockDB(env, m)
 	var timers int
 	env.SetOnTimerScheduledListener(func(string, time.Duration) { timers++ })
 	send(env, time.Minute, UpdateApprove, "approve-carol", approveSeen(t, env, ""))
-	env.ExecuteWorkflow(AccessRequestWorkflow, oldAccessRequestInput{
-		AccessRequestInput: readDemo(10 * time.Minute), Config: &oldAccessConfig{KeepAliveEvery: time.Second},
-	})
+	in := readDemo(10 * time.Minute)
+	in.Config = &AccessConfig{KeepAliveEvery: time.Nanosecond}
+	env.ExecuteWorkflow(AccessRequestWorkflow, in)
 
 	res := result(t, env)
 	require.Equal(t, StateEnded, res.State)

@@ -145,9 +145,14 @@ type AccessConfig struct {
 	ExpireAfter time.Duration `json:"expire_after,omitempty"`
 	// MaxDuration caps AccessRequestInput.Duration. Default 12h.
 	MaxDuration time.Duration `json:"max_duration,omitempty"`
-	// (keep_alive_every, which made the hold wake up to refresh the requester's session for
-	// the revoke, is gone: the revoke runs under the pool's authority. An input that still
-	// carries it is accepted and the value ignored; the hold is one durable timer.)
+	// KeepAliveEvery made the hold of an earlier release wake up at this interval to refresh
+	// the requester's session for the revoke.
+	//
+	// Deprecated: the revoke runs under the pool's authority, so no run of this release
+	// ticks: the hold is one durable timer and the value is ignored. It is still read so that
+	// a hold that began on an earlier release replays the ticks that release recorded, up to
+	// the first tick that fires on this release (see legacyHold).
+	KeepAliveEvery time.Duration `json:"keep_alive_every,omitempty"`
 }
 
 // Route says who approves requests from one department.

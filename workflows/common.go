@@ -127,9 +127,11 @@ func (t *trail) notify(ctx workflow.Context, audience, event, text string) {
 		defer func() { t.notifications-- }()
 		var n *activities.NotifyActivities
 		actx := workflow.WithActivityOptions(gctx, notifyOptions)
-		err := workflow.ExecuteActivity(actx, n.Notify, activities.NotifyInput{
-			Audience: audience, Event: event, Text: text, WorkflowID: t.workflowID,
-		}).Get(actx, nil)
+		in := activities.NotifyInput{Audience: audience, Event: event, Text: text, WorkflowID: t.workflowID}
+		err := workflow.ExecuteActivity(actx, n.Notify, in).Get(actx, nil)
+		if refusedForAuthority(actx, err) { // scheduled by an earlier release without a reference
+			err = workflow.ExecuteActivity(actx, n.Notify, in).Get(actx, nil)
+		}
 		if err != nil {
 			workflow.GetLogger(gctx).Warn("notification failed", "event", event, "error", err)
 		}

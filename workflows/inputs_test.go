@@ -229,6 +229,8 @@ var inputRules = map[string]fieldRule{
 		requireLooser(t, func(c *AccessConfig) { c.MaxDuration = 48 * time.Hour })
 		requireTighter(t, func(c *AccessConfig) { c.MaxDuration = time.Hour })
 	}},
+	// Deprecated; only a hold an earlier release began replays its ticks.
+	"AccessRequestInput.Config.KeepAliveEvery": {noEffect, keepAliveEveryHasNoEffect},
 
 	// InvoiceApprovalInput: what is submitted, within fixed bounds.
 	"InvoiceApprovalInput.InvoiceID": {bounded, func(t *testing.T) {

@@ -96,10 +96,23 @@ type KeepAliveResult struct {
 // destroys the session when the last run completes). It is the long-running part of any
 // workflow that acts for a person over days, and the reference for tests of token lifetimes.
 // Each run's history holds at most RefreshesPerRun refresh activities and timers.
+//
+// A start outside KeepAliveInput's bounds is refused. A continued run brings its input within
+// them instead (withinBounds): that input is the previous run's, which the pool's own code
+// passed on, and a chain an earlier release accepted must not fail at its next
+// continue-as-new. A run whose first workflow task ran on a release without the bounds
+// replays as that release ran it, and continues as new within the bounds at its first
+// iteration that runs live.
 func KeepAlive(ctx workflow.Context, in KeepAliveInput) (KeepAliveResult, error) {
-	switch {
-	case in.Until.IsZero():
+	if in.Until.IsZero() {
 		return KeepAliveResult{}, invalidInput("KeepAliveInput.Until is required")
+	}
+	legacy := keepAliveLegacy(ctx)
+	switch {
+	case legacy:
+		in = in.legacyDefaults()
+	case workflow.GetInfo(ctx).ContinuedExecutionRunID != "":
+		in = in.withinBounds(workflow.Now(ctx))
 	case in.Until.Sub(workflow.Now(ctx)) > KeepAliveMaxSpan:
 		return KeepAliveResult{}, invalidInput("KeepAliveInput.Until may be at most %s ahead", KeepAliveMaxSpan)
 	case in.Every < 0 || (in.Every > 0 && in.Every < KeepAliveMinEvery):
@@ -115,10 +128,14 @@ func KeepAlive(ctx workflow.Context, in KeepAliveInput) (KeepAliveResult, error)
 	}
 	p := in.Progress
 	p.Runs++
-	for range in.RefreshesPerRun {
+	for i := range in.RefreshesPerRun {
 		now := workflow.Now(ctx)
 		if !now.Before(in.Until) {
 			return p, nil
+		}
+		if legacy && keepAliveGoesLive(ctx, i) {
+			in.Progress = p
+			return p, workflow.NewContinueAsNewError(ctx, KeepAliveWorkflow, in.withinBounds(now))
 		}
 		res, err := refreshSession(ctx, func(parked bool) {
 			if parked {
@@ -144,5 +161,8 @@ func KeepAlive(ctx workflow.Context, in KeepAliveInput) (KeepAliveResult, error)
 		}
 	}
 	in.Progress = p
+	if legacy {
+		in = in.withinBounds(workflow.Now(ctx))
+	}
 	return p, workflow.NewContinueAsNewError(ctx, KeepAliveWorkflow, in)
 }

@@ -134,6 +134,10 @@ func parseHeader(sealed []byte) (header, error) {
 		return header{}, fmt.Errorf("%w (not an oidcflow envelope)", ErrMalformed)
 	}
 	v := sealed[3]
+	if v > Version {
+		return header{}, fmt.Errorf("%w (format version %d is newer than this build reads, %d and %d: "+
+			"a newer client sealed it; upgrade the worker pool)", ErrUnsupported, v, Version1, Version)
+	}
 	if v != Version1 && v != Version {
 		return header{}, fmt.Errorf("%w (format version %d; this build reads %d and %d)", ErrUnsupported, v, Version1, Version)
 	}
