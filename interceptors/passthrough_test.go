@@ -51,11 +51,16 @@ func legacy(ctx workflow.Context) ([]string, error) {
 		return nil, err
 	}
 	seen := []string{out}
-	for name, call := range map[string]workflow.Future{
-		"person":     workflow.ExecuteActivity(ctx, needsIdentity),
-		"pool":       workflow.ExecuteActivity(identity.AsPool(ctx), poolOnly),
-		"local pool": workflow.ExecuteLocalActivity(identity.AsPool(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: time.Minute})), poolOnly),
-	} {
+	calls := []struct {
+		name string
+		f    workflow.Future
+	}{
+		{"person", workflow.ExecuteActivity(ctx, needsIdentity)},
+		{"pool", workflow.ExecuteActivity(identity.AsPool(ctx), poolOnly)},
+		{"local pool", workflow.ExecuteLocalActivity(identity.AsPool(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: time.Minute})), poolOnly)},
+	}
+	for _, c := range calls {
+		name, call := c.name, c.f
 		err := call.Get(ctx, nil)
 		var appErr *temporal.ApplicationError
 		if !errors.As(err, &appErr) || appErr.Type() != identity.TypeUnauthenticated {

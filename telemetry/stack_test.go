@@ -187,7 +187,7 @@ func TestTraceStartToActivity(t *testing.T) {
 func hasAll(s sdktrace.ReadOnlySpan, want []attribute.KeyValue) bool {
 	have := attrs(s)
 	for _, kv := range want {
-		if have[kv.Key] != kv.Value.Emit() {
+		if have[kv.Key] != kv.Value.String() {
 			return false
 		}
 	}

@@ -56,7 +56,7 @@ func scrape(t *testing.T, tel *telemetry.Telemetry) string {
 func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]string {
 	m := map[attribute.Key]string{}
 	for _, kv := range s.Attributes() {
-		m[kv.Key] = kv.Value.Emit()
+		m[kv.Key] = kv.Value.String()
 	}
 	return m
 }
@@ -69,12 +69,12 @@ func noSecret(t *testing.T, spans []sdktrace.ReadOnlySpan, text string) {
 		var all []string
 		all = append(all, s.Name(), s.Status().Description)
 		for _, kv := range s.Attributes() {
-			all = append(all, string(kv.Key), kv.Value.Emit())
+			all = append(all, string(kv.Key), kv.Value.String())
 		}
 		for _, e := range s.Events() {
 			all = append(all, e.Name)
 			for _, kv := range e.Attributes {
-				all = append(all, kv.Value.Emit())
+				all = append(all, kv.Value.String())
 			}
 		}
 		for _, v := range all {
