@@ -12,18 +12,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// Worker Deployment Versioning (Temporal): a versioned worker (Config.BuildID) belongs to a
-// Worker Deployment (Config.DeploymentName) and polls as one build of it. The server routes
-// new runs, and the next workflow task of auto-upgrade runs, to the deployment's current
-// version; a pinned run stays on the build it started on until it ends. The operator rolls
-// a new build by starting its workers and making it current:
-//
-//	temporal worker deployment set-current-version --deployment-name NAME --build-id NEW
-//
-// and stops the old build's workers once `temporal worker deployment describe-version
-// --deployment-name NAME --build-id OLD` reports it drained (no open run pinned to it).
-// The README's "Deploying a new version" walks through it.
-
 // deploymentOptions are the worker options of c's versioning: none when c.BuildID is empty
 // (the SDK refuses a default behaviour without versioning).
 func (c Config) deploymentOptions() worker.DeploymentOptions {
