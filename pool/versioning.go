@@ -34,8 +34,9 @@ const sweeperVersioning = workflow.VersioningBehaviorPinned
 // the deployment has never had a current version: its first build. It reports whether it
 // did. It leaves alone a deployment that has a current version, one whose current version
 // an operator ever set (including back to unversioned workers, `set-current-version
-// --unversioned`, which looks like no current version), and one that ramps a version; and
-// it passes the conflict token of what it read, so a concurrent change wins. Every worker of
+// --unversioned`, which looks like no current version), one that ramps a version, and one
+// with a manager identity (a person or a controller that manages its routing); and it
+// passes the conflict token of what it read, so a concurrent change wins. Every worker of
 // a first build may call it: the first one sets it, the others find it set.
 //
 // The server lists a build once its workers poll, and refuses a current version without
@@ -78,7 +79,8 @@ func setCurrentOnce(ctx context.Context, h client.WorkerDeploymentHandle, deploy
 		return false, false, fmt.Errorf("pool: describe worker deployment %s: %w", deployment, err)
 	}
 	rc := d.Info.RoutingConfig
-	if rc.CurrentVersion != nil || !rc.CurrentVersionChangedTime.IsZero() || rc.RampingVersion != nil {
+	if rc.CurrentVersion != nil || !rc.CurrentVersionChangedTime.IsZero() || rc.RampingVersion != nil ||
+		d.Info.ManagerIdentity != "" {
 		return false, false, nil
 	}
 	listed := false

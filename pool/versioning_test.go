@@ -57,7 +57,7 @@ func (f *fakeDeployment) SetCurrentVersion(_ context.Context, o client.WorkerDep
 }
 
 // TestSetCurrentOnlyForAFirstBuild: the build is made current only when the deployment
-// never had a current version and ramps none; anything an operator did wins, and a build
+// never had a current version, ramps none and has no manager; anything an operator did wins, and a build
 // the server does not list yet, or a refusal (changed meanwhile, no pollers yet), is asked
 // again.
 func TestSetCurrentOnlyForAFirstBuild(t *testing.T) {
@@ -77,6 +77,11 @@ func TestSetCurrentOnlyForAFirstBuild(t *testing.T) {
 		{name: "a current version", fake: fakeDeployment{d: info(client.WorkerDeploymentRoutingConfig{CurrentVersion: v1}, listed)}},
 		{name: "rolled back to unversioned", fake: fakeDeployment{d: info(client.WorkerDeploymentRoutingConfig{CurrentVersionChangedTime: time.Now()}, listed)}},
 		{name: "ramping", fake: fakeDeployment{d: info(client.WorkerDeploymentRoutingConfig{RampingVersion: v1, RampingVersionPercentage: 10}, listed)}},
+		{name: "managed", fake: fakeDeployment{d: func() client.WorkerDeploymentDescribeResponse {
+			d := info(client.WorkerDeploymentRoutingConfig{}, listed)
+			d.Info.ManagerIdentity = "rollout-controller"
+			return d
+		}()}},
 		{name: "changed meanwhile", fake: fakeDeployment{d: info(client.WorkerDeploymentRoutingConfig{}, listed), setErr: serviceerror.NewFailedPrecondition("conflict token mismatch")}, retry: true, call: true},
 		{name: "not allowed", fake: fakeDeployment{d: info(client.WorkerDeploymentRoutingConfig{}, listed), setErr: serviceerror.NewPermissionDenied("no", "")}, call: true},
 	} {
