@@ -8,11 +8,13 @@ import (
 	"os"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/interceptors"
@@ -130,6 +132,27 @@ type Config struct {
 	// done. OIDCFLOW_SHUTDOWN_TIMEOUT; default 30s.
 	ShutdownTimeout time.Duration
 
+	// DeploymentName is the Temporal Worker Deployment this worker belongs to (Worker
+	// Deployment Versioning): every build of one pool shares it. It may not contain "." or
+	// ":" nor start with "__". Required with BuildID. OIDCFLOW_DEPLOYMENT_NAME; default none.
+	DeploymentName string
+	// BuildID names this worker's code within DeploymentName: an image tag or a commit, new
+	// for every build whose workflow code may differ. With a BuildID the worker is versioned:
+	// it gets the runs pinned to its build, and new runs and auto-upgrade runs once its build
+	// is the deployment's current version (`temporal worker deployment set-current-version`,
+	// or SetCurrentIfUnset). Workflow types run with the versioning behaviour they are
+	// registered with (workflow.RegisterOptions.VersioningBehavior), else
+	// DefaultVersioningBehavior. OIDCFLOW_BUILD_ID; default none: versioning off, the worker
+	// is unversioned and takes every task of TaskQueue, as a pool that never opted in does.
+	BuildID string
+	// SetCurrentIfUnset makes Run set this worker's build as the deployment's current version
+	// when the deployment has never had one (its first build): see SetCurrentIfUnset. It
+	// never replaces a current version, nor an operator's choice of unversioned workers, so
+	// it is safe on every worker; leave it off where unversioned workers still serve the
+	// queue and the move to versioned ones is the operator's to make. Needs BuildID.
+	// OIDCFLOW_DEPLOYMENT_SET_CURRENT_IF_UNSET; default false.
+	SetCurrentIfUnset bool
+
 	// The fields below are not read from the environment.
 
 	// IdentityWorkflows, when not empty, makes identity opt-in: only these workflow types
@@ -145,6 +168,17 @@ type Config struct {
 	// worker may set (interceptors.WorkerOptions.ListingSearchAttributes). Default none.
 	ListingSearchAttributes []interceptors.ListingKey
 	ListingMemo             []string
+	// DefaultVersioningBehavior is the versioning behaviour of the workflow types registered
+	// without one, when the worker is versioned (BuildID): workflow.VersioningBehaviorPinned
+	// or workflow.VersioningBehaviorAutoUpgrade. Pinned runs finish on the build they started
+	// on, so a code change never reaches them and needs no patching; their build's workers
+	// must run until the last of them ends. Auto-upgrade runs move to each new current build
+	// at their next workflow task, so every change to their code must be patched
+	// (workflow.GetVersion) and replay-tested. Choose per type with
+	// workflow.RegisterOptions.VersioningBehavior: pinned for runs of minutes, auto-upgrade
+	// for runs that outlive deploys. Ignored without BuildID. Default
+	// workflow.VersioningBehaviorPinned.
+	DefaultVersioningBehavior workflow.VersioningBehavior
 	// Sweeper is the workflow registered as workflows.SweeperWorkflow, which the pool's
 	// schedule runs. Default workflows.SessionSweeper (the token store's sweep); oidcflow's
 	// own worker sets workflows.Sweeper, which also drops database grants.
@@ -200,6 +234,13 @@ func FromLookup(lookup func(string) (string, bool)) (Config, error) {
 		}
 		*into = d
 	}
+	flag := func(name string, into *bool) {
+		b, err := env.Bool(name)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		*into = b
+	}
 	num := func(name string, into *int) {
 		n, err := env.Int(name)
 		if err != nil {
@@ -215,6 +256,8 @@ func FromLookup(lookup func(string) (string, bool)) (Config, error) {
 			dur(f.env, p)
 		case *int:
 			num(f.env, p)
+		case *bool:
+			flag(f.env, p)
 		}
 	}
 	if c.SweepInterval == 0 {
@@ -230,7 +273,7 @@ func FromLookup(lookup func(string) (string, bool)) (Config, error) {
 type field struct {
 	name string // Config field
 	env  string // environment variable (config.Vars)
-	ptr  any    // *string, *time.Duration or *int
+	ptr  any    // *string, *time.Duration, *int or *bool
 }
 
 // fields lists the Config fields read from the environment.
@@ -263,6 +306,9 @@ func (c *Config) fields() []field {
 		{"MaxConcurrentActivities", "OIDCFLOW_MAX_CONCURRENT_ACTIVITIES", &c.MaxConcurrentActivities},
 		{"MaxConcurrentWorkflowTasks", "OIDCFLOW_MAX_CONCURRENT_WORKFLOW_TASKS", &c.MaxConcurrentWorkflowTasks},
 		{"ShutdownTimeout", "OIDCFLOW_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout},
+		{"DeploymentName", "OIDCFLOW_DEPLOYMENT_NAME", &c.DeploymentName},
+		{"BuildID", "OIDCFLOW_BUILD_ID", &c.BuildID},
+		{"SetCurrentIfUnset", "OIDCFLOW_DEPLOYMENT_SET_CURRENT_IF_UNSET", &c.SetCurrentIfUnset},
 	}
 }
 
@@ -285,6 +331,9 @@ func (c Config) withDefaults() Config {
 				*p, _ = strconv.Atoi(def)
 			}
 		}
+	}
+	if c.DefaultVersioningBehavior == workflow.VersioningBehaviorUnspecified {
+		c.DefaultVersioningBehavior = workflow.VersioningBehaviorPinned
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -368,8 +417,50 @@ func (c Config) Validate() error {
 	if _, err := identity.ParseHierarchy(c.RoleHierarchy); err != nil {
 		bad("OIDCFLOW_ROLE_HIERARCHY", "RoleHierarchy", "cannot be used: %v", err)
 	}
+	c.validateVersioning(bad)
+	switch c.DefaultVersioningBehavior {
+	case workflow.VersioningBehaviorPinned, workflow.VersioningBehaviorAutoUpgrade:
+	default:
+		errs = append(errs, fmt.Errorf("%w: Config.DefaultVersioningBehavior is %d; use workflow.VersioningBehaviorPinned or workflow.VersioningBehaviorAutoUpgrade", ErrConfig, c.DefaultVersioningBehavior))
+	}
 	if c.Sweeper != nil && reflect.TypeOf(c.Sweeper).Kind() != reflect.Func {
 		errs = append(errs, fmt.Errorf("%w: Config.Sweeper is a %T, not a workflow function", ErrConfig, c.Sweeper))
 	}
 	return errors.Join(errs...)
+}
+
+// maxVersionPart bounds DeploymentName and BuildID (the server derives workflow ids from
+// both).
+const maxVersionPart = 255
+
+// validateVersioning checks the Worker Deployment Versioning settings as the server would,
+// before any network call.
+func (c Config) validateVersioning(bad func(env, field, format string, args ...any)) {
+	switch {
+	case c.BuildID != "" && c.DeploymentName == "":
+		bad("OIDCFLOW_DEPLOYMENT_NAME", "DeploymentName", "is required with OIDCFLOW_BUILD_ID=%s: name the Worker Deployment every build of this pool shares", c.BuildID)
+	case c.DeploymentName != "" && c.BuildID == "":
+		bad("OIDCFLOW_BUILD_ID", "BuildID", "is required with OIDCFLOW_DEPLOYMENT_NAME=%s: name this build (an image tag or a commit), or unset both to run unversioned", c.DeploymentName)
+	}
+	if c.SetCurrentIfUnset && c.BuildID == "" {
+		bad("OIDCFLOW_DEPLOYMENT_SET_CURRENT_IF_UNSET", "SetCurrentIfUnset", "needs OIDCFLOW_BUILD_ID: an unversioned worker has no version to make current")
+	}
+	if n := c.DeploymentName; n != "" {
+		switch {
+		case strings.ContainsAny(n, ".:"):
+			bad("OIDCFLOW_DEPLOYMENT_NAME", "DeploymentName", "is %q; it may not contain \".\" or \":\"", n)
+		case strings.HasPrefix(n, "__"):
+			bad("OIDCFLOW_DEPLOYMENT_NAME", "DeploymentName", "is %q; it may not start with \"__\"", n)
+		case len(n) > maxVersionPart:
+			bad("OIDCFLOW_DEPLOYMENT_NAME", "DeploymentName", "is %d bytes long; at most %d", len(n), maxVersionPart)
+		}
+	}
+	if id := c.BuildID; id != "" {
+		switch {
+		case strings.HasPrefix(id, "__"):
+			bad("OIDCFLOW_BUILD_ID", "BuildID", "is %q; it may not start with \"__\"", id)
+		case len(id) > maxVersionPart:
+			bad("OIDCFLOW_BUILD_ID", "BuildID", "is %d bytes long; at most %d", len(id), maxVersionPart)
+		}
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.temporal.io/sdk/workflow"
 )
 
 // lookup returns a lookup over vars only (no process environment, no env file).
@@ -51,6 +53,14 @@ func TestValidateNamesTheVariable(t *testing.T) {
 		{"OIDCFLOW_CLAIMS", "Claims", func(c *Config) { c.Claims = "azure" }},
 		{"OIDCFLOW_CLAIMS", "Claims", func(c *Config) { c.Claims = "auth0" }},
 		{"OIDCFLOW_ROLE_HIERARCHY", "RoleHierarchy", func(c *Config) { c.RoleHierarchy = "{" }},
+		{"OIDCFLOW_DEPLOYMENT_NAME", "DeploymentName", func(c *Config) { c.BuildID = "v2" }},
+		{"OIDCFLOW_BUILD_ID", "BuildID", func(c *Config) { c.DeploymentName = "oidcflow" }},
+		{"OIDCFLOW_DEPLOYMENT_NAME", "DeploymentName", func(c *Config) { c.DeploymentName, c.BuildID = "oidcflow.eu", "v2" }},
+		{"OIDCFLOW_DEPLOYMENT_NAME", "DeploymentName", func(c *Config) { c.DeploymentName, c.BuildID = "oidcflow:eu", "v2" }},
+		{"OIDCFLOW_DEPLOYMENT_NAME", "DeploymentName", func(c *Config) { c.DeploymentName, c.BuildID = "__oidcflow", "v2" }},
+		{"OIDCFLOW_BUILD_ID", "BuildID", func(c *Config) { c.DeploymentName, c.BuildID = "oidcflow", "__unversioned__" }},
+		{"OIDCFLOW_BUILD_ID", "BuildID", func(c *Config) { c.DeploymentName, c.BuildID = "oidcflow", strings.Repeat("b", 256) }},
+		{"OIDCFLOW_DEPLOYMENT_SET_CURRENT_IF_UNSET", "SetCurrentIfUnset", func(c *Config) { c.SetCurrentIfUnset = true }},
 	} {
 		c := valid()
 		tc.mod(&c)
@@ -65,6 +75,16 @@ func TestValidateNamesTheVariable(t *testing.T) {
 	}
 	if err := valid().Validate(); err != nil {
 		t.Fatalf("a valid config: %v", err)
+	}
+	versioned := valid()
+	versioned.DeploymentName, versioned.BuildID, versioned.SetCurrentIfUnset = "oidcflow", "2026.05.1-3f2a9c1", true
+	versioned.DefaultVersioningBehavior = workflow.VersioningBehaviorAutoUpgrade
+	if err := versioned.Validate(); err != nil {
+		t.Errorf("a versioned config: %v", err)
+	}
+	versioned.DefaultVersioningBehavior = 7
+	if err := versioned.Validate(); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "Config.DefaultVersioningBehavior") {
+		t.Errorf("an unknown versioning behaviour: %v", err)
 	}
 	off := valid()
 	off.SweepInterval = -1
@@ -98,8 +118,16 @@ func TestFromLookup(t *testing.T) {
 	if c, _ := FromLookup(lookup("OIDCFLOW_SWEEP_INTERVAL", "0")); c.SweepInterval >= 0 {
 		t.Errorf("OIDCFLOW_SWEEP_INTERVAL=0 gave %s, want negative (off)", c.SweepInterval)
 	}
+	if c.BuildID != "" || c.DeploymentName != "" || c.SetCurrentIfUnset {
+		t.Errorf("versioning is on by default: %+v", c)
+	}
+	c, err = FromLookup(lookup("OIDCFLOW_DEPLOYMENT_NAME", "oidcflow", "OIDCFLOW_BUILD_ID", "v2",
+		"OIDCFLOW_DEPLOYMENT_SET_CURRENT_IF_UNSET", "true"))
+	if err != nil || c.DeploymentName != "oidcflow" || c.BuildID != "v2" || !c.SetCurrentIfUnset {
+		t.Errorf("versioning settings: %+v, %v", c, err)
+	}
 	for _, bad := range [][2]string{{"OIDCFLOW_LEEWAY", "soon"}, {"OIDCFLOW_MAX_BACKLOG", "1"},
-		{"OIDCFLOW_MAX_CONCURRENT_ACTIVITIES", "many"}} {
+		{"OIDCFLOW_MAX_CONCURRENT_ACTIVITIES", "many"}, {"OIDCFLOW_DEPLOYMENT_SET_CURRENT_IF_UNSET", "yes please"}} {
 		_, err := FromLookup(lookup(bad[0], bad[1]))
 		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), bad[0]) {
 			t.Errorf("%s=%s: %v", bad[0], bad[1], err)
@@ -128,6 +156,10 @@ func TestDefaultsMatchConfigVars(t *testing.T) {
 		case *time.Duration:
 			if *g != *want.(*time.Duration) {
 				t.Errorf("%s: default %s, FromEnv %s", f.name, *g, *want.(*time.Duration))
+			}
+		case *bool:
+			if *g != *want.(*bool) {
+				t.Errorf("%s: default %t, FromEnv %t", f.name, *g, *want.(*bool))
 			}
 		}
 	}

@@ -28,6 +28,24 @@
 // Starters dial Temporal with package login (or interceptors.Dial) and the pool's public
 // envelope key; they never need Vault.
 //
+// # Versions
+//
+// Config.DeploymentName and Config.BuildID (OIDCFLOW_DEPLOYMENT_NAME, OIDCFLOW_BUILD_ID) turn
+// on Temporal's Worker Deployment Versioning: the worker polls as that build of that Worker
+// Deployment. The server sends new runs, and the next workflow task of auto-upgrade runs, to
+// the deployment's current version, and keeps each pinned run on the build it started on.
+// Register each workflow type with the behaviour that suits how long its runs live
+// (workflow.RegisterOptions.VersioningBehavior); types registered without one take
+// Config.DefaultVersioningBehavior, pinned by default. The sweeper is pinned. Without a
+// BuildID the worker is unversioned, and the behaviours are ignored.
+//
+// An operator rolls a new build by starting its workers next to the old ones, making it
+// current (`temporal worker deployment set-current-version --deployment-name NAME
+// --build-id NEW`), and stopping the old ones once `temporal worker deployment
+// describe-version --deployment-name NAME --build-id OLD` reports them drained. The first
+// build of a deployment can make itself current (Config.SetCurrentIfUnset,
+// SetCurrentIfUnset).
+//
 // # Vault layout
 //
 // Everything lives in one KV v2 mount (Config.VaultKVMount, OIDCFLOW_VAULT_KV_MOUNT, default

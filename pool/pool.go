@@ -185,8 +185,9 @@ type Pool struct {
 }
 
 // New builds a pool member from cfg: NewParts, then it dials Temporal as the worker, creates
-// the worker on cfg.TaskQueue and registers the session activities and the sweeper workflow
-// (cfg.Sweeper). Nothing polls until Run. Close releases it.
+// the worker on cfg.TaskQueue (versioned as build cfg.BuildID of cfg.DeploymentName when
+// cfg.BuildID is set) and registers the session activities and the sweeper workflow
+// (cfg.Sweeper, pinned). Nothing polls until Run. Close releases it.
 func New(ctx context.Context, cfg Config) (*Pool, error) {
 	parts, err := NewParts(ctx, cfg)
 	if err != nil {
@@ -202,6 +203,7 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 		MaxConcurrentActivityExecutionSize:     cfg.MaxConcurrentActivities,
 		MaxConcurrentWorkflowTaskExecutionSize: cfg.MaxConcurrentWorkflowTasks,
 		WorkerStopTimeout:                      cfg.ShutdownTimeout,
+		DeploymentOptions:                      cfg.deploymentOptions(),
 	}
 	if cfg.Hooks.Worker != nil {
 		cfg.Hooks.Worker(&wo)
@@ -211,7 +213,9 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	if sweeper == nil {
 		sweeper = workflows.SessionSweeper
 	}
-	p.Worker.RegisterWorkflowWithOptions(sweeper, workflow.RegisterOptions{Name: workflows.SweeperWorkflow})
+	p.Worker.RegisterWorkflowWithOptions(sweeper, workflow.RegisterOptions{
+		Name: workflows.SweeperWorkflow, VersioningBehavior: sweeperVersioning,
+	})
 	p.Worker.RegisterActivity(p.SessionActivities)
 	p.leftovers.runs = activities.TemporalRuns{Client: p.Client}
 	return p, nil
@@ -220,7 +224,9 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 // Run creates or updates the pool's sweeper schedule (EnsureSweeperSchedule, unless
 // Config.SweepInterval is negative), keeps the worker's Vault token alive, starts polling and
 // blocks until ctx is done; then it stops, letting in-flight activities finish within
-// Config.ShutdownTimeout. It returns nil after a clean stop.
+// Config.ShutdownTimeout. It returns nil after a clean stop. With Config.SetCurrentIfUnset,
+// once polling it makes its build the deployment's current version if the deployment never
+// had one (SetCurrentIfUnset); a failure there is logged, not returned.
 func (p *Pool) Run(ctx context.Context) error {
 	if every := p.cfg.SweepInterval; every > 0 {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -242,6 +248,10 @@ func (p *Pool) Run(ctx context.Context) error {
 	}()
 	if err := p.Worker.Start(); err != nil {
 		return fmt.Errorf("pool: start worker: %w", err)
+	}
+	if p.cfg.BuildID != "" {
+		done := p.announceVersion(ctx)
+		defer func() { <-done }()
 	}
 	<-ctx.Done()
 	p.Worker.Stop() // drains in-flight activities for up to WorkerStopTimeout

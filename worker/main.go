@@ -3,7 +3,9 @@
 // Run several on one task queue to form a pool. Configuration comes from environment
 // variables (see the README's table); the HTTP listener serves /metrics, /healthz and
 // /readyz. SIGTERM or SIGINT drains in-flight activities for up to
-// OIDCFLOW_SHUTDOWN_TIMEOUT, then exits.
+// OIDCFLOW_SHUTDOWN_TIMEOUT, then exits. With OIDCFLOW_BUILD_ID (and
+// OIDCFLOW_DEPLOYMENT_NAME) it runs as that build of a Temporal Worker Deployment: roll a
+// new build as the README's "Deploying a new version" shows.
 package main
 
 import (
@@ -60,9 +62,13 @@ func run() error {
 	go srv.Serve(ln)
 	defer srv.Close()
 
-	logger.Info("worker starting", "task_queue", env.String("OIDCFLOW_TASK_QUEUE"),
+	version := []any{"versioning", "off"}
+	if id := env.String("OIDCFLOW_BUILD_ID"); id != "" {
+		version = []any{"deployment", env.String("OIDCFLOW_DEPLOYMENT_NAME"), "build_id", id}
+	}
+	logger.Info("worker starting", append([]any{"task_queue", env.String("OIDCFLOW_TASK_QUEUE"),
 		"temporal", env.String("TEMPORAL_ADDRESS"), "namespace", env.String("TEMPORAL_NAMESPACE"),
-		"http", ln.Addr().String())
+		"http", ln.Addr().String()}, version...)...)
 	ready.Store(true)
 	go func() {
 		<-ctx.Done()

@@ -32,6 +32,9 @@ type WorkerOptions struct {
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 	// Register adds more workflows and activities (tests register the conformance set).
+	// A workflow type registered without a versioning behaviour
+	// (workflow.RegisterOptions.VersioningBehavior) is pinned when the worker is versioned
+	// (pool.Config.DefaultVersioningBehavior).
 	Register func(worker.Registry)
 	// AllowAnonymous lists more workflow types that may run without identity. Default none;
 	// workflows.SweeperWorkflow, which the pool's schedule starts, is always allowed.
@@ -104,6 +107,30 @@ func NewWorker(ctx context.Context, opts WorkerOptions) (w *Worker, err error) {
 	return w, nil
 }
 
+// Versioning is the Worker Deployment Versioning behaviour of each of oidcflow's workflow
+// types, which the worker uses when it is versioned (OIDCFLOW_BUILD_ID; ignored otherwise).
+// The pool registers its sweeper pinned itself.
+//
+// Auto-upgrade: AccessRequest, InvoiceApproval and KeepAlive wait hours to weeks (approvals,
+// grants that last their duration, sessions kept fresh for days). Pinned, each would keep
+// its build's workers alive until it ended, and a grant or session would be revoked, and a
+// fresh token checked, by code that may be weeks old: the fix of a revocation bug would not
+// reach the runs that hold grants. Auto-upgrade moves them to each new current build at
+// their next workflow task, so whatever code is current revokes and re-checks. The price:
+// every change to their workflow code must be patched with workflow.GetVersion (the old
+// branch kept until no run needs it) and pass `make replay-check` against the saved
+// histories and the open runs before it is deployed.
+//
+// Pinned: AdminTask (and the Sweeper) run for seconds to minutes; a run finishes on the
+// build it started on, so their code may change freely between builds, and the old build
+// drains within minutes.
+var Versioning = map[string]workflow.VersioningBehavior{
+	workflows.AccessRequestWorkflow:   workflow.VersioningBehaviorAutoUpgrade,
+	workflows.InvoiceApprovalWorkflow: workflow.VersioningBehaviorAutoUpgrade,
+	workflows.KeepAliveWorkflow:       workflow.VersioningBehaviorAutoUpgrade,
+	workflows.AdminTaskWorkflow:       workflow.VersioningBehaviorPinned,
+}
+
 // register adds oidcflow's workflows and activities (and the caller's extras).
 func (w *Worker) register(ctx context.Context, env *config.Env, logger *slog.Logger, extra func(worker.Registry)) error {
 	if logger == nil {
@@ -116,7 +143,7 @@ func (w *Worker) register(ctx context.Context, env *config.Env, logger *slog.Log
 		workflows.AdminTaskWorkflow:       workflows.NewAdminTask(workflows.AdminTaskOptions{AdminRole: adminRole}),
 		workflows.KeepAliveWorkflow:       workflows.KeepAlive,
 	} {
-		w.Worker.RegisterWorkflowWithOptions(fn, workflow.RegisterOptions{Name: name})
+		w.Worker.RegisterWorkflowWithOptions(fn, workflow.RegisterOptions{Name: name, VersioningBehavior: Versioning[name]})
 	}
 	if pgURL := env.String("OIDCFLOW_POSTGRES_URL"); pgURL != "" {
 		db, err := pgxpool.New(ctx, pgURL)

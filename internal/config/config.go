@@ -62,6 +62,9 @@ var Vars = []Var{
 	{"OIDCFLOW_HTTP_ADDR", "127.0.0.1:9090", "worker's metrics (/metrics) and health (/healthz, /readyz) listener", false},
 	{"OIDCFLOW_MAX_CONCURRENT_ACTIVITIES", "0", "worker's max concurrent activity executions (0: SDK default)", false},
 	{"OIDCFLOW_MAX_CONCURRENT_WORKFLOW_TASKS", "0", "worker's max concurrent workflow task executions (0: SDK default)", false},
+	{"OIDCFLOW_DEPLOYMENT_NAME", "", "Temporal Worker Deployment the worker belongs to (Worker Deployment Versioning; no `.` or `:`); required with OIDCFLOW_BUILD_ID", false},
+	{"OIDCFLOW_BUILD_ID", "", "this worker's build within OIDCFLOW_DEPLOYMENT_NAME (an image tag or commit); set, the worker is versioned and gets only the runs Temporal routes to its build (see \"Deploying a new version\"); empty: versioning off, the worker takes every task of its queue", false},
+	{"OIDCFLOW_DEPLOYMENT_SET_CURRENT_IF_UNSET", "false", "`true`: when the deployment has never had a current version (its first build), the worker makes its own build current; it never replaces a current version or an operator's choice (dev and first deploys)", false},
 	{"OIDCFLOW_SHUTDOWN_TIMEOUT", "30s", "how long a stopping worker (SIGTERM) lets in-flight activities finish", false},
 	{"OIDCFLOW_LOG_FORMAT", "json", "`json` or `text`", false},
 	{"OIDCFLOW_LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`", false},
@@ -172,6 +175,15 @@ func (e *Env) Duration(name string) (time.Duration, error) {
 		return 0, fmt.Errorf("config: %s: %w", name, err)
 	}
 	return d, nil
+}
+
+// Bool parses a boolean variable (strconv.ParseBool: true, false, 1, 0, ...).
+func (e *Env) Bool(name string) (bool, error) {
+	b, err := strconv.ParseBool(e.String(name))
+	if err != nil {
+		return false, fmt.Errorf("config: %s: %w (want true or false)", name, err)
+	}
+	return b, nil
 }
 
 // Int parses an integer variable.

@@ -60,7 +60,7 @@ func TestREADMETable(t *testing.T) {
 }
 
 // read matches the ways oidcflow's code reads an environment variable.
-var read = regexp.MustCompile(`(?:(?:String|Required|Duration|Int|Getenv|LookupEnv)\(|(?:Setting|Env)[A-Za-z]* *= *)"((?:OIDCFLOW|TEMPORAL|VAULT)_[A-Z0-9_]+)"`)
+var read = regexp.MustCompile(`(?:(?:String|Required|Duration|Int|Bool|Getenv|LookupEnv)\(|(?:Setting|Env)[A-Za-z]* *= *)"((?:OIDCFLOW|TEMPORAL|VAULT)_[A-Z0-9_]+)"`)
 
 // TestEveryVariableIsDocumented checks that each variable the code reads is in Vars (and so
 // in the README's table).

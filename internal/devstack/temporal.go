@@ -14,8 +14,20 @@ import (
 	"go.temporal.io/sdk/client"
 )
 
-// temporal runs `temporal server start-dev` with a SQLite file, the oidcflow namespace and
-// the search attributes of SearchAttributes.
+// DynamicConfig holds the dev server's dynamic config values (JSON) beyond the CLI's own.
+// Worker Deployment Versioning needs none turned on: server 1.29 has
+// system.enableDeploymentVersions and frontend.workerVersioningWorkflowAPIs on by default. A
+// build that stopped being current is first checked for drainage (no open run pinned to it)
+// a grace period later, then at an interval, minutes each by default; seconds here, so that a
+// roll to a new build can be watched, and tested, to the end. The grace period covers the
+// delay of visibility, which a single SQLite server does not have.
+var DynamicConfig = map[string]string{
+	"matching.wv.VersionDrainageStatusVisibilityGracePeriod": `"10s"`,
+	"matching.wv.VersionDrainageStatusRefreshInterval":       `"5s"`,
+}
+
+// temporal runs `temporal server start-dev` with a SQLite file, the oidcflow namespace,
+// the search attributes of SearchAttributes and DynamicConfig.
 func (l *Launcher) temporal() *service {
 	s := &service{name: "temporal", binary: l.path("temporal", "temporal.db"), ports: []int{PortTemporal, PortTemporalUI}, stopSig: syscall.SIGTERM}
 	s.prepare = func(context.Context) error { return os.MkdirAll(l.path("temporal"), 0o755) }
@@ -38,6 +50,14 @@ func (l *Launcher) temporal() *service {
 		sort.Strings(names)
 		for _, n := range names {
 			argv = append(argv, "--search-attribute", n+"="+SearchAttributes[n])
+		}
+		keys := make([]string, 0, len(DynamicConfig))
+		for k := range DynamicConfig {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			argv = append(argv, "--dynamic-config-value", k+"="+DynamicConfig[k])
 		}
 		return argv, baseEnv(), nil, nil
 	}
