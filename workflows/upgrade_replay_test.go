@@ -34,13 +34,13 @@ func TestReplayEarlierReleaseHistories(t *testing.T) {
 		t.Fatal("no testdata/release-* folder: record one with OIDCFLOW_UPDATE_TESTDATA=1 go test -run TestUpgrade ./internal/upgrade")
 	}
 	for _, dir := range dirs {
-		raw, err := os.ReadFile(filepath.Join(dir, "index.json"))
+		raw, err := os.ReadFile(filepath.Join(dir, "histories.json"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		var saved []struct {
 			File       string `json:"file"`
-			Workflow   string `json:"workflow"`
+			Workflow   string `json:"workflow_type"`
 			WorkflowID string `json:"workflow_id"`
 			RunID      string `json:"run_id"`
 		}

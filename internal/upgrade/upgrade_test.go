@@ -691,7 +691,7 @@ func random() string {
 
 // saveHistories writes, with OIDCFLOW_UPDATE_TESTDATA=1, the histories the earlier release
 // recorded (its worker stopped, so no task is in flight) to
-// workflows/testdata/release-<commit>/<name>.json and names them in index.json there, for
+// workflows/testdata/release-<commit>/<name>.json and names them in histories.json there (the replay gate's index), for
 // TestReplayEarlierReleaseHistories. A workflow id ending in "#first" saves its first run.
 func saveHistories(ctx context.Context, t *testing.T, c client.Client, commit string, runs map[string]string) {
 	t.Helper()
@@ -701,7 +701,7 @@ func saveHistories(ctx context.Context, t *testing.T, c client.Client, commit st
 	}
 	type entry struct {
 		File       string `json:"file"`
-		Workflow   string `json:"workflow"`
+		Workflow   string `json:"workflow_type"`
 		WorkflowID string `json:"workflow_id"`
 		RunID      string `json:"run_id"`
 	}
@@ -732,7 +732,7 @@ func saveHistories(ctx context.Context, t *testing.T, c client.Client, commit st
 		index = append(index, entry{File: file, Workflow: info.GetType().GetName(), WorkflowID: id, RunID: run})
 	}
 	b, _ := json.MarshalIndent(index, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, "index.json"), append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "histories.json"), append(b, '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("saved %d histories of %.12s in %s", len(index), commit, dir)
