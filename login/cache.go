@@ -1,10 +1,12 @@
 package login
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -14,6 +16,11 @@ import (
 
 // FileName is the cache file's name inside its folder.
 const FileName = "tokens.json"
+
+// CacheFormat is the format of the cache file Save writes, in its "format" member. A file
+// without one (written before formats were numbered) is format 1 too: the same members.
+// Load refuses a file of a newer format (*CacheFormatError).
+const CacheFormat = 1
 
 // Sentinel errors. Messages say what to do; none holds a token.
 var (
@@ -25,7 +32,35 @@ var (
 	// ErrIdPUnreachable: the IdP's token endpoint could not be reached or answered with a
 	// server error; the cached session is left as it was.
 	ErrIdPUnreachable = errors.New("login: identity provider unreachable")
+	// ErrUnsupportedFormat: the cache file is in a format newer than this build reads, so a
+	// newer version of the program wrote it. Nothing is read from it: its tokens are not
+	// used, refreshed or revoked, and the file is not written. Errors wrapping it are
+	// *CacheFormatError.
+	ErrUnsupportedFormat = errors.New("login: the session cache is in a newer format than this build reads")
 )
+
+// CacheFormatError reports a cache file of a format this build does not read. It wraps
+// ErrUnsupportedFormat. It says what happened; what to do (upgrade, or log in again, which
+// replaces the file) is the program's advice to give.
+type CacheFormatError struct {
+	// Path is the cache file.
+	Path string
+	// Format is the file's format, -1 when it is not a whole number; Newest is the newest
+	// format this build reads (CacheFormat).
+	Format, Newest int
+}
+
+func (e *CacheFormatError) Error() string {
+	format := fmt.Sprint("format ", e.Format)
+	if e.Format < 0 {
+		format = "an unknown format"
+	}
+	return fmt.Sprintf("login: %s is in %s, and this build reads formats up to %d: a newer version wrote it; "+
+		"it was not read, refreshed, revoked or changed", e.Path, format, e.Newest)
+}
+
+// Is makes errors.Is(err, ErrUnsupportedFormat) true.
+func (e *CacheFormatError) Is(target error) bool { return target == ErrUnsupportedFormat }
 
 // SessionExpiredError says why a session cannot be used any more.
 type SessionExpiredError struct {
@@ -118,7 +153,8 @@ func NewCache(opts CacheOptions) (*Cache, error) {
 func (c *Cache) Path() string { return c.path }
 
 // Load reads the session; ErrNotLoggedIn when there is none. A file readable by others is
-// refused (and left alone) so that a leaked copy is noticed.
+// refused (and left alone) so that a leaked copy is noticed, and so is a file of a format
+// newer than CacheFormat (*CacheFormatError). A file without a format is format 1.
 func (c *Cache) Load() (Session, error) {
 	var s Session
 	fi, err := os.Stat(c.path)
@@ -136,9 +172,18 @@ func (c *Cache) Load() (Session, error) {
 	if err != nil {
 		return s, fmt.Errorf("login: %w", err)
 	}
-	if err := json.Unmarshal(b, &s); err != nil {
-		// The JSON error text may quote bytes of the file; keep only its position.
+	// The format first: a file of a newer format may not even decode as this build's.
+	var head struct {
+		Format any `json:"format"`
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	if err := d.Decode(&head); err != nil || json.Unmarshal(b, &s) != nil {
+		// The JSON error text may quote bytes of the file: none of it is kept.
 		return Session{}, fmt.Errorf("login: %s is not valid JSON; log in again to replace it", c.path)
+	}
+	if f := cacheFormat(head.Format); f < 0 || f > CacheFormat {
+		return Session{}, &CacheFormatError{Path: c.path, Format: f, Newest: CacheFormat}
 	}
 	if s.AccessToken == "" && s.RefreshToken == "" {
 		return Session{}, ErrNotLoggedIn
@@ -153,7 +198,7 @@ func (c *Cache) Save(s Session) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
-	b, err := json.MarshalIndent(s, "", "  ")
+	b, err := json.MarshalIndent(cacheFile{Format: CacheFormat, Session: s}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("login: encode: %w", err)
 	}
@@ -186,6 +231,29 @@ func (c *Cache) Save(s Session) error {
 	}
 	ok = true
 	return nil
+}
+
+// cacheFile is what Save writes: the session with its format.
+type cacheFile struct {
+	Format int `json:"format"`
+	Session
+}
+
+// cacheFormat returns the format a cache file's "format" member names: 1 when there is none,
+// -1 when it is not a whole number.
+func cacheFormat(v any) int {
+	switch f := v.(type) {
+	case nil:
+		return 1
+	case json.Number:
+		n, err := f.Int64()
+		if err != nil || n < 0 || n > math.MaxInt32 {
+			return -1
+		}
+		return int(n)
+	default:
+		return -1
+	}
 }
 
 // Delete removes the cache (and its lock file). Deleting a missing cache is not an error.

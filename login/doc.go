@@ -9,7 +9,9 @@
 //
 // The session lives in one JSON file (Cache), by default in the user's config folder
 // (os.UserConfigDir()/oidcflow/tokens.json, where `starter login` writes it), mode 0600 in a
-// 0700 folder, written atomically (temp file + rename). Login runs the authorization code
+// 0700 folder, written atomically (temp file + rename), with its format (CacheFormat). A
+// file of a newer format, which a newer version wrote, is not read at all: no token of it is
+// used, refreshed or revoked (ErrUnsupportedFormat). Login runs the authorization code
 // flow with PKCE and saves a new one. A TokenSource refreshes the session through the IdP
 // when its access or ID token is about to expire and writes the rotated refresh token back
 // before it returns, because a refresh token is single-use at most IdPs (Ory Hydra revokes

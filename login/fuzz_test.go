@@ -14,6 +14,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte(`{"access_token": "secret-tok`))
 	f.Add([]byte(`{"expiry":"not a time","access_token":"secret-tok"}`))
 	f.Add([]byte{0xff, 0xfe, '{'})
+	f.Add([]byte(`{"format":2,"access_token":"secret-tok","refresh_token":"secret-tok"}`))
+	f.Add([]byte(`{"format":"1","access_token":"secret-tok"}`))
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p := filepath.Join(dir, FileName)

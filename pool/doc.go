@@ -65,8 +65,9 @@
 //	                              facts needed to refresh and re-check them.
 //	sessions/holders/<id>         the runs that hold session <id> (tokenstore.SharedSessions).
 //	sessions/pool/session-id-key  SessionIDKeyPath: "key", 32 random bytes in base64, the MAC
-//	                              key that maps a refresh token to its session id. Written
-//	                              once, create-only, and never rotated: see LoadSessionIDKey.
+//	                              key that maps a refresh token to its session id, and
+//	                              "format" (SessionIDKeyFormat). Written once, create-only,
+//	                              and never rotated: see LoadSessionIDKey.
 //	onetime/<hour>/<id>           envelopes and references the pool honoured once
 //	                              (tokenstore.OneTime).
 //

@@ -94,6 +94,11 @@ func SeedEnvelopeKeys(ctx context.Context, c *vault.Client, mount, path, keyID s
 // package documentation's Vault layout).
 const SessionIDKeyPath = "sessions/pool/session-id-key"
 
+// SessionIDKeyFormat is the format of the session-id key record LoadSessionIDKey creates, in
+// its "format" member. A record without one (seeded before formats were numbered) is format
+// 1 too: the same "key". LoadSessionIDKey refuses a record of a newer format.
+const SessionIDKeyFormat = 1
+
 // sessionIDKeySize is the length of the session-id key in bytes.
 const sessionIDKeySize = tokenstore.MinSessionIDKeySize
 
@@ -111,6 +116,11 @@ const sessionIDKeySize = tokenstore.MinSessionIDKeySize
 // creates the envelope keys. There is no rotation: a new key would move every live refresh
 // token to a second session. To replace it, drain the pool (no live sessions), delete the
 // secret, and let the next worker create one.
+//
+// The record is {"format": SessionIDKeyFormat, "key": "<base64>"}. One of a newer format (a
+// newer worker of the pool wrote it) fails with a *tokenstore.FormatError, and the worker
+// must not start: with the key read otherwise than the newer workers read it, it would give
+// refresh tokens other session ids than they do. Nothing is written over it.
 func LoadSessionIDKey(ctx context.Context, c *vault.Client, mount, path string, seed []byte) ([]byte, error) {
 	kv := c.KVv2(mount)
 	key, err := readSessionIDKey(ctx, kv, mount, path)
@@ -121,11 +131,12 @@ func LoadSessionIDKey(ctx context.Context, c *vault.Client, mount, path string, 
 	if err != nil {
 		return nil, fmt.Errorf("pool: derive the session-id key: %w", err)
 	}
-	_, werr := kv.Put(ctx, path, map[string]any{"key": base64.StdEncoding.EncodeToString(derived)}, vault.WithCheckAndSet(0))
+	_, werr := kv.Put(ctx, path, map[string]any{"format": SessionIDKeyFormat, "key": base64.StdEncoding.EncodeToString(derived)},
+		vault.WithCheckAndSet(0))
 	// Whether this write won or lost (check-and-set, or 403 where the policy lets workers
 	// only create), the stored key is the pool's.
 	key, err = readSessionIDKey(ctx, kv, mount, path)
-	if err != nil && werr != nil {
+	if err != nil && werr != nil && !errors.Is(err, tokenstore.ErrUnsupportedFormat) {
 		return nil, fmt.Errorf("pool: create the session-id key at %s/%s (seed it, or let workers create %s): %w", mount, path, path, werr)
 	}
 	return key, err
@@ -138,6 +149,9 @@ func readSessionIDKey(ctx context.Context, kv *vault.KVv2, mount, path string) (
 			return nil, err
 		}
 		return nil, fmt.Errorf("pool: read the session-id key at %s/%s: %w", mount, path, err)
+	}
+	if err := tokenstore.CheckStoredFormat("the session-id key at "+mount+"/"+path, sec.Data["format"], SessionIDKeyFormat); err != nil {
+		return nil, fmt.Errorf("pool: %w", err)
 	}
 	text, _ := sec.Data["key"].(string)
 	key, err := base64.StdEncoding.DecodeString(text)

@@ -20,6 +20,12 @@ import (
 // MinSessionIDKeySize is the shortest session-id key SharedSessions takes, in bytes.
 const MinSessionIDKeySize = 32
 
+// HolderListFormat is the format of the holder lists SharedSessions writes, in their
+// "format" member. A list without one (written before formats were numbered) is format 1
+// too: the same members. SharedSessions neither reads nor writes a list of a newer format
+// (*FormatError).
+const HolderListFormat = 1
+
 // SessionRefresher is what SharedSessions needs of a *Refresher.
 type SessionRefresher interface {
 	Fresh(ctx context.Context, sessionID string) (Session, error)
@@ -55,8 +61,10 @@ type SharedSessionsOptions struct {
 // provider's reuse detection, which ends the whole chain. So every deposit of one refresh
 // token lands in one session, whose id is an HMAC-SHA256 of that token under the pool's
 // session-id key (SessionID), and the runs that share it are listed as its holders: one KV v2
-// secret per session at <mount>/data/<HoldersPrefix>/<id>, {"holders": [...]}, written with
-// check-and-set. The last holder to leave revokes the refresh token at the identity provider
+// secret per session at <mount>/data/<HoldersPrefix>/<id>, {"format": HolderListFormat,
+// "holders": [...]}, written with check-and-set. A holder list of a newer format (a newer
+// worker of the pool wrote it) is neither read nor written: whatever needs it fails with a
+// *FormatError, and its session is not ended here. The last holder to leave revokes the refresh token at the identity provider
 // (RFC 7009) and destroys the session. Sweep ends the sessions of runs that never left.
 //
 // Not done: a holder is not checked against Temporal when it is added (the caller, the worker
@@ -180,7 +188,8 @@ func (s *SharedSessions) CurrentIDToken(ctx context.Context, sessionID string) (
 
 // End releases holder's hold on the session; when no holder is left, it revokes the refresh
 // token at the identity provider and destroys the session and its holder list. Ending a hold
-// that is not there is not an error (a retry).
+// that is not there is not an error (a retry). A holder list of a newer format fails it with
+// a *FormatError before anything is written or revoked.
 func (s *SharedSessions) End(ctx context.Context, sessionID, holder string) error {
 	if err := ValidateSessionID(sessionID); err != nil {
 		return err
@@ -203,7 +212,8 @@ func (s *SharedSessions) End(ctx context.Context, sessionID, holder string) erro
 	return nil
 }
 
-// Holders returns the holders of the session, in the order they joined.
+// Holders returns the holders of the session, in the order they joined; a *FormatError when
+// its holder list is of a newer format.
 func (s *SharedSessions) Holders(ctx context.Context, sessionID string) ([]string, error) {
 	if err := ValidateSessionID(sessionID); err != nil {
 		return nil, err
@@ -226,6 +236,11 @@ func (s *SharedSessions) holders(ctx context.Context, sid string) (holderList, e
 	}
 	if err != nil {
 		return holderList{}, classifyVaultError("read", "holders of session "+sid, err)
+	}
+	// A list of a newer format may name its holders otherwise: read as this build's, its
+	// holders would look gone, and the session would be revoked under them.
+	if err := CheckStoredFormat("holder list of session "+sid, sec.Data["format"], HolderListFormat); err != nil {
+		return holderList{}, err
 	}
 	var h holderList
 	if raw, ok := sec.Data["holders"].([]any); ok {
@@ -258,7 +273,7 @@ func (s *SharedSessions) hold(ctx context.Context, sid, holder string, add bool)
 		default:
 			h.list = slices.DeleteFunc(h.list, func(v string) bool { return v == holder })
 		}
-		_, err = s.store.kv.Put(ctx, s.path(sid), map[string]any{"holders": h.list}, vault.WithCheckAndSet(h.version))
+		_, err = s.store.kv.Put(ctx, s.path(sid), map[string]any{"format": HolderListFormat, "holders": h.list}, vault.WithCheckAndSet(h.version))
 		if err == nil {
 			return true, nil
 		}
@@ -281,18 +296,39 @@ type WorkflowStates interface {
 // how many sessions it ended. A hold is a workflow id, or an update of one ("<workflow
 // id>/update/<update id>"): both go once the workflow is closed. A hold of a workflow
 // Temporal does not know is left alone, and so is a holder list that is empty (a deposit in
-// flight). On an error it stops; the next Sweep continues.
+// flight).
+//
+// A session whose holder list or record is of a newer format (a newer worker of the pool
+// wrote it) is skipped: not revoked, nothing written. The sweep goes on with the other
+// sessions and then returns the count with an error wrapping the first *FormatError and
+// saying how many were skipped, so that the sweep fails visibly and is retried (on a newer
+// worker, when the pool has one) instead of those sessions being left silently. On any other
+// error it stops at once; the next Sweep continues.
 func (s *SharedSessions) Sweep(ctx context.Context, runs WorkflowStates) (int, error) {
 	keys, err := listFolder(ctx, s.store.client, s.store.mount, s.prefix, "session holders")
 	if err != nil {
 		return 0, err
 	}
-	ended := 0
+	ended, skipped := 0, 0
+	var first error
+	skip := func(err error) bool {
+		if !errors.Is(err, ErrUnsupportedFormat) {
+			return false
+		}
+		if skipped++; first == nil {
+			first = err
+		}
+		return true
+	}
+sessions:
 	for _, sid := range keys {
 		if strings.HasSuffix(sid, "/") || ValidateSessionID(sid) != nil {
 			continue
 		}
 		h, err := s.holders(ctx, sid)
+		if skip(err) {
+			continue
+		}
 		if err != nil {
 			return ended, err
 		}
@@ -304,7 +340,11 @@ func (s *SharedSessions) Sweep(ctx context.Context, runs WorkflowStates) (int, e
 				return ended, err
 			}
 			if closed {
-				if err := s.End(ctx, sid, holder); err != nil {
+				err := s.End(ctx, sid, holder)
+				if skip(err) {
+					continue sessions
+				}
+				if err != nil {
 					return ended, err
 				}
 				gone++
@@ -313,6 +353,9 @@ func (s *SharedSessions) Sweep(ctx context.Context, runs WorkflowStates) (int, e
 		if gone > 0 && gone == len(h.list) {
 			ended++
 		}
+	}
+	if first != nil {
+		return ended, fmt.Errorf("tokenstore: sweep skipped %d session(s) stored in a newer format, left to a newer worker (the first: %w)", skipped, first)
 	}
 	return ended, nil
 }

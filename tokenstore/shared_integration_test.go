@@ -3,12 +3,15 @@ package tokenstore_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	vault "github.com/hashicorp/vault/api"
 	"golang.org/x/oauth2"
 
 	"github.com/oidcflow/oidcflow/identity"
@@ -20,11 +23,17 @@ import (
 // lists in a folder of the test's own, so that Sweep sees no other test's sessions.
 func sharedSessions(t *testing.T, s *testharness.Stack, rs realSession, onFresh func(context.Context, string, error)) *tokenstore.SharedSessions {
 	t.Helper()
+	return sharedSessionsAt(t, s, rs, "sessions/test-holders/"+rand.Text()[:10], onFresh)
+}
+
+// sharedSessionsAt is sharedSessions with its holder lists in prefix.
+func sharedSessionsAt(t *testing.T, s *testharness.Stack, rs realSession, prefix string, onFresh func(context.Context, string, error)) *tokenstore.SharedSessions {
+	t.Helper()
 	key := make([]byte, tokenstore.MinSessionIDKeySize)
 	rand.Read(key)
 	shared, err := tokenstore.NewSharedSessions(tokenstore.SharedSessionsOptions{
 		Store: rs.store, Refresher: rs.refresher(t, s, nil, nil, "w1"), IDKey: key,
-		HoldersPrefix: "sessions/test-holders/" + rand.Text()[:10], OnFresh: onFresh,
+		HoldersPrefix: prefix, OnFresh: onFresh,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -160,5 +169,48 @@ func TestIntegrationSharedSessionsSweep(t *testing.T) {
 	}
 	if in := s.Introspect(t, rs.login.RefreshToken); in.Active {
 		t.Fatal("refresh token still active after the sweep ended its session")
+	}
+}
+
+// A holder list in real Vault carries its format; once a newer worker rewrites it in a newer
+// format, neither End nor Sweep of this build revokes the session (the refresh token stays
+// active at the identity provider) or writes the list.
+func TestIntegrationSharedSessionsNewerHolderListIsLeftAlone(t *testing.T) {
+	s := testharness.Load(t)
+	ctx := context.Background()
+	rs := loginSession(t, s, time.Minute)
+	prefix := "sessions/test-holders/" + rand.Text()[:10]
+	shared := sharedSessionsAt(t, s, rs, prefix, nil)
+	sid, err := shared.Deposit(ctx, rs.identity(t), rs.login, "wf-dead")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := vaultClient(t, s, true).KVv2(s.Env("OIDCFLOW_VAULT_KV_MOUNT"))
+	t.Cleanup(func() {
+		_ = rs.store.Destroy(context.Background(), sid)
+		_ = kv.DeleteMetadata(context.Background(), prefix+"/"+sid)
+	})
+	sec, err := kv.Get(ctx, prefix+"/"+sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := sec.Data["format"]; f != json.Number(strconv.Itoa(tokenstore.HolderListFormat)) {
+		t.Fatalf("stored holder list format = %#v, want %d", f, tokenstore.HolderListFormat)
+	}
+	newer := map[string]any{"format": tokenstore.HolderListFormat + 1, "holders": []string{"wf-dead"}}
+	if _, err := kv.Put(ctx, prefix+"/"+sid, newer, vault.WithCheckAndSet(sec.VersionMetadata.Version)); err != nil {
+		t.Fatal(err)
+	}
+	if err := shared.End(ctx, sid, "wf-dead"); !errors.Is(err, tokenstore.ErrUnsupportedFormat) {
+		t.Fatalf("End over a newer holder list = %v, want ErrUnsupportedFormat", err)
+	}
+	if n, err := shared.Sweep(ctx, fakeRuns{"wf-dead": true}); n != 0 || !errors.Is(err, tokenstore.ErrUnsupportedFormat) {
+		t.Fatalf("Sweep over a newer holder list = %d, %v; want 0 and ErrUnsupportedFormat", n, err)
+	}
+	if in := s.Introspect(t, rs.login.RefreshToken); !in.Active {
+		t.Fatal("a session whose holder list is of a newer format was revoked")
+	}
+	if sec, err := kv.Get(ctx, prefix+"/"+sid); err != nil || sec.VersionMetadata.Version != 2 {
+		t.Fatalf("the newer holder list was written over: %v", err)
 	}
 }

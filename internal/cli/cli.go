@@ -46,9 +46,12 @@ const (
 	// CodeRequestChanged: approve or deny found another run or another request than the one
 	// the approver saw; nothing was decided.
 	CodeRequestChanged = "request_changed"
-	CodeTemporal       = "temporal_unreachable"
-	CodeUsage          = "usage"
-	CodeError          = "error"
+	// CodeNewerSessionFile: the session file was written by a newer starter, in a format this
+	// one does not read; nothing of it was used, refreshed, revoked or changed.
+	CodeNewerSessionFile = "session_file_newer"
+	CodeTemporal         = "temporal_unreachable"
+	CodeUsage            = "usage"
+	CodeError            = "error"
 )
 
 // ErrorJSON is what stderr carries on failure with --json.

@@ -21,6 +21,7 @@ func (r *runner) classify(err error) (code, msg string, exit int) {
 		nf       *notFoundError
 		changed  *changedError
 		expired  *login.SessionExpiredError
+		format   *login.CacheFormatError
 		app      *temporal.ApplicationError
 		tokenExp *identity.TokenExpiredError
 	)
@@ -29,6 +30,9 @@ func (r *runner) classify(err error) (code, msg string, exit int) {
 		return CodeUsage, usage.msg + " (see `starter help`)", ExitUsage
 	case errors.Is(err, login.ErrNotLoggedIn):
 		return CodeNotLoggedIn, "not logged in; run `starter login`", ExitError
+	case errors.As(err, &format):
+		return CodeNewerSessionFile, "the session file " + format.Path + " was written by a newer starter; upgrade it or log in " +
+			"again (`starter login` replaces the file)", ExitError
 	case errors.As(err, &expired):
 		return CodeSessionExpired, "your session expired (" + expired.Reason + "); run `starter login`", ExitError
 	case errors.Is(err, login.ErrIdPUnreachable), errors.Is(err, identity.ErrProviderUnavailable):

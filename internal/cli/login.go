@@ -340,7 +340,9 @@ type LogoutJSON struct {
 
 // logout revokes the refresh token (RFC 7009 section 2.1, as a public client: client_id in
 // the body) and deletes the cache. The cache is deleted even when revocation fails; the
-// command then fails so that the caller knows the token may still be valid at the IdP.
+// command then fails so that the caller knows the token may still be valid at the IdP. A
+// cache written by a newer starter (login.ErrUnsupportedFormat) is neither revoked nor
+// deleted: the command fails, and the newer starter can log out.
 func (r *runner) logout(ctx context.Context, args []string) error {
 	fs := r.flags("logout", "")
 	if _, err := parse(fs, args, 0, ""); err != nil {
@@ -353,6 +355,12 @@ func (r *runner) logout(ctx context.Context, args []string) error {
 	s, err := c.Load()
 	if errors.Is(err, login.ErrNotLoggedIn) {
 		return r.emit(LogoutJSON{}, func(w io.Writer) { fmt.Fprintln(w, "Not logged in; nothing to do.") })
+	}
+	if errors.Is(err, login.ErrUnsupportedFormat) {
+		// A newer starter's file: its tokens may be handed to running workflows in a way this
+		// build cannot see, so nothing of it is revoked, and the file is left to the starter
+		// that can (deleting it would lose the only way to revoke them).
+		return err
 	}
 	if err != nil {
 		// An unreadable cache is deleted all the same.

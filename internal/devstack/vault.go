@@ -25,7 +25,7 @@ type vaultInit struct {
 }
 
 // VaultSessionIDKeyPath holds the pool's session-id key (in VaultKVMount): field "key", 32
-// random bytes in base64, the MAC key that maps a refresh token to its session id. It does
+// random bytes in base64, and "format" 1; the MAC key that maps a refresh token to its session id. It does
 // not rotate with the envelope keys (see pool.LoadSessionIDKey, which uses the same path).
 const VaultSessionIDKeyPath = VaultSessionsPrefix + "/pool/session-id-key"
 
@@ -304,7 +304,8 @@ func (l *Launcher) vaultEnvelopeKeys(ctx context.Context, c *vault.Client) (stri
 func seedSessionIDKey(ctx context.Context, kv *vault.KVv2) error {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key) // crypto/rand.Read never fails (it crashes the program instead)
-	_, err := kv.Put(ctx, VaultSessionIDKeyPath, map[string]any{"key": base64.StdEncoding.EncodeToString(key)},
+	// "format" is pool.SessionIDKeyFormat (the record the workers create is the same).
+	_, err := kv.Put(ctx, VaultSessionIDKeyPath, map[string]any{"format": 1, "key": base64.StdEncoding.EncodeToString(key)},
 		vault.WithCheckAndSet(0))
 	var re *vault.ResponseError
 	if errors.As(err, &re) && slices.ContainsFunc(re.Errors, func(m string) bool { return strings.Contains(m, "check-and-set") }) {
