@@ -128,18 +128,21 @@ func (a *SessionActivities) SweepSessions(ctx context.Context, _ SweepSessionsIn
 	if a.Sweeper == nil {
 		return res, nil
 	}
+	// Both steps run: a session the sweep cannot end (say, one a newer worker wrote) must not
+	// keep expired one-time records around.
+	var errs []error
 	var err error
 	if res.SessionsEnded, err = a.Sweeper.SweepSessions(ctx); err != nil {
-		return res, fmt.Errorf("activities: sweep sessions: %w", err)
+		errs = append(errs, fmt.Errorf("activities: sweep sessions: %w", err))
 	}
 	if res.OneTimeRemoved, err = a.Sweeper.SweepOneTime(ctx); err != nil {
-		return res, fmt.Errorf("activities: sweep one-time records: %w", err)
+		errs = append(errs, fmt.Errorf("activities: sweep one-time records: %w", err))
 	}
 	if res.SessionsEnded+res.OneTimeRemoved > 0 {
 		a.logger().InfoContext(ctx, "activities: swept the token store", "sessions_ended", res.SessionsEnded,
 			"one_time_removed", res.OneTimeRemoved)
 	}
-	return res, nil
+	return res, errors.Join(errs...)
 }
 
 func (a *SessionActivities) logger() *slog.Logger {

@@ -121,3 +121,25 @@ func TestRefreshSessionIsTheCallersOwn(t *testing.T) {
 		}
 	}
 }
+
+type failingSweeper struct{ oneTimeSwept bool }
+
+func (f *failingSweeper) SweepSessions(context.Context) (int, error) {
+	return 2, errors.New("a session of a newer format was skipped")
+}
+
+func (f *failingSweeper) SweepOneTime(context.Context) (int, error) {
+	f.oneTimeSwept = true
+	return 3, nil
+}
+
+// TestSweepSessionsRunsBothSteps: a sessions step that fails (a record a newer worker wrote)
+// does not keep expired one-time records: both steps run and the failure is reported.
+func TestSweepSessionsRunsBothSteps(t *testing.T) {
+	s := &failingSweeper{}
+	a := &SessionActivities{Refresher: &fakeRefresher{}, Sweeper: s}
+	res, err := a.SweepSessions(identity.WithPool(context.Background()), SweepSessionsInput{})
+	if err == nil || !s.oneTimeSwept || res.SessionsEnded != 2 || res.OneTimeRemoved != 3 {
+		t.Fatalf("SweepSessions = %+v, %v; one-time step ran: %v", res, err, s.oneTimeSwept)
+	}
+}

@@ -18,7 +18,8 @@ var (
 	ErrUnavailable = errors.New("tokenstore: backend temporarily unavailable")
 	// ErrInvalidSessionID: the id is not one this package issues.
 	ErrInvalidSessionID = errors.New("tokenstore: invalid session id")
-	// ErrUnsupportedFormat: a stored record (a session, a one-time record) carries a format
+	// ErrUnsupportedFormat: a stored record (a session, a holder list, a one-time record, the
+	// session-id key) carries a format
 	// newer than this build reads, so a newer worker wrote it. Nothing is read from it and
 	// nothing is written over it; upgrade the worker. Errors wrapping it are *FormatError.
 	// It is not an identity error: an activity that meets it fails retryably, so a newer

@@ -2,7 +2,6 @@ package tokenstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -238,22 +237,5 @@ func (o *OneTime) list(ctx context.Context, folder string) ([]string, error) {
 // checkOneTimeFormat returns a *FormatError unless v, the "format" member of a stored record,
 // is absent or a format up to OneTimeFormat.
 func checkOneTimeFormat(id string, v any) error {
-	what := "one-time id " + id
-	switch f := v.(type) {
-	case nil:
-		return nil
-	case json.Number:
-		n, err := f.Int64()
-		if err != nil || n != int64(int(n)) {
-			return &FormatError{What: what, Format: -1, Newest: OneTimeFormat}
-		}
-		return CheckFormat(what, int(n), OneTimeFormat)
-	case float64:
-		if f != float64(int(f)) {
-			return &FormatError{What: what, Format: -1, Newest: OneTimeFormat}
-		}
-		return CheckFormat(what, int(f), OneTimeFormat)
-	default:
-		return &FormatError{What: what, Format: -1, Newest: OneTimeFormat}
-	}
+	return CheckStoredFormat("one-time id "+id, v, OneTimeFormat)
 }
