@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
 	"github.com/oidcflow/oidcflow/identity"
@@ -105,16 +104,14 @@ type endpoints struct {
 // discover reads the issuer's discovery document (OIDC Discovery 1.0 section 3; RFC 8414
 // section 2 for the revocation endpoint).
 func discover(ctx context.Context, hc *http.Client, issuer string) (endpoints, error) {
-	p, err := oidc.NewProvider(oidc.ClientContext(ctx, hc), issuer)
+	md, err := identity.Discover(ctx, hc, issuer)
 	if err != nil {
-		return endpoints{}, fmt.Errorf("login: discovery at %s: %w: %v", issuer, ErrIdPUnreachable, err)
+		if errors.Is(err, identity.ErrProviderUnavailable) {
+			return endpoints{}, fmt.Errorf("login: discovery at %s: %w: %v", issuer, ErrIdPUnreachable, err)
+		}
+		return endpoints{}, fmt.Errorf("login: discovery at %s: %w", issuer, err)
 	}
-	var extra struct {
-		Revocation string `json:"revocation_endpoint"`
-	}
-	_ = p.Claims(&extra) // the document parsed once already; a missing field stays empty
-	ep := p.Endpoint()
-	return endpoints{auth: ep.AuthURL, token: ep.TokenURL, revocation: extra.Revocation}, nil
+	return endpoints{auth: md.AuthorizationEndpoint, token: md.TokenEndpoint, revocation: md.RevocationEndpoint}, nil
 }
 
 // config is the OAuth configuration of the public client clientID (no secret: PKCE protects
