@@ -58,6 +58,26 @@ type Worker struct {
 	closers []func()
 }
 
+// ListingSearchAttributes and ListingMemo are the search attributes and memo keys of
+// oidcflow's workflows that only the worker may set (pool.Config's fields of those names).
+// They change the commands a run issues, so the replay gate uses them too.
+var (
+	ListingSearchAttributes = []interceptors.ListingKey{workflows.RequesterKey, workflows.RequesterDepartmentKey,
+		workflows.ResourceKey, workflows.ApprovalStateKey, workflows.ApproversKey}
+	ListingMemo = []string{workflows.MemoRequester}
+)
+
+// Workflows returns oidcflow's workflow functions by type name, as its worker registers them
+// (the pool registers the Sweeper); adminRole is OIDCFLOW_ADMIN_ROLE.
+func Workflows(adminRole string) map[string]any {
+	return map[string]any{
+		workflows.AccessRequestWorkflow:   workflows.AccessRequest,
+		workflows.InvoiceApprovalWorkflow: workflows.InvoiceApproval,
+		workflows.AdminTaskWorkflow:       workflows.NewAdminTask(workflows.AdminTaskOptions{AdminRole: adminRole}),
+		workflows.KeepAliveWorkflow:       workflows.KeepAlive,
+	}
+}
+
 // Config returns the pool configuration of opts: the environment's, with oidcflow's listing
 // keys, sweeper and the options' hooks.
 func Config(opts *WorkerOptions) (pool.Config, error) {
@@ -68,9 +88,8 @@ func Config(opts *WorkerOptions) (pool.Config, error) {
 	cfg.Logger = opts.Logger
 	cfg.Telemetry = opts.Telemetry
 	cfg.AllowAnonymous = opts.AllowAnonymous
-	cfg.ListingSearchAttributes = []interceptors.ListingKey{workflows.RequesterKey, workflows.RequesterDepartmentKey,
-		workflows.ResourceKey, workflows.ApprovalStateKey, workflows.ApproversKey}
-	cfg.ListingMemo = []string{workflows.MemoRequester}
+	cfg.ListingSearchAttributes = ListingSearchAttributes
+	cfg.ListingMemo = ListingMemo
 	cfg.Sweeper = workflows.Sweeper // with the database grants step
 	cfg.Hooks = pool.Hooks{Refresher: opts.Refresher, Authenticator: opts.Authenticator, Worker: opts.Worker}
 	return cfg, nil
@@ -137,12 +156,7 @@ func (w *Worker) register(ctx context.Context, env *config.Env, logger *slog.Log
 		logger = slog.Default()
 	}
 	adminRole := env.String("OIDCFLOW_ADMIN_ROLE")
-	for name, fn := range map[string]any{
-		workflows.AccessRequestWorkflow:   workflows.AccessRequest,
-		workflows.InvoiceApprovalWorkflow: workflows.InvoiceApproval,
-		workflows.AdminTaskWorkflow:       workflows.NewAdminTask(workflows.AdminTaskOptions{AdminRole: adminRole}),
-		workflows.KeepAliveWorkflow:       workflows.KeepAlive,
-	} {
+	for name, fn := range Workflows(adminRole) {
 		w.Worker.RegisterWorkflowWithOptions(fn, workflow.RegisterOptions{Name: name, VersioningBehavior: Versioning[name]})
 	}
 	if pgURL := env.String("OIDCFLOW_POSTGRES_URL"); pgURL != "" {

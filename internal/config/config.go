@@ -194,3 +194,13 @@ func (e *Env) Int(name string) (int, error) {
 	}
 	return n, nil
 }
+
+// Default returns the default of variable name in Vars ("" when it has none or is unknown).
+func Default(name string) string {
+	for _, v := range Vars {
+		if v.Name == name {
+			return v.Default
+		}
+	}
+	return ""
+}

@@ -21,6 +21,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/oidcflow/oidcflow/interceptors"
+	"github.com/oidcflow/oidcflow/internal/app"
+	"github.com/oidcflow/oidcflow/internal/config"
 	"github.com/oidcflow/oidcflow/workflows"
 )
 
@@ -29,13 +31,9 @@ import (
 // role; each run recorded the role it checked (a side effect), so the configured role does
 // not change a replay.
 func Shipped() map[string]any {
-	return map[string]any{
-		workflows.AccessRequestWorkflow:   workflows.AccessRequest,
-		workflows.InvoiceApprovalWorkflow: workflows.InvoiceApproval,
-		workflows.AdminTaskWorkflow:       workflows.AdminTask,
-		workflows.KeepAliveWorkflow:       workflows.KeepAlive,
-		workflows.SweeperWorkflow:         workflows.Sweeper,
-	}
+	shipped := app.Workflows(defaultAdminRole)
+	shipped[workflows.SweeperWorkflow] = workflows.Sweeper // the pool registers it
+	return shipped
 }
 
 // PoolIdentity returns the worker interceptor's options the pool runs with, but for the
@@ -45,12 +43,15 @@ func Shipped() map[string]any {
 // configuration.
 func PoolIdentity() interceptors.WorkerOptions {
 	return interceptors.WorkerOptions{
-		AllowAnonymous: []string{workflows.SweeperWorkflow},
-		ListingSearchAttributes: []interceptors.ListingKey{workflows.RequesterKey, workflows.RequesterDepartmentKey,
-			workflows.ResourceKey, workflows.ApprovalStateKey, workflows.ApproversKey},
-		ListingMemo: []string{workflows.MemoRequester},
+		AllowAnonymous:          []string{workflows.SweeperWorkflow},
+		ListingSearchAttributes: app.ListingSearchAttributes,
+		ListingMemo:             app.ListingMemo,
 	}
 }
+
+// defaultAdminRole is OIDCFLOW_ADMIN_ROLE's default: the role only decides whether an
+// AdminTask runs its steps, which history records either way.
+var defaultAdminRole = config.Default("OIDCFLOW_ADMIN_ROLE")
 
 // placeholderSecret stands for the pool's propagation secrets: no workflow code checks a
 // reference's MAC (the checks run in local activities, whose results history holds).
