@@ -370,14 +370,18 @@ func TestStackRequesterList(t *testing.T) {
 		t.Fatalf("requester %q", s.Requester.Subject)
 	}
 
-	// The UI's filter is the query as typed; other runs of bob's may be listed too.
-	attrs := waitListed(t, ctx, bob, `Requester="bob"`, id, func(a map[string]any) bool { return a["ApprovalState"] == "pending" })
+	// The UI's filter as typed, narrowed to this run: the shared namespace holds thousands of
+	// bob's runs, and listing them all may outlast one visibility call's deadline.
+	attrs := waitListed(t, ctx, bob, fmt.Sprintf(`Requester="bob" AND WorkflowId=%q`, id), id,
+		func(a map[string]any) bool { return a["ApprovalState"] == "pending" })
 	for k, v := range map[string]any{"Requester": "bob", "RequesterDepartment": "engineering", "Resource": "demo"} {
 		if attrs[k] != v {
 			t.Errorf("search attribute %s = %v, want %v", k, attrs[k], v)
 		}
 	}
-	if n := listed(t, ctx, bob, fmt.Sprintf(`Requester="carol" AND WorkflowId=%q`, id)); len(n) != 0 {
+	if n, err := listed(ctx, bob, fmt.Sprintf(`Requester="carol" AND WorkflowId=%q`, id)); err != nil {
+		t.Fatal(err)
+	} else if len(n) != 0 {
 		t.Errorf("run listed under Requester=\"carol\"")
 	}
 
@@ -389,56 +393,60 @@ func TestStackRequesterList(t *testing.T) {
 	if err := run.Get(ctx, &res); err != nil || res.State != workflows.StateRevoked {
 		t.Fatalf("run: %v, state %s; want %s", err, res.State, workflows.StateRevoked)
 	}
-	waitListed(t, ctx, bob, `Requester="bob" AND ApprovalState="revoked" AND ExecutionStatus="Completed"`, id, nil)
+	waitListed(t, ctx, bob, fmt.Sprintf(`Requester="bob" AND ApprovalState="revoked" AND ExecutionStatus="Completed" AND WorkflowId=%q`, id), id, nil)
 }
 
 // listed returns the search attributes of the runs the visibility query finds, by workflow id.
-func listed(t *testing.T, ctx context.Context, c client.Client, query string) map[string]map[string]any {
-	t.Helper()
+func listed(ctx context.Context, c client.Client, query string) (map[string]map[string]any, error) {
 	out := map[string]map[string]any{}
 	var token []byte
 	for {
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})
 		if err != nil {
-			t.Fatalf("list %s: %v", query, err)
+			return nil, fmt.Errorf("list %s: %w", query, err)
 		}
 		for _, e := range resp.GetExecutions() {
-			out[e.GetExecution().GetWorkflowId()] = decodeAttrs(t, e.GetSearchAttributes())
+			attrs, err := decodeAttrs(e.GetSearchAttributes())
+			if err != nil {
+				return nil, err
+			}
+			out[e.GetExecution().GetWorkflowId()] = attrs
 		}
 		if token = resp.GetNextPageToken(); len(token) == 0 {
-			return out
+			return out, nil
 		}
 	}
 }
 
 // waitListed polls the visibility query until it lists id (and ok accepts its attributes),
-// allowing visibility some seconds to catch up.
+// allowing visibility time to catch up; a failed call (one call's deadline passing on a busy
+// server) is tried again until ctx ends.
 func waitListed(t *testing.T, ctx context.Context, c client.Client, query, id string, ok func(map[string]any) bool) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
 	for {
-		attrs, found := listed(t, ctx, c, query)[id]
-		if found && (ok == nil || ok(attrs)) {
+		runs, err := listed(ctx, c, query)
+		attrs, found := runs[id]
+		if err == nil && found && (ok == nil || ok(attrs)) {
 			return attrs
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("visibility query %s does not list %s (attributes %v)", query, id, attrs)
+		select {
+		case <-ctx.Done():
+			t.Fatalf("visibility query %s does not list %s (attributes %v, last error %v): %v", query, id, attrs, err, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
 		}
-		time.Sleep(500 * time.Millisecond)
 	}
 }
 
-func decodeAttrs(t *testing.T, sa *commonpb.SearchAttributes) map[string]any {
-	t.Helper()
+func decodeAttrs(sa *commonpb.SearchAttributes) (map[string]any, error) {
 	out := map[string]any{}
 	for k, p := range sa.GetIndexedFields() {
 		var v any
 		if err := converter.GetDefaultDataConverter().FromPayload(p, &v); err != nil {
-			t.Fatalf("search attribute %s: %v", k, err)
+			return nil, fmt.Errorf("search attribute %s: %w", k, err)
 		}
 		out[k] = v
 	}
-	return out
+	return out, nil
 }
 
 // buildWorker builds the worker binary into the test's temporary folder.
