@@ -116,7 +116,7 @@ func psqlRole(t *testing.T, ctx context.Context, st *testharness.Stack, role str
 
 // update runs an update and waits for its result. Handlers are registered once the run's
 // identity is verified; an update sent in the same instant as the start is rejected as
-// unknown (and leaves no trace), so that is retried briefly.
+// unknown (and leaves no trace), so it is sent again (see send).
 func update(ctx context.Context, c client.Client, id, name string, arg, out any) error {
 	return send(ctx, c, client.UpdateWorkflowOptions{
 		WorkflowID: id, UpdateName: name, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted,
@@ -130,18 +130,22 @@ func approve(t *testing.T, ctx context.Context, c client.Client, id, comment str
 	return send(ctx, c, workflows.ApproveAccess(id, status(t, ctx, c, id), comment), out)
 }
 
-// send sends an update (see update).
+// send sends an update (see update), again while it is rejected as unknown, until ctx ends:
+// on a busy machine the worker may take the run's first task seconds after the start.
 func send(ctx context.Context, c client.Client, o client.UpdateWorkflowOptions, out any) error {
-	for attempt := 0; ; attempt++ {
+	for {
 		h, err := c.UpdateWorkflow(ctx, o)
 		if err == nil {
 			err = h.Get(ctx, out)
 		}
-		if err != nil && strings.Contains(err.Error(), "unknown update") && attempt < 50 {
-			time.Sleep(200 * time.Millisecond)
-			continue
+		if err == nil || !strings.Contains(err.Error(), "unknown update") {
+			return err
 		}
-		return err
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 
