@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -466,13 +467,19 @@ func buildWorker(t *testing.T) string {
 
 // workerProcess is one worker binary run on the stack's env file.
 type workerProcess struct {
-	name string
-	cmd  *exec.Cmd
-	out  *leakcheck.Buffer
-	done chan struct{}
+	name   string
+	cmd    *exec.Cmd
+	out    *leakcheck.Buffer
+	done   chan struct{}
+	killed atomic.Bool // the test stopped it
 }
 
-func startWorkerProcess(t *testing.T, st *testharness.Stack, bin, queue, name string) *workerProcess {
+// startWorkerProcess starts the worker binary on queue. It leaves the sweeper schedule alone
+// (OIDCFLOW_SWEEP_INTERVAL=0): the test needs no sweep, and a schedule call that outlasts
+// its deadline on a busy server would stop the worker at its start. A worker that exits
+// before the test kills it fails the test and calls stop, so that the test's waits end then
+// rather than at their deadline.
+func startWorkerProcess(t *testing.T, st *testharness.Stack, bin, queue, name string, stop context.CancelFunc) *workerProcess {
 	t.Helper()
 	p := &workerProcess{name: name, out: &leakcheck.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin)
@@ -481,14 +488,18 @@ func startWorkerProcess(t *testing.T, st *testharness.Stack, bin, queue, name st
 		"OIDCFLOW_TASK_QUEUE="+queue,
 		"OIDCFLOW_HTTP_ADDR=127.0.0.1:0",
 		"OIDCFLOW_LOG_FORMAT=text",
+		"OIDCFLOW_SWEEP_INTERVAL=0",
 	)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start worker %s: %v", name, err)
 	}
-	apptest.DeleteSweeperSchedule(t, st, queue)
 	go func() {
-		_ = p.cmd.Wait()
+		err := p.cmd.Wait()
+		if !p.killed.Load() {
+			t.Errorf("worker %s exited before the test stopped it: %v", name, err)
+			stop()
+		}
 		close(p.done)
 	}()
 	t.Cleanup(func() {
@@ -508,6 +519,7 @@ func (p *workerProcess) kill(t *testing.T) {
 		return
 	default:
 	}
+	p.killed.Store(true)
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Errorf("kill worker %s: %v", p.name, err)
 	}
@@ -568,19 +580,20 @@ func (l *roleLock) release(t *testing.T, ctx context.Context) {
 	}
 }
 
-// pendingActivity returns the started pending activity of the run, if any.
-func pendingActivity(t *testing.T, ctx context.Context, c client.Client, id string) (name string, attempt int32) {
+// startedAttempt returns the attempt of the run's pending activity of type name that is
+// running, or 0. Others may be running beside it (the run's notifications).
+func startedAttempt(t *testing.T, ctx context.Context, c client.Client, id, name string) int32 {
 	t.Helper()
 	d, err := c.DescribeWorkflow(ctx, id, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range d.RawResponse.GetPendingActivities() {
-		if a.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
-			return a.GetActivityType().GetName(), a.GetAttempt()
+		if a.GetActivityType().GetName() == name && a.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
+			return a.GetAttempt()
 		}
 	}
-	return "", 0
+	return 0
 }
 
 // activityRun is one completed activity of a run's history.
@@ -633,10 +646,12 @@ func TestStackWorkerKilledDuringGrantAndRevoke(t *testing.T) {
 	queue := apptest.TaskQueue("stack-kill")
 	bob, _ := apptest.Client(t, st, "bob")
 	carol, _ := apptest.Client(t, st, "carol")
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	// Two dead attempts wait out their 30s start-to-close timeout; the rest is generous for a
+	// busy machine (three worker starts, Vault, the identity provider, PostgreSQL).
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 
-	first := startWorkerProcess(t, st, bin, queue, "first")
+	first := startWorkerProcess(t, st, bin, queue, "first", cancel)
 	id := "stack-kill-" + queue
 	run, err := bob.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue},
 		workflows.AccessRequestWorkflow, workflows.AccessRequestInput{
@@ -655,8 +670,8 @@ func TestStackWorkerKilledDuringGrantAndRevoke(t *testing.T) {
 		t.Fatalf("carol's approval: %v", err)
 	}
 	lock.waitBlocked(t, ctx)
-	if name, attempt := pendingActivity(t, ctx, bob, id); name != "GrantAccess" || attempt != 1 {
-		t.Fatalf("running activity %q attempt %d, want GrantAccess attempt 1", name, attempt)
+	if attempt := startedAttempt(t, ctx, bob, id, "GrantAccess"); attempt != 1 {
+		t.Fatalf("running GrantAccess attempt %d, want 1", attempt)
 	}
 	first.kill(t)
 	lock.release(t, ctx)
@@ -664,7 +679,7 @@ func TestStackWorkerKilledDuringGrantAndRevoke(t *testing.T) {
 	if got := lookupRole(t, ctx, pool, role); got.Count != 0 {
 		t.Fatalf("the killed grant left role %s behind: %+v", role, got)
 	}
-	second := startWorkerProcess(t, st, bin, queue, "second")
+	second := startWorkerProcess(t, st, bin, queue, "second", cancel)
 	s = waitState(t, ctx, bob, id, workflows.StateGranted)
 	got := lookupRole(t, ctx, pool, role)
 	if got.Count != 1 || !got.CanLogin || got.ValidUntil == nil || !got.ValidUntil.Equal(s.Grant.ValidUntil) ||
@@ -681,8 +696,8 @@ func TestStackWorkerKilledDuringGrantAndRevoke(t *testing.T) {
 		revoked <- update(ctx, bob, id, workflows.UpdateRevoke, workflows.RevokeInput{Reason: "done early"}, &rs)
 	}()
 	lock.waitBlocked(t, ctx)
-	if name, attempt := pendingActivity(t, ctx, bob, id); name != "RevokeAccess" || attempt != 1 {
-		t.Fatalf("running activity %q attempt %d, want RevokeAccess attempt 1", name, attempt)
+	if attempt := startedAttempt(t, ctx, bob, id, "RevokeAccess"); attempt != 1 {
+		t.Fatalf("running RevokeAccess attempt %d, want 1", attempt)
 	}
 	second.kill(t)
 	lock.release(t, ctx)
@@ -690,7 +705,7 @@ func TestStackWorkerKilledDuringGrantAndRevoke(t *testing.T) {
 	if got := lookupRole(t, ctx, pool, role); got.Count != 1 || !got.CanLogin {
 		t.Fatalf("the killed revoke changed role %s: %+v", role, got)
 	}
-	startWorkerProcess(t, st, bin, queue, "third")
+	startWorkerProcess(t, st, bin, queue, "third", cancel)
 
 	if err := <-revoked; err != nil {
 		t.Fatalf("bob's revoke: %v", err)
