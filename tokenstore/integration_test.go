@@ -155,7 +155,9 @@ func TestIntegrationCrashBeforeWriteWithoutGrace(t *testing.T) {
 	s := testharness.Load(t)
 	ctx := context.Background()
 	rs := loginSession(t, s, 2*time.Second)
-	short := func(o *tokenstore.RefresherOptions) { o.ClaimTTL, o.RefreshTimeout = 2*time.Second, time.Second }
+	// A short claim keeps the wait for the dead one's claim short; the token endpoint still
+	// gets seconds to answer on a busy machine.
+	short := func(o *tokenstore.RefresherOptions) { o.ClaimTTL, o.RefreshTimeout = 8*time.Second, 5*time.Second }
 	crash := errors.New("worker killed")
 	dying := rs.refresher(t, s, nil, nil, "dying", short, func(o *tokenstore.RefresherOptions) {
 		o.AfterIdPAnswer = func(context.Context, string) error { return crash }
@@ -189,12 +191,14 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
-// A real Hydra refresh: 4-second access tokens, refreshed when less than half is left; the
-// rotated refresh token is stored, the old one is dead, the new access token is active.
+// A real Hydra refresh: 10-second access tokens, refreshed when less than half is left; the
+// rotated refresh token is stored, the old one is dead, the new access token is active. (The
+// first call must come within half the token's life of the login, five seconds even on a
+// busy machine.)
 func TestIntegrationRefreshWithHydra(t *testing.T) {
 	s := testharness.Load(t)
 	ctx := context.Background()
-	rs := loginSession(t, s, 4*time.Second)
+	rs := loginSession(t, s, 10*time.Second)
 	var logs strings.Builder
 	var mu sync.Mutex
 	r := rs.refresher(t, s, &logs, &mu, "w1")
@@ -236,11 +240,12 @@ func TestIntegrationRefreshWithHydra(t *testing.T) {
 
 // Two refreshers (two worker processes) with ten callers each hit one stale session: Hydra
 // sees one refresh, every caller gets the same new token, and the family stays alive (no
-// reuse detection).
+// reuse detection). The tokens live 8 seconds, so that the refreshed one stays fresh (4
+// seconds) until the last of the twenty callers read it, even on a busy machine.
 func TestIntegrationConcurrentRefreshOneRotation(t *testing.T) {
 	s := testharness.Load(t)
 	ctx := context.Background()
-	rs := loginSession(t, s, 3*time.Second)
+	rs := loginSession(t, s, 8*time.Second)
 	r1 := rs.refresher(t, s, nil, nil, "w1")
 	r2 := rs.refresher(t, s, nil, nil, "w2")
 	time.Sleep(time.Until(r1.RefreshDue(rs.session)) + 100*time.Millisecond)
