@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -116,7 +117,7 @@ func psqlRole(t *testing.T, ctx context.Context, st *testharness.Stack, role str
 
 // update runs an update and waits for its result. Handlers are registered once the run's
 // identity is verified; an update sent in the same instant as the start is rejected as
-// unknown (and leaves no trace), so that is retried briefly.
+// unknown (and leaves no trace), so it is sent again (see send).
 func update(ctx context.Context, c client.Client, id, name string, arg, out any) error {
 	return send(ctx, c, client.UpdateWorkflowOptions{
 		WorkflowID: id, UpdateName: name, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted,
@@ -130,18 +131,22 @@ func approve(t *testing.T, ctx context.Context, c client.Client, id, comment str
 	return send(ctx, c, workflows.ApproveAccess(id, status(t, ctx, c, id), comment), out)
 }
 
-// send sends an update (see update).
+// send sends an update (see update), again while it is rejected as unknown, until ctx ends:
+// on a busy machine the worker may take the run's first task seconds after the start.
 func send(ctx context.Context, c client.Client, o client.UpdateWorkflowOptions, out any) error {
-	for attempt := 0; ; attempt++ {
+	for {
 		h, err := c.UpdateWorkflow(ctx, o)
 		if err == nil {
 			err = h.Get(ctx, out)
 		}
-		if err != nil && strings.Contains(err.Error(), "unknown update") && attempt < 50 {
-			time.Sleep(200 * time.Millisecond)
-			continue
+		if err == nil || !strings.Contains(err.Error(), "unknown update") {
+			return err
 		}
-		return err
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 
@@ -370,14 +375,18 @@ func TestStackRequesterList(t *testing.T) {
 		t.Fatalf("requester %q", s.Requester.Subject)
 	}
 
-	// The UI's filter is the query as typed; other runs of bob's may be listed too.
-	attrs := waitListed(t, ctx, bob, `Requester="bob"`, id, func(a map[string]any) bool { return a["ApprovalState"] == "pending" })
+	// The UI's filter as typed, narrowed to this run: the shared namespace holds thousands of
+	// bob's runs, and listing them all may outlast one visibility call's deadline.
+	attrs := waitListed(t, ctx, bob, fmt.Sprintf(`Requester="bob" AND WorkflowId=%q`, id), id,
+		func(a map[string]any) bool { return a["ApprovalState"] == "pending" })
 	for k, v := range map[string]any{"Requester": "bob", "RequesterDepartment": "engineering", "Resource": "demo"} {
 		if attrs[k] != v {
 			t.Errorf("search attribute %s = %v, want %v", k, attrs[k], v)
 		}
 	}
-	if n := listed(t, ctx, bob, fmt.Sprintf(`Requester="carol" AND WorkflowId=%q`, id)); len(n) != 0 {
+	if n, err := listed(ctx, bob, fmt.Sprintf(`Requester="carol" AND WorkflowId=%q`, id)); err != nil {
+		t.Fatal(err)
+	} else if len(n) != 0 {
 		t.Errorf("run listed under Requester=\"carol\"")
 	}
 
@@ -389,56 +398,60 @@ func TestStackRequesterList(t *testing.T) {
 	if err := run.Get(ctx, &res); err != nil || res.State != workflows.StateRevoked {
 		t.Fatalf("run: %v, state %s; want %s", err, res.State, workflows.StateRevoked)
 	}
-	waitListed(t, ctx, bob, `Requester="bob" AND ApprovalState="revoked" AND ExecutionStatus="Completed"`, id, nil)
+	waitListed(t, ctx, bob, fmt.Sprintf(`Requester="bob" AND ApprovalState="revoked" AND ExecutionStatus="Completed" AND WorkflowId=%q`, id), id, nil)
 }
 
 // listed returns the search attributes of the runs the visibility query finds, by workflow id.
-func listed(t *testing.T, ctx context.Context, c client.Client, query string) map[string]map[string]any {
-	t.Helper()
+func listed(ctx context.Context, c client.Client, query string) (map[string]map[string]any, error) {
 	out := map[string]map[string]any{}
 	var token []byte
 	for {
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})
 		if err != nil {
-			t.Fatalf("list %s: %v", query, err)
+			return nil, fmt.Errorf("list %s: %w", query, err)
 		}
 		for _, e := range resp.GetExecutions() {
-			out[e.GetExecution().GetWorkflowId()] = decodeAttrs(t, e.GetSearchAttributes())
+			attrs, err := decodeAttrs(e.GetSearchAttributes())
+			if err != nil {
+				return nil, err
+			}
+			out[e.GetExecution().GetWorkflowId()] = attrs
 		}
 		if token = resp.GetNextPageToken(); len(token) == 0 {
-			return out
+			return out, nil
 		}
 	}
 }
 
 // waitListed polls the visibility query until it lists id (and ok accepts its attributes),
-// allowing visibility some seconds to catch up.
+// allowing visibility time to catch up; a failed call (one call's deadline passing on a busy
+// server) is tried again until ctx ends.
 func waitListed(t *testing.T, ctx context.Context, c client.Client, query, id string, ok func(map[string]any) bool) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
 	for {
-		attrs, found := listed(t, ctx, c, query)[id]
-		if found && (ok == nil || ok(attrs)) {
+		runs, err := listed(ctx, c, query)
+		attrs, found := runs[id]
+		if err == nil && found && (ok == nil || ok(attrs)) {
 			return attrs
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("visibility query %s does not list %s (attributes %v)", query, id, attrs)
+		select {
+		case <-ctx.Done():
+			t.Fatalf("visibility query %s does not list %s (attributes %v, last error %v): %v", query, id, attrs, err, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
 		}
-		time.Sleep(500 * time.Millisecond)
 	}
 }
 
-func decodeAttrs(t *testing.T, sa *commonpb.SearchAttributes) map[string]any {
-	t.Helper()
+func decodeAttrs(sa *commonpb.SearchAttributes) (map[string]any, error) {
 	out := map[string]any{}
 	for k, p := range sa.GetIndexedFields() {
 		var v any
 		if err := converter.GetDefaultDataConverter().FromPayload(p, &v); err != nil {
-			t.Fatalf("search attribute %s: %v", k, err)
+			return nil, fmt.Errorf("search attribute %s: %w", k, err)
 		}
 		out[k] = v
 	}
-	return out
+	return out, nil
 }
 
 // buildWorker builds the worker binary into the test's temporary folder.
@@ -454,13 +467,19 @@ func buildWorker(t *testing.T) string {
 
 // workerProcess is one worker binary run on the stack's env file.
 type workerProcess struct {
-	name string
-	cmd  *exec.Cmd
-	out  *leakcheck.Buffer
-	done chan struct{}
+	name   string
+	cmd    *exec.Cmd
+	out    *leakcheck.Buffer
+	done   chan struct{}
+	killed atomic.Bool // the test stopped it
 }
 
-func startWorkerProcess(t *testing.T, st *testharness.Stack, bin, queue, name string) *workerProcess {
+// startWorkerProcess starts the worker binary on queue. It leaves the sweeper schedule alone
+// (OIDCFLOW_SWEEP_INTERVAL=0): the test needs no sweep, and a schedule call that outlasts
+// its deadline on a busy server would stop the worker at its start. A worker that exits
+// before the test kills it fails the test and calls stop, so that the test's waits end then
+// rather than at their deadline.
+func startWorkerProcess(t *testing.T, st *testharness.Stack, bin, queue, name string, stop context.CancelFunc) *workerProcess {
 	t.Helper()
 	p := &workerProcess{name: name, out: &leakcheck.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin)
@@ -469,14 +488,18 @@ func startWorkerProcess(t *testing.T, st *testharness.Stack, bin, queue, name st
 		"OIDCFLOW_TASK_QUEUE="+queue,
 		"OIDCFLOW_HTTP_ADDR=127.0.0.1:0",
 		"OIDCFLOW_LOG_FORMAT=text",
+		"OIDCFLOW_SWEEP_INTERVAL=0",
 	)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start worker %s: %v", name, err)
 	}
-	apptest.DeleteSweeperSchedule(t, st, queue)
 	go func() {
-		_ = p.cmd.Wait()
+		err := p.cmd.Wait()
+		if !p.killed.Load() {
+			t.Errorf("worker %s exited before the test stopped it: %v", name, err)
+			stop()
+		}
 		close(p.done)
 	}()
 	t.Cleanup(func() {
@@ -496,6 +519,7 @@ func (p *workerProcess) kill(t *testing.T) {
 		return
 	default:
 	}
+	p.killed.Store(true)
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Errorf("kill worker %s: %v", p.name, err)
 	}
@@ -556,19 +580,20 @@ func (l *roleLock) release(t *testing.T, ctx context.Context) {
 	}
 }
 
-// pendingActivity returns the started pending activity of the run, if any.
-func pendingActivity(t *testing.T, ctx context.Context, c client.Client, id string) (name string, attempt int32) {
+// startedAttempt returns the attempt of the run's pending activity of type name that is
+// running, or 0. Others may be running beside it (the run's notifications).
+func startedAttempt(t *testing.T, ctx context.Context, c client.Client, id, name string) int32 {
 	t.Helper()
 	d, err := c.DescribeWorkflow(ctx, id, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range d.RawResponse.GetPendingActivities() {
-		if a.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
-			return a.GetActivityType().GetName(), a.GetAttempt()
+		if a.GetActivityType().GetName() == name && a.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
+			return a.GetAttempt()
 		}
 	}
-	return "", 0
+	return 0
 }
 
 // activityRun is one completed activity of a run's history.
@@ -621,10 +646,12 @@ func TestStackWorkerKilledDuringGrantAndRevoke(t *testing.T) {
 	queue := apptest.TaskQueue("stack-kill")
 	bob, _ := apptest.Client(t, st, "bob")
 	carol, _ := apptest.Client(t, st, "carol")
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	// Two dead attempts wait out their 30s start-to-close timeout; the rest is generous for a
+	// busy machine (three worker starts, Vault, the identity provider, PostgreSQL).
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 
-	first := startWorkerProcess(t, st, bin, queue, "first")
+	first := startWorkerProcess(t, st, bin, queue, "first", cancel)
 	id := "stack-kill-" + queue
 	run, err := bob.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue},
 		workflows.AccessRequestWorkflow, workflows.AccessRequestInput{
@@ -643,8 +670,8 @@ func TestStackWorkerKilledDuringGrantAndRevoke(t *testing.T) {
 		t.Fatalf("carol's approval: %v", err)
 	}
 	lock.waitBlocked(t, ctx)
-	if name, attempt := pendingActivity(t, ctx, bob, id); name != "GrantAccess" || attempt != 1 {
-		t.Fatalf("running activity %q attempt %d, want GrantAccess attempt 1", name, attempt)
+	if attempt := startedAttempt(t, ctx, bob, id, "GrantAccess"); attempt != 1 {
+		t.Fatalf("running GrantAccess attempt %d, want 1", attempt)
 	}
 	first.kill(t)
 	lock.release(t, ctx)
@@ -652,7 +679,7 @@ func TestStackWorkerKilledDuringGrantAndRevoke(t *testing.T) {
 	if got := lookupRole(t, ctx, pool, role); got.Count != 0 {
 		t.Fatalf("the killed grant left role %s behind: %+v", role, got)
 	}
-	second := startWorkerProcess(t, st, bin, queue, "second")
+	second := startWorkerProcess(t, st, bin, queue, "second", cancel)
 	s = waitState(t, ctx, bob, id, workflows.StateGranted)
 	got := lookupRole(t, ctx, pool, role)
 	if got.Count != 1 || !got.CanLogin || got.ValidUntil == nil || !got.ValidUntil.Equal(s.Grant.ValidUntil) ||
@@ -669,8 +696,8 @@ func TestStackWorkerKilledDuringGrantAndRevoke(t *testing.T) {
 		revoked <- update(ctx, bob, id, workflows.UpdateRevoke, workflows.RevokeInput{Reason: "done early"}, &rs)
 	}()
 	lock.waitBlocked(t, ctx)
-	if name, attempt := pendingActivity(t, ctx, bob, id); name != "RevokeAccess" || attempt != 1 {
-		t.Fatalf("running activity %q attempt %d, want RevokeAccess attempt 1", name, attempt)
+	if attempt := startedAttempt(t, ctx, bob, id, "RevokeAccess"); attempt != 1 {
+		t.Fatalf("running RevokeAccess attempt %d, want 1", attempt)
 	}
 	second.kill(t)
 	lock.release(t, ctx)
@@ -678,7 +705,7 @@ func TestStackWorkerKilledDuringGrantAndRevoke(t *testing.T) {
 	if got := lookupRole(t, ctx, pool, role); got.Count != 1 || !got.CanLogin {
 		t.Fatalf("the killed revoke changed role %s: %+v", role, got)
 	}
-	startWorkerProcess(t, st, bin, queue, "third")
+	startWorkerProcess(t, st, bin, queue, "third", cancel)
 
 	if err := <-revoked; err != nil {
 		t.Fatalf("bob's revoke: %v", err)

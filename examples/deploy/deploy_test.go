@@ -176,13 +176,27 @@ func pickPersona(loginURL, persona string) func(context.Context, string) error {
 	}
 }
 
+// approve sends the approval update as c. A run registers its update handler only once the
+// worker has verified its starter (in the run's first workflow task); an update that reaches
+// the run before, in that same task, is rejected as unknown and leaves no trace in history,
+// so it is sent again until the run takes it or ctx ends. Under load the worker may pick up
+// the first task well after the start returned.
 func approve(ctx context.Context, c client.Client, workflowID, version string) error {
-	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: workflowID, UpdateName: deploy.UpdateApprove,
-		Args: []any{deploy.Approve{Version: version}}, WaitForStage: client.WorkflowUpdateStageCompleted})
-	if err != nil {
-		return err
+	for {
+		h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: workflowID, UpdateName: deploy.UpdateApprove,
+			Args: []any{deploy.Approve{Version: version}}, WaitForStage: client.WorkflowUpdateStageCompleted})
+		if err == nil {
+			err = h.Get(ctx, nil)
+		}
+		if err == nil || !strings.Contains(err.Error(), "unknown update") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	return h.Get(ctx, nil)
 }
 
 func errorType(err error) string {

@@ -56,7 +56,8 @@ func TestBacklog(t *testing.T) {
 	cl := st.NewClient(t, testharness.ClientOptions{AccessTokenTTL: ttl, IDTokenTTL: ttl})
 	queue := apptest.TaskQueue("backlog")
 	p := &pool{t: t, opts: app.WorkerOptions{
-		Env:      apptest.Env(t, st, "OIDCFLOW_TASK_QUEUE", queue, "OIDCFLOW_CLIENT_ID", cl.ID, "OIDCFLOW_LEEWAY", "2s"),
+		Env: apptest.Env(t, st, "OIDCFLOW_TASK_QUEUE", queue, "OIDCFLOW_CLIENT_ID", cl.ID, "OIDCFLOW_LEEWAY", "2s",
+			"OIDCFLOW_SWEEP_INTERVAL", "0"), // no sweeper schedule left behind
 		Register: attacks.Register,
 	}}
 	p.start()

@@ -78,10 +78,11 @@ func accessInput(reason string, d time.Duration) workflows.AccessRequestInput {
 // approve sends the approve update as c's persona for the request c sees in the status query
 // (workflows.ApproveAccess: that run, that request digest) and waits for its result. The run
 // registers its handlers once its identity is verified; a query or update sent in the same
-// instant as the start is refused (leaving no trace), so both are retried briefly.
+// instant as the start is refused (leaving no trace), so both are sent again until ctx ends:
+// on a busy machine the worker may take the run's first task seconds after the start.
 func approve(ctx context.Context, c client.Client, workflowID string) (workflows.AccessStatus, error) {
 	var st workflows.AccessStatus
-	for attempt := 0; ; attempt++ {
+	for {
 		var seen workflows.AccessStatus
 		v, qerr := c.QueryWorkflow(ctx, workflowID, "", workflows.QueryStatus)
 		if qerr == nil {
@@ -94,7 +95,7 @@ func approve(ctx context.Context, c client.Client, workflowID string) (workflows
 				err = h.Get(ctx, &st)
 			}
 		}
-		if (qerr != nil || (err != nil && strings.Contains(err.Error(), "unknown update"))) && attempt < 100 && ctx.Err() == nil {
+		if (qerr != nil || (err != nil && strings.Contains(err.Error(), "unknown update"))) && ctx.Err() == nil {
 			time.Sleep(200 * time.Millisecond)
 			continue
 		}

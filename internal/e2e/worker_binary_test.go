@@ -98,18 +98,29 @@ func TestWorkerBinaryMetricsHealthAndDrain(t *testing.T) {
 		t.Fatalf("carol approves: %+v, %v", status.State, err)
 	}
 
-	// Wait until the grant runs and waits for the lock.
-	deadline := time.Now().Add(60 * time.Second)
+	// Wait until the grant's body runs and waits for the test's lock. Only another backend
+	// blocked by the test's own connection counts: the database is shared, and an advisory
+	// lock some other run waits for says nothing about this grant. The body runs only after
+	// the activity interceptor resumed bob's session, and that session's access token (4s,
+	// deposited at start) is past due by then: so the refresh the metrics must show has
+	// happened once the grant blocks. (The activity shows as started as soon as the worker
+	// took the task, before its interceptor ran.)
+	var lockPID int32
+	if err := lock.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&lockPID); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		var waiting int
-		if err := lock.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").Scan(&waiting); err != nil {
+		if err := lock.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid))",
+			lockPID).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
 		if waiting > 0 && grantStarted(ctx, t, bob, id) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the grant activity did not start and block on the lock within 60s")
+			t.Fatal("the grant activity did not start and block on the lock within 2m")
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -154,7 +165,7 @@ func TestWorkerBinaryMetricsHealthAndDrain(t *testing.T) {
 	// SIGTERM while the grant waits: the worker stops polling, is no longer ready, and waits.
 	sigterm := time.Now()
 	w.signal(syscall.SIGTERM)
-	deadline = time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(20 * time.Second) // the held lock keeps the worker draining meanwhile
 	for {
 		code, _, err := w.get("/readyz")
 		if err == nil && code == http.StatusServiceUnavailable {

@@ -79,7 +79,10 @@ func Open() (*Stack, error) {
 		return nil, err
 	}
 	s := &Stack{path: path, env: env, http: &http.Client{Timeout: 30 * time.Second}}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// A generous deadline: a stack that is not there refuses the connection at once, a
+	// running one on a busy machine may take seconds to answer; skipping (or failing, with
+	// OIDCFLOW_REQUIRE_STACK=1) because it was slow would be wrong.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, u := range []string{strings.TrimRight(s.env["OIDCFLOW_ISSUER"], "/") + "/.well-known/openid-configuration", s.env["OIDCFLOW_LOGIN_URL"] + "/healthz"} {
 		if err := s.get(ctx, u, nil); err != nil {
