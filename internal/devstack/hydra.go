@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,11 +40,57 @@ func (l *Launcher) hydraSecrets() (hydraSecrets, error) {
 	return s, err
 }
 
+// DefaultRefreshGrace is the dev stack's refresh token rotation grace period
+// (SettingRefreshGrace when unset): how long Hydra still accepts a refresh token it rotated,
+// instead of revoking the whole family as a reuse. It outlasts the refresher's token request
+// timeout (tokenstore.RefresherOptions.RefreshTimeout, 60s), so that a worker that lost a
+// refresh answer, or gave up waiting for one, can still retry with the same refresh token.
+// Hydra v2.3.0 caps it at 5m.
+const DefaultRefreshGrace = "2m"
+
+// hydraDBPool sizes Hydra's database pool: query parameters of its DSN that ory/x/sqlcon
+// reads and removes. Without them Hydra opens at most twice as many connections as it has
+// CPUs (4 on a 2-core machine): with a few hundred sessions refreshing at once its token
+// requests queued for a connection for about 20 s at a time. The stack's PostgreSQL allows
+// 100 connections.
+var hydraDBPool = [][2]string{
+	{"max_conns", "20"},
+	{"max_idle_conns", "10"},
+	{"max_conn_idle_time", "5m"},
+}
+
+// hydraDSN returns dsn with the pool parameters of hydraDBPool that it does not set itself;
+// a DSN that is not a database URL ("memory") is returned as it is.
+func hydraDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql" && u.Scheme != "cockroach" && u.Scheme != "mysql") {
+		return dsn
+	}
+	q := u.Query()
+	for _, kv := range hydraDBPool {
+		if !q.Has(kv[0]) {
+			q.Set(kv[0], kv[1])
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// refreshGrace is the rotation grace period Hydra gets: SettingRefreshGrace, else
+// DefaultRefreshGrace.
+func refreshGrace(getenv func(string) string) string {
+	if v := getenv(SettingRefreshGrace); v != "" {
+		return v
+	}
+	return DefaultRefreshGrace
+}
+
 // HydraConfig returns Hydra v2.3.0's configuration for the dev stack. Keys checked against
 // Hydra's spec/config.json at v2.3.0: oauth2.token_hook (called for every grant, refresh
 // included; oauth2.refresh_token_hook also exists but is only called on refresh, and would
 // be redundant), oauth2.grant.refresh_token.rotation_grace_period (at most 5m), ttl.*,
-// strategies.access_token, oauth2.allowed_top_level_claims.
+// strategies.access_token, oauth2.allowed_top_level_claims. The DSN gets the database pool
+// of hydraDBPool.
 func HydraConfig(dsn string, sec hydraSecrets, getenv func(string) string) map[string]any {
 	setting := func(name, def string) string {
 		if v := getenv(name); v != "" {
@@ -52,7 +99,7 @@ func HydraConfig(dsn string, sec hydraSecrets, getenv func(string) string) map[s
 		return def
 	}
 	return map[string]any{
-		"dsn": dsn,
+		"dsn": hydraDSN(dsn),
 		"serve": map[string]any{
 			"public":  map[string]any{"host": Host, "port": PortHydraPublic},
 			"admin":   map[string]any{"host": Host, "port": PortHydraAdmin},
@@ -80,7 +127,7 @@ func HydraConfig(dsn string, sec hydraSecrets, getenv func(string) string) map[s
 			"allowed_top_level_claims": idp.ClaimNames,
 			"mirror_top_level_claims":  false,
 			"grant": map[string]any{"refresh_token": map[string]any{
-				"rotation_grace_period": setting(SettingRefreshGrace, "0s"),
+				"rotation_grace_period": refreshGrace(getenv),
 			}},
 			"token_hook": map[string]any{
 				"url": LoginURL() + "/hooks/token",
@@ -159,7 +206,7 @@ func (l *Launcher) hydra() *service {
 		want, err := config()
 		have, err2 := os.ReadFile(cfgPath)
 		if err != nil || err2 != nil || !bytes.Equal(want, have) {
-			return "token lifetimes or rotation grace period"
+			return "token lifetimes, rotation grace period or database pool"
 		}
 		return ""
 	}
@@ -233,7 +280,9 @@ func (l *Launcher) hydra() *service {
 		l.setEnv(EnvIssuer, md.Issuer, EnvClientID, ClientStarter, EnvRedirectURL, StarterRedirectURL,
 			EnvWorkerClientID, ClientWorker, EnvWorkerClientSecret, sec.WorkerSecret,
 			EnvUIClientID, ClientUI, EnvUIClientSecret, sec.UISecret,
-			EnvIDPAdminURL, HydraAdminURL(), EnvLoginURL, LoginURL())
+			EnvIDPAdminURL, HydraAdminURL(), EnvLoginURL, LoginURL(),
+			// Workers read it to know how long Hydra accepts a refresh token again.
+			SettingRefreshGrace, refreshGrace(l.getenv))
 		return nil
 	}
 	return s
