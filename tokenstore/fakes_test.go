@@ -31,6 +31,7 @@ type fakeVault struct {
 	secrets  map[string]*fakeSecret
 	failWith int // answer every request with this status while non-zero
 	writes   int
+	reads    int
 }
 
 type fakeSecret struct {
@@ -99,6 +100,7 @@ func (fv *fakeVault) serve(w http.ResponseWriter, r *http.Request) {
 	kind, path, _ := strings.Cut(rest, "/")
 	switch {
 	case kind == "data" && r.Method == http.MethodGet:
+		fv.reads++
 		s := fv.secrets[path]
 		if s == nil {
 			vaultErrors(w, http.StatusNotFound)

@@ -387,3 +387,23 @@ func TestClassifyTokenErrorOutcome(t *testing.T) {
 		}
 	}
 }
+
+// A refresh costs four Vault operations: the read that finds the session due, the claim, the
+// rotated tokens (pending their check), the check's result. Before, the refresh read the
+// session a second time right after Fresh had read it.
+func TestVaultOperationsPerRefresh(t *testing.T) {
+	e := newEnv(t)
+	r := e.refresher(t, nil)
+	s := e.session(t, -time.Second)
+	e.fv.mu.Lock()
+	e.fv.reads, e.fv.writes = 0, 0
+	e.fv.mu.Unlock()
+	if _, err := e.fresh(r, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.fv.mu.Lock()
+	defer e.fv.mu.Unlock()
+	if e.fv.reads != 1 || e.fv.writes != 3 {
+		t.Fatalf("one refresh: %d Vault reads, %d writes; want 1 and 3", e.fv.reads, e.fv.writes)
+	}
+}

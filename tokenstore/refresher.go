@@ -380,7 +380,7 @@ func (r *Refresher) Fresh(ctx context.Context, id string) (Session, error) {
 		// slot. Once claimed, a refresh runs on its own deadlines (see refreshClaimed).
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*r.claimTTL+r.timeout)
 		defer cancel()
-		return r.refresh(wctx, id)
+		return r.refresh(wctx, s)
 	})
 	select {
 	case <-ctx.Done():
@@ -396,20 +396,25 @@ func (r *Refresher) Fresh(ctx context.Context, id string) (Session, error) {
 // errRetry asks refresh to re-read and decide again.
 var errRetry = errors.New("tokenstore: retry")
 
-func (r *Refresher) refresh(ctx context.Context, id string) (Session, error) {
+// refresh refreshes session s (as just read) unless another process did; it re-reads the
+// session whenever it must decide again.
+func (r *Refresher) refresh(ctx context.Context, s Session) (Session, error) {
+	id := s.ID
 	slot := false
 	defer func() {
 		if slot {
 			<-r.slots
 		}
 	}()
-	for {
+	for read := true; ; read = false {
 		if err := ctx.Err(); err != nil {
 			return Session{}, fmt.Errorf("tokenstore: refresh session %s: %w: %w", id, ErrUnavailable, err)
 		}
-		s, err := r.get(ctx, id)
-		if err != nil {
-			return Session{}, err
+		if !read {
+			var err error
+			if s, err = r.get(ctx, id); err != nil {
+				return Session{}, err
+			}
 		}
 		if s.pendingCheck && s.claimOwner == "" {
 			out, err := r.check(ctx, s)
@@ -450,10 +455,11 @@ func (r *Refresher) refresh(ctx context.Context, id string) (Session, error) {
 			continue
 		}
 		if !slot {
-			// Wait for a slot before claiming, so that no claim ages in the queue; then
+			// Take a slot before claiming, so that no claim ages in the queue; after a wait,
 			// decide again on what is stored by now.
 			select {
 			case r.slots <- struct{}{}:
+				slot = true
 			default:
 				r.log.DebugContext(ctx, "tokenstore: waiting for a refresh slot", "session", id, "slots", cap(r.slots))
 				select {
@@ -462,9 +468,9 @@ func (r *Refresher) refresh(ctx context.Context, id string) (Session, error) {
 					return Session{}, fmt.Errorf("tokenstore: refresh session %s: waiting for one of %d refresh slots: %w: %w",
 						id, cap(r.slots), ErrUnavailable, ctx.Err())
 				}
+				slot = true
+				continue
 			}
-			slot = true
-			continue
 		}
 		if s.claimOwner != "" {
 			r.log.WarnContext(ctx, "tokenstore: taking over an expired refresh claim", "session", id, "claimant", s.claimOwner)
