@@ -150,9 +150,9 @@ func (rs realSession) refresher(t *testing.T, s *testharness.Stack, logs *string
 
 // A worker that dies between Hydra's answer and the Vault write (the test hook) loses the
 // rotated refresh token. Once the dead one's claim expired, the next worker presents the old
-// refresh token: within Hydra's rotation grace period (the dev stack's default, which its env
-// file names) that works; without one (OIDCFLOW_REFRESH_ROTATION_GRACE=0s) it gets
-// invalid_grant: ReauthRequired, not a loop.
+// refresh token: without a rotation grace period (the dev stack's default) it gets
+// invalid_grant: ReauthRequired, not a loop; within one (OIDCFLOW_REFRESH_ROTATION_GRACE,
+// which the stack's env file names) that works.
 func TestIntegrationCrashBeforeWrite(t *testing.T) {
 	s := testharness.Load(t)
 	grace, _ := time.ParseDuration(s.Env("OIDCFLOW_REFRESH_ROTATION_GRACE")) // absent: an older stack, 0s

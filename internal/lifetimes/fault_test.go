@@ -1,6 +1,7 @@
 package lifetimes_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"os"
@@ -189,8 +190,8 @@ func TestFaultCrashBeforeWrite(t *testing.T) {
 	st := faults(t)
 	t.Run("Grace", func(t *testing.T) {
 		restart(t, st, "hydra", 0, "OIDCFLOW_REFRESH_ROTATION_GRACE=30s")
-		t.Cleanup(func() { // back to what the stack was started with ("": the launcher's default)
-			restart(t, st, "hydra", 0, "OIDCFLOW_REFRESH_ROTATION_GRACE="+os.Getenv("OIDCFLOW_REFRESH_ROTATION_GRACE"))
+		t.Cleanup(func() { // back to what the stack was started with (the launcher's default 0s)
+			restart(t, st, "hydra", 0, "OIDCFLOW_REFRESH_ROTATION_GRACE="+cmp.Or(os.Getenv("OIDCFLOW_REFRESH_ROTATION_GRACE"), "0s"))
 		})
 		r, crashed := crashRig(t)
 		c, _ := r.login(t, "bob")
@@ -216,10 +217,6 @@ func TestFaultCrashBeforeWrite(t *testing.T) {
 		}
 	})
 	t.Run("NoGrace", func(t *testing.T) {
-		restart(t, st, "hydra", 0, "OIDCFLOW_REFRESH_ROTATION_GRACE=0s") // the dev stack's default has one
-		t.Cleanup(func() {
-			restart(t, st, "hydra", 0, "OIDCFLOW_REFRESH_ROTATION_GRACE="+os.Getenv("OIDCFLOW_REFRESH_ROTATION_GRACE"))
-		})
 		r, crashed := crashRig(t)
 		c, _ := r.login(t, "bob")
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
