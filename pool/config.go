@@ -86,6 +86,19 @@ type Config struct {
 	// RefreshSkew: a session is refreshed when its access or ID token expires within it.
 	// OIDCFLOW_REFRESH_SKEW; default 30s.
 	RefreshSkew time.Duration
+	// RefreshTimeout bounds one refresh request to the identity provider's token endpoint;
+	// it goes on when the activity that asked gives up, and its answer is stored
+	// (tokenstore.RefresherOptions.RefreshTimeout). OIDCFLOW_REFRESH_TIMEOUT; default 60s.
+	RefreshTimeout time.Duration
+	// RefreshRotationGrace is the identity provider's refresh token rotation grace period:
+	// the pool retries a refresh whose answer was lost only within it
+	// (tokenstore.RefresherOptions.RotationGracePeriod). Set it to the provider's value, never
+	// above. OIDCFLOW_REFRESH_ROTATION_GRACE; default 0s: none.
+	RefreshRotationGrace time.Duration
+	// MaxConcurrentRefreshes caps how many sessions this worker refreshes at the identity
+	// provider at once (tokenstore.RefresherOptions.MaxConcurrentRefreshes).
+	// OIDCFLOW_MAX_CONCURRENT_REFRESHES; default 16.
+	MaxConcurrentRefreshes int
 	// EnvelopeMaxAge is how old a start's envelope may be when the server records the
 	// start; the pool honours each envelope once within it. At most 24h.
 	// OIDCFLOW_ENVELOPE_MAX_AGE; default 5m.
@@ -292,6 +305,9 @@ func (c *Config) fields() []field {
 		{"RoleHierarchy", "OIDCFLOW_ROLE_HIERARCHY", &c.RoleHierarchy},
 		{"Leeway", "OIDCFLOW_LEEWAY", &c.Leeway},
 		{"RefreshSkew", "OIDCFLOW_REFRESH_SKEW", &c.RefreshSkew},
+		{"RefreshTimeout", "OIDCFLOW_REFRESH_TIMEOUT", &c.RefreshTimeout},
+		{"RefreshRotationGrace", "OIDCFLOW_REFRESH_ROTATION_GRACE", &c.RefreshRotationGrace},
+		{"MaxConcurrentRefreshes", "OIDCFLOW_MAX_CONCURRENT_REFRESHES", &c.MaxConcurrentRefreshes},
 		{"EnvelopeMaxAge", "OIDCFLOW_ENVELOPE_MAX_AGE", &c.EnvelopeMaxAge},
 		{"MaxBacklog", "OIDCFLOW_MAX_BACKLOG", &c.MaxBacklog},
 		{"VaultAddress", "VAULT_ADDR", &c.VaultAddress},

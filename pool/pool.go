@@ -90,6 +90,10 @@ func NewParts(ctx context.Context, cfg Config) (*Parts, error) {
 		Checker: p.Verifier,
 		Skew:    cfg.RefreshSkew,
 		Logger:  cfg.Logger,
+
+		RefreshTimeout:         cfg.RefreshTimeout,
+		RotationGracePeriod:    cfg.RefreshRotationGrace,
+		MaxConcurrentRefreshes: cfg.MaxConcurrentRefreshes,
 	}
 	if cfg.Hooks.Refresher != nil {
 		cfg.Hooks.Refresher(&ro)

@@ -31,6 +31,7 @@ type fakeVault struct {
 	secrets  map[string]*fakeSecret
 	failWith int // answer every request with this status while non-zero
 	writes   int
+	reads    int
 }
 
 type fakeSecret struct {
@@ -99,6 +100,7 @@ func (fv *fakeVault) serve(w http.ResponseWriter, r *http.Request) {
 	kind, path, _ := strings.Cut(rest, "/")
 	switch {
 	case kind == "data" && r.Method == http.MethodGet:
+		fv.reads++
 		s := fv.secrets[path]
 		if s == nil {
 			vaultErrors(w, http.StatusNotFound)
@@ -176,6 +178,8 @@ type fakeIdP struct {
 	revocations []string // revoked tokens
 	revokeForms []string
 	grace       bool          // accept the previous refresh token once more (rotation grace)
+	graceFor    time.Duration // with grace: only this long after its first use (by now); 0: forever
+	usedAt      map[string]time.Time
 	failNext    int           // answer the next token requests with this status
 	failCount   int           // how many
 	failHeader  http.Header   // headers of the failure answers
@@ -190,7 +194,7 @@ type fakeIdP struct {
 
 func newFakeIdP(t testing.TB) *fakeIdP {
 	f := &fakeIdP{t: t, current: map[string]string{}, used: map[string]string{}, revoked: map[string]bool{},
-		lastRT: map[string]string{}, subject: "bob", ttl: 300, now: time.Now}
+		lastRT: map[string]string{}, usedAt: map[string]time.Time{}, subject: "bob", ttl: 300, now: time.Now}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": f.srv.URL, "token_endpoint": f.srv.URL + "/token", "revocation_endpoint": f.srv.URL + "/revoke"})
@@ -252,7 +256,8 @@ func (f *fakeIdP) token(w http.ResponseWriter, r *http.Request) {
 	}
 	if fam == "" {
 		if fm, ok := f.used[rt]; ok {
-			if f.grace && f.lastRT[fm] == rt && !f.revoked[fm] {
+			if f.grace && f.lastRT[fm] == rt && !f.revoked[fm] &&
+				(f.graceFor == 0 || f.now().Before(f.usedAt[rt].Add(f.graceFor))) {
 				fam = fm
 			} else {
 				f.revoked[fm] = true // reuse detection: the whole family dies
@@ -264,6 +269,9 @@ func (f *fakeIdP) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.refreshes++
+	if _, ok := f.usedAt[rt]; !ok {
+		f.usedAt[rt] = f.now()
+	}
 	f.used[rt] = fam
 	f.lastRT[fam] = rt
 	n := strconv.Itoa(f.refreshes)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -14,51 +15,73 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/oidcflow/oidcflow/identity"
 )
 
 // endpoints are the identity provider URLs the Refresher uses; missing ones are discovered
-// (identity.Discover) once and cached.
+// (identity.Discover) once and cached. Concurrent callers share one discovery request, and
+// no lock is held while it runs.
 type endpoints struct {
 	issuer     string
 	httpClient *http.Client
+	group      singleflight.Group
 
 	mu         sync.Mutex
 	token      string
 	revocation string
+	discovered bool
 }
 
 func (e *endpoints) get(ctx context.Context) (token, revocation string, err error) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.token != "" && e.revocation != "" {
-		return e.token, e.revocation, nil
+	token, revocation = e.token, e.revocation
+	done := e.discovered || e.issuer == "" || (token != "" && revocation != "")
+	e.mu.Unlock()
+	if done {
+		return token, revocation, nil
 	}
-	if e.issuer == "" {
-		return e.token, e.revocation, nil
-	}
-	md, err := identity.Discover(ctx, e.httpClient, e.issuer)
-	if errors.Is(err, identity.ErrProviderUnavailable) {
-		return "", "", fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
+	_, err, _ = e.group.Do("discover", func() (any, error) {
+		md, err := identity.Discover(ctx, e.httpClient, e.issuer)
+		if errors.Is(err, identity.ErrProviderUnavailable) {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.token == "" {
+			e.token = md.TokenEndpoint
+		}
+		if e.revocation == "" {
+			e.revocation = md.RevocationEndpoint
+		}
+		e.discovered = true // a provider that names no revocation endpoint is not asked again
+		return nil, nil
+	})
 	if err != nil {
 		return "", "", err
 	}
-	if e.token == "" {
-		e.token = md.TokenEndpoint
-	}
-	if e.revocation == "" {
-		e.revocation = md.RevocationEndpoint
-	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	return e.token, e.revocation, nil
 }
+
+// errOutcomeUnknown marks a failed token request that may have reached the identity provider
+// and been answered: it may have rotated the refresh token, and the answer is lost. It
+// wraps ErrUnavailable.
+var errOutcomeUnknown = fmt.Errorf("tokenstore: the token request's outcome is unknown: %w", ErrUnavailable)
 
 // classifyTokenError turns an error of the token endpoint into this package's errors:
 // invalid_grant wraps identity.ErrReauthRequired (RFC 6749 section 5.2: the refresh token is
 // invalid, expired or revoked, so only a new consent helps), 429 is a *RateLimitedError,
-// 5xx and network errors wrap ErrUnavailable. The response body is never included: only the
-// RFC 6749 error code.
+// 5xx and network errors wrap ErrUnavailable. Failures after which the identity provider
+// may have answered (a timeout, a broken connection, an unreadable answer, a gateway's 502
+// or 504) wrap errOutcomeUnknown too; an answer of the provider itself (500, 503, 4xx) and
+// a connection that could not be opened do not. The response body is never included: only
+// the RFC 6749 error code.
 func classifyTokenError(id string, err error, now time.Time) error {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
@@ -74,6 +97,9 @@ func classifyTokenError(id string, err error, now time.Time) error {
 		case status == http.StatusTooManyRequests:
 			return fmt.Errorf("tokenstore: refresh session %s: %w", id,
 				&RateLimitedError{Op: "identity provider token endpoint", RetryAfter: retryAfter(header, now)})
+		case status == http.StatusBadGateway || status == http.StatusGatewayTimeout:
+			// A gateway lost the provider's answer, or gave up waiting for it.
+			return fmt.Errorf("tokenstore: refresh session %s: a gateway answered %d: %w", id, status, errOutcomeUnknown)
 		case status >= 500:
 			return fmt.Errorf("tokenstore: refresh session %s: identity provider answered %d: %w", id, status, ErrUnavailable)
 		default:
@@ -85,16 +111,20 @@ func classifyTokenError(id string, err error, now time.Time) error {
 		}
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("tokenstore: refresh session %s: %w: %w", id, ErrUnavailable, err)
+		return fmt.Errorf("tokenstore: refresh session %s: %w: %w", id, errOutcomeUnknown, err)
 	}
 	// Network errors (*url.Error) name the token URL; the refresh token travels in the body.
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return fmt.Errorf("tokenstore: refresh session %s: %w: %w", id, ErrUnavailable, ue)
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return fmt.Errorf("tokenstore: refresh session %s: %w: %w", id, ErrUnavailable, ue)
+		}
+		return fmt.Errorf("tokenstore: refresh session %s: %w: %w", id, errOutcomeUnknown, ue)
 	}
-	// Anything else (e.g. a response without access_token) is described without its text,
-	// which might quote the response.
-	return fmt.Errorf("tokenstore: refresh session %s: unusable token endpoint answer: %w", id, ErrUnavailable)
+	// Anything else (an answer cut off, one without access_token) is described without its
+	// text, which might quote the response.
+	return fmt.Errorf("tokenstore: refresh session %s: unusable token endpoint answer: %w", id, errOutcomeUnknown)
 }
 
 // retryAfter parses a Retry-After header (delay-seconds or HTTP-date, RFC 9110 section

@@ -3,9 +3,11 @@ package tokenstore
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net/http"
 	"os"
@@ -65,15 +67,50 @@ type RefresherOptions struct {
 	// refreshed. Default 30s. It is capped at half the token's lifetime, so that a 5-second
 	// token is not refreshed on every use.
 	Skew time.Duration
-	// ClaimTTL bounds how long one process may hold a session's refresh claim (see Fresh);
-	// after it, another process may refresh. Default 30s. Keep it above RefreshTimeout.
-	ClaimTTL time.Duration
-	// RefreshTimeout bounds one token endpoint request. Default 20s.
+	// RefreshJitter spreads the refreshes of sessions whose tokens were issued together (a
+	// burst of logins, or sessions refreshed together once): each session falls due up to
+	// RefreshJitter before its skew says, by an amount fixed for the session and its current
+	// tokens, so every worker computes the same RefreshDue. It is capped at half the skew (as
+	// capped for the token's lifetime). Default: half the skew (15s with the default skew);
+	// negative: no jitter.
+	RefreshJitter time.Duration
+	// RefreshTimeout bounds one token endpoint request. The request does not end when its
+	// caller gives up (an activity's timeout, a cancelled context): an answer that comes
+	// later is still stored, and the next caller gets it. Keep it generous: a request cut
+	// short may lose an answer the identity provider committed, and the refresh token it
+	// rotated with it (see RotationGracePeriod). The HTTPClient's own Timeout does not apply
+	// to token requests. Default 60s.
 	RefreshTimeout time.Duration
+	// ClaimTTL is how long one process's refresh claim lasts (see Fresh): no other process
+	// refreshes the session before it ends. It must exceed RefreshTimeout: the rest is the
+	// time to store the answer, and the tolerance for clock differences between workers.
+	// Default RefreshTimeout + 30s.
+	ClaimTTL time.Duration
+	// RotationGracePeriod is how long the identity provider still accepts a refresh token
+	// after rotating it: Ory Hydra's oauth2.grant.refresh_token.rotation_grace_period (at
+	// most 5m, 0 by default), Okta's "grace period for token rotation" (0 to 60s, 30s by
+	// default), Auth0's "reuse interval" or "rotation overlap period" (the client's
+	// refresh_token.leeway, 0 by default), Amazon Cognito's RetryGracePeriodSeconds (0 to
+	// 60). Outside it, all of them take a reused refresh token for a stolen one and revoke
+	// its family. Set it to the provider's value, never above. After a token request whose outcome is unknown (it timed out, the
+	// connection broke, a gateway answered 502 or 504: the provider may have rotated the
+	// refresh token and the answer is lost), the claimant retries with the same refresh token
+	// only while the first attempt is younger than this period (less a margin for clock
+	// differences); otherwise it keeps its claim until the claim ends, so that the refresh
+	// token is not presented again while the provider may still be working on the lost
+	// request. Default 0: none.
+	RotationGracePeriod time.Duration
+	// MaxConcurrentRefreshes caps how many sessions this Refresher refreshes at the identity
+	// provider at once (token requests, the check of their answers and the Vault writes
+	// between); further refreshes wait for a slot before they claim their session, so a
+	// stalled identity provider sees a bounded queue from each worker. Default 16.
+	MaxConcurrentRefreshes int
 	// PollInterval is how often a process waiting for another's refresh re-reads the session.
 	// Default 250ms.
 	PollInterval time.Duration
-	// HTTPClient talks to the identity provider. Default: a client with a 30s timeout.
+	// HTTPClient talks to the identity provider. Its Timeout applies to discovery and
+	// revocation, not to token requests (RefreshTimeout bounds them). Default: a client with
+	// a 30s timeout.
 	HTTPClient *http.Client
 	// Clock returns the current time. Default time.Now.
 	Clock func() time.Time
@@ -102,17 +139,34 @@ type Refresher struct {
 	revokeSec   string
 	checker     IDTokenChecker
 	skew        time.Duration
+	jitter      time.Duration
 	claimTTL    time.Duration
 	timeout     time.Duration
+	grace       time.Duration
 	poll        time.Duration
-	hc          *http.Client
+	hc          *http.Client // discovery, revocation
+	tokenHC     *http.Client // token requests: hc without its Timeout
 	now         func() time.Time
 	log         *slog.Logger
 	owner       string
 	afterAnswer func(context.Context, string) error
 	onRefreshed func(context.Context, string)
 	group       singleflight.Group
+	slots       chan struct{} // one per refresh in progress at the identity provider
 }
+
+// Defaults of RefresherOptions.
+const (
+	defaultSkew           = 30 * time.Second
+	defaultRefreshTimeout = 60 * time.Second
+	defaultClaimMargin    = 30 * time.Second
+	defaultMaxRefreshes   = 16
+)
+
+// graceMargin is kept off the end of RotationGracePeriod: the identity provider's clock
+// starts the period when it rotated the token, which may be a little after our first
+// attempt by its clock, or before by ours.
+const graceMargin = 5 * time.Second
 
 // NewRefresher returns a Refresher for opts.
 func NewRefresher(opts RefresherOptions) (*Refresher, error) {
@@ -128,9 +182,13 @@ func NewRefresher(opts RefresherOptions) (*Refresher, error) {
 	if opts.Issuer == "" && (opts.OAuth2.Endpoint.TokenURL == "" || opts.RevocationURL == "") {
 		return nil, errors.New("tokenstore: RefresherOptions.Issuer is required unless the token and revocation URLs are set")
 	}
+	if opts.RotationGracePeriod < 0 || opts.MaxConcurrentRefreshes < 0 {
+		return nil, errors.New("tokenstore: RefresherOptions.RotationGracePeriod and MaxConcurrentRefreshes must not be negative")
+	}
 	r := &Refresher{
 		store: opts.Store, cfg: opts.OAuth2, checker: opts.Checker,
-		skew: opts.Skew, claimTTL: opts.ClaimTTL, timeout: opts.RefreshTimeout, poll: opts.PollInterval,
+		skew: opts.Skew, jitter: opts.RefreshJitter, claimTTL: opts.ClaimTTL, timeout: opts.RefreshTimeout,
+		grace: opts.RotationGracePeriod, poll: opts.PollInterval,
 		hc: opts.HTTPClient, now: opts.Clock, log: opts.Logger, owner: opts.Owner,
 		afterAnswer: opts.AfterIdPAnswer, onRefreshed: opts.OnRefreshed,
 		revokeID: opts.RevokeClientID, revokeSec: opts.RevokeClientSecret,
@@ -139,13 +197,24 @@ func NewRefresher(opts RefresherOptions) (*Refresher, error) {
 		r.checker = nil
 	}
 	if r.skew <= 0 {
-		r.skew = 30 * time.Second
+		r.skew = defaultSkew
 	}
-	if r.claimTTL <= 0 {
-		r.claimTTL = 30 * time.Second
+	switch {
+	case r.jitter == 0:
+		r.jitter = r.skew / 2
+	case r.jitter < 0:
+		r.jitter = 0
 	}
 	if r.timeout <= 0 {
-		r.timeout = 20 * time.Second
+		r.timeout = defaultRefreshTimeout
+	}
+	if r.claimTTL <= 0 {
+		r.claimTTL = r.timeout + defaultClaimMargin
+	}
+	if r.claimTTL <= r.timeout {
+		// A claim that ends while its token request runs lets another process present the
+		// same refresh token: the identity provider's reuse detection then revokes the family.
+		return nil, fmt.Errorf("tokenstore: RefresherOptions.ClaimTTL (%s) must exceed RefreshTimeout (%s)", r.claimTTL, r.timeout)
 	}
 	if r.poll <= 0 {
 		r.poll = 250 * time.Millisecond
@@ -153,6 +222,14 @@ func NewRefresher(opts RefresherOptions) (*Refresher, error) {
 	if r.hc == nil {
 		r.hc = &http.Client{Timeout: 30 * time.Second}
 	}
+	tokenHC := *r.hc
+	tokenHC.Timeout = 0
+	r.tokenHC = &tokenHC
+	n := opts.MaxConcurrentRefreshes
+	if n == 0 {
+		n = defaultMaxRefreshes
+	}
+	r.slots = make(chan struct{}, n)
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -189,7 +266,8 @@ func (r *Refresher) usable(s Session) bool {
 
 // RefreshDue returns when s stops being usable for Fresh: the earlier of the access token's
 // and the ID token's expiry, each minus the skew (capped at half the token's lifetime, as
-// far as IssuedAt tells it). It is the time to schedule the next refresh at.
+// far as IssuedAt tells it), and minus the session's jitter (RefresherOptions.RefreshJitter).
+// It is the time to schedule the next refresh at.
 //
 // The ID token counts because the activities verify it: an identity provider whose ID
 // tokens live shorter than its access tokens would otherwise fail them between two
@@ -197,27 +275,43 @@ func (r *Refresher) usable(s Session) bool {
 // refresh returned none, so no refresh is sure to renew it, and the session's identity is
 // vouched for until the access token's expiry instead (see Fresh).
 func (r *Refresher) RefreshDue(s Session) time.Time {
-	due := r.due(s.Expiry, s.IssuedAt)
+	due := r.due(s.ID, s.Expiry, s.IssuedAt)
 	if s.IDTokenKept {
 		return due
 	}
 	if exp := s.idTokenExpiry(); !exp.IsZero() {
-		if d := r.due(exp, s.IssuedAt); d.Before(due) {
+		if d := r.due(s.ID, exp, s.IssuedAt); d.Before(due) {
 			due = d
 		}
 	}
 	return due
 }
 
-// due returns exp minus the skew, capped at half the lifetime from issued (when known).
-func (r *Refresher) due(exp, issued time.Time) time.Time {
+// due returns exp minus the skew, capped at half the lifetime from issued (when known), and
+// minus the jitter of session id for this exp (at most half that skew).
+func (r *Refresher) due(id string, exp, issued time.Time) time.Time {
 	skew := r.skew
 	if !issued.IsZero() {
 		if life := exp.Sub(issued); life > 0 && skew > life/2 {
 			skew = life / 2
 		}
 	}
-	return exp.Add(-skew)
+	return exp.Add(-skew - jitter(id, exp, min(r.jitter, skew/2)))
+}
+
+// jitter returns a duration in [0, limit) fixed by the session id and the expiry it is
+// computed for: the same on every worker, and new with every rotation. It spreads sessions
+// whose tokens were issued together; it is no secret and needs no unpredictability.
+func jitter(id string, exp time.Time, limit time.Duration) time.Duration {
+	if limit <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(exp.UnixNano()))
+	h.Write(b[:])
+	return time.Duration(h.Sum64() % uint64(limit))
 }
 
 // get reads a session; a missing session means the person must consent again.
@@ -232,17 +326,25 @@ func (r *Refresher) get(ctx context.Context, id string) (Session, error) {
 // Fresh returns session id with an access token and an ID token valid for longer than the
 // skew (see RefreshDue), refreshing it first if needed:
 //
-//   - Within the process, concurrent calls for one session share one refresh (single-flight).
+//   - Within the process, concurrent calls for one session share one refresh (single-flight,
+//     per session: refreshes of different sessions never wait for each other, except for a
+//     slot of MaxConcurrentRefreshes).
 //   - Across processes, the refresher first claims the refresh in Vault (a check-and-set
 //     write of a claim with a deadline, ClaimTTL); only the claimant calls the identity
 //     provider, the others re-read until the new tokens are there or the claim expired. So
 //     the identity provider sees one refresh per rotation and never a reused refresh token.
+//   - The refresh runs detached from ctx: a caller that gives up (ctx done) gets an error,
+//     while the token request goes on for up to RefreshTimeout, and its answer is stored for
+//     the next caller. The claim outlasts the request (ClaimTTL > RefreshTimeout), so no
+//     other process presents the same refresh token while it may still be answered.
 //   - The new tokens (with the rotated refresh token) are written to Vault with check-and-set
-//     before they are returned or used. The IdP call and that write run on a context that
-//     ignores ctx's cancellation (bounded by RefreshTimeout and ClaimTTL), so a cancelled
-//     caller does not lose a rotated refresh token. A crash between the identity provider's
-//     answer and the write still loses it; the next refresh then reuses the old refresh token,
-//     which succeeds only within the identity provider's rotation grace period.
+//     before they are returned or used. A crash between the identity provider's answer and
+//     the write loses them; so does a request whose outcome is unknown (it timed out, the
+//     connection broke, a gateway answered 502 or 504). The next refresh then presents the
+//     old refresh token again, which succeeds only if the provider had not rotated it, or
+//     within its rotation grace period: the claimant retries an unknown outcome at once while
+//     RotationGracePeriod allows, and otherwise keeps its claim until it ends, so that the
+//     provider has finished with the lost request before the token is presented again.
 //   - A refreshed ID token is checked against the original identity (OIDC Core section 12.2)
 //     right after the write; until it passed, the tokens are not handed out.
 //   - A refresh that returns no ID token (OIDC Core 12.2 makes it optional) keeps the last
@@ -260,7 +362,7 @@ func (r *Refresher) get(ctx context.Context, id string) (Session, error) {
 // token (invalid_grant), the refreshed ID token does not match (or userinfo refuses the
 // person of a kept one), or the session is gone;
 // ErrUnavailable (wrapped; *RateLimitedError for 429) for transient failures of Vault or the
-// identity provider. Errors never contain a token.
+// identity provider; ctx's error when it ends first. Errors never contain a token.
 func (r *Refresher) Fresh(ctx context.Context, id string) (Session, error) {
 	if err := ValidateSessionID(id); err != nil {
 		return Session{}, err
@@ -273,13 +375,16 @@ func (r *Refresher) Fresh(ctx context.Context, id string) (Session, error) {
 		return s, nil
 	}
 	ch := r.group.DoChan(id, func() (any, error) {
+		// Detached from the caller, whose context may end at any time (and keeps its values
+		// for OnRefreshed). The bound is for waiting: for another process's claim, for a
+		// slot. Once claimed, a refresh runs on its own deadlines (see refreshClaimed).
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*r.claimTTL+r.timeout)
 		defer cancel()
-		return r.refresh(wctx, id)
+		return r.refresh(wctx, s)
 	})
 	select {
 	case <-ctx.Done():
-		return Session{}, fmt.Errorf("tokenstore: waiting for the refresh of session %s: %w", id, ctx.Err())
+		return Session{}, fmt.Errorf("tokenstore: waiting for the refresh of session %s (it goes on): %w", id, ctx.Err())
 	case res := <-ch:
 		if res.Err != nil {
 			return Session{}, res.Err
@@ -291,14 +396,25 @@ func (r *Refresher) Fresh(ctx context.Context, id string) (Session, error) {
 // errRetry asks refresh to re-read and decide again.
 var errRetry = errors.New("tokenstore: retry")
 
-func (r *Refresher) refresh(ctx context.Context, id string) (Session, error) {
-	for {
+// refresh refreshes session s (as just read) unless another process did; it re-reads the
+// session whenever it must decide again.
+func (r *Refresher) refresh(ctx context.Context, s Session) (Session, error) {
+	id := s.ID
+	slot := false
+	defer func() {
+		if slot {
+			<-r.slots
+		}
+	}()
+	for read := true; ; read = false {
 		if err := ctx.Err(); err != nil {
 			return Session{}, fmt.Errorf("tokenstore: refresh session %s: %w: %w", id, ErrUnavailable, err)
 		}
-		s, err := r.get(ctx, id)
-		if err != nil {
-			return Session{}, err
+		if !read {
+			var err error
+			if s, err = r.get(ctx, id); err != nil {
+				return Session{}, err
+			}
 		}
 		if s.pendingCheck && s.claimOwner == "" {
 			out, err := r.check(ctx, s)
@@ -326,27 +442,47 @@ func (r *Refresher) refresh(ctx context.Context, id string) (Session, error) {
 		}
 		now := r.now()
 		if s.claimOwner != "" && now.Before(s.claimUntil) {
-			// Another process is refreshing: wait for its write, or for its claim to expire.
+			// Another process is refreshing: wait for its write, or for its claim to expire,
+			// without holding a slot that a refresh of another session could use.
+			if slot {
+				<-r.slots
+				slot = false
+			}
 			r.log.DebugContext(ctx, "tokenstore: waiting for another refresh", "session", id, "claimant", s.claimOwner)
 			if err := sleep(ctx, r.poll); err != nil {
 				return Session{}, fmt.Errorf("tokenstore: refresh session %s: waiting for %s: %w: %w", id, s.claimOwner, ErrUnavailable, err)
 			}
 			continue
 		}
+		if !slot {
+			// Take a slot before claiming, so that no claim ages in the queue; after a wait,
+			// decide again on what is stored by now.
+			select {
+			case r.slots <- struct{}{}:
+				slot = true
+			default:
+				r.log.DebugContext(ctx, "tokenstore: waiting for a refresh slot", "session", id, "slots", cap(r.slots))
+				select {
+				case r.slots <- struct{}{}:
+				case <-ctx.Done():
+					return Session{}, fmt.Errorf("tokenstore: refresh session %s: waiting for one of %d refresh slots: %w: %w",
+						id, cap(r.slots), ErrUnavailable, ctx.Err())
+				}
+				slot = true
+				continue
+			}
+		}
 		if s.claimOwner != "" {
 			r.log.WarnContext(ctx, "tokenstore: taking over an expired refresh claim", "session", id, "claimant", s.claimOwner)
 		}
-		c := s
-		c.claimOwner = r.owner + "/" + randomHex(6)
-		c.claimUntil = now.Add(r.claimTTL)
-		c, err = r.store.Update(ctx, c)
+		c, err := r.claim(ctx, s)
 		if errors.Is(err, ErrConflict) {
 			continue
 		}
 		if err != nil {
 			return Session{}, err
 		}
-		out, err := r.refreshClaimed(ctx, c)
+		out, err := r.refreshClaimed(context.WithoutCancel(ctx), c)
 		if errors.Is(err, errRetry) {
 			continue
 		}
@@ -354,12 +490,50 @@ func (r *Refresher) refresh(ctx context.Context, id string) (Session, error) {
 	}
 }
 
-// refreshClaimed calls the identity provider for the claimed session c and stores the result.
+// claim writes (or renews) this process's refresh claim on s: ClaimTTL from now.
+func (r *Refresher) claim(ctx context.Context, s Session) (Session, error) {
+	c := s
+	c.claimOwner = r.owner + "/" + randomHex(6)
+	c.claimUntil = r.now().Add(r.claimTTL)
+	return r.store.Update(ctx, c)
+}
+
+// refreshClaimed calls the identity provider for the claimed session c and stores the
+// result. ctx carries no deadline: each step has its own, within the claim.
 func (r *Refresher) refreshClaimed(ctx context.Context, c Session) (Session, error) {
-	tok, err := r.exchange(ctx, c)
-	if err != nil {
-		r.release(ctx, c)
-		return Session{}, err
+	first := r.now()
+	var tok *oauth2.Token
+	for backoff := time.Second; ; backoff = min(2*backoff, 10*time.Second) {
+		var err error
+		tok, err = r.exchange(ctx, c)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errOutcomeUnknown) {
+			r.release(ctx, c)
+			return Session{}, err
+		}
+		// The identity provider may have rotated the refresh token, and its answer is lost.
+		if r.now().Add(backoff + graceMargin).After(first.Add(r.grace)) {
+			// Outside the grace period, the old refresh token is dead if the provider rotated
+			// it. Keep the claim (nobody presents the token while the provider may still be
+			// working on the request); the next refresh after the claim tries it.
+			r.log.WarnContext(ctx, "tokenstore: token request outcome unknown; refresh claim kept until it ends",
+				"session", c.ID, "claim_until", c.claimUntil, "grace", r.grace, "err", err)
+			return Session{}, err
+		}
+		r.log.WarnContext(ctx, "tokenstore: token request outcome unknown; retrying within the rotation grace period",
+			"session", c.ID, "grace", r.grace, "err", err)
+		if serr := sleep(ctx, backoff); serr != nil {
+			return Session{}, err
+		}
+		// Renew the claim for the new request; failing that, the claim stays as it is.
+		nc, cerr := r.claim(ctx, c)
+		if cerr != nil {
+			r.log.WarnContext(ctx, "tokenstore: renewing the refresh claim failed; not retrying", "session", c.ID, "err", cerr)
+			return Session{}, err
+		}
+		c = nc
 	}
 	if r.afterAnswer != nil {
 		if err := r.afterAnswer(ctx, c.ID); err != nil {
@@ -392,7 +566,7 @@ func (r *Refresher) refreshClaimed(ctx context.Context, c Session) (Session, err
 		n.IDTokenKept = true
 	}
 	n.pendingCheck = r.checker != nil
-	n, err = r.write(ctx, n, c.claimUntil)
+	n, err := r.write(ctx, n, c.claimUntil)
 	if err != nil {
 		return Session{}, err
 	}
@@ -401,7 +575,9 @@ func (r *Refresher) refreshClaimed(ctx context.Context, c Session) (Session, err
 	}
 	r.log.DebugContext(ctx, "tokenstore: session refreshed", "session", n)
 	if n.pendingCheck {
-		out, err := r.check(ctx, n)
+		cctx, cancel := context.WithTimeout(ctx, r.timeout)
+		defer cancel()
+		out, err := r.check(cctx, n)
 		if errors.Is(err, ErrConflict) {
 			return Session{}, errRetry
 		}
@@ -410,10 +586,14 @@ func (r *Refresher) refreshClaimed(ctx context.Context, c Session) (Session, err
 	return n, nil
 }
 
-// write stores the refreshed session, retrying transient Vault failures until the claim
-// expires: until then no other process refreshes, and the rotated refresh token exists only
-// here.
+// write stores the refreshed session, retrying transient Vault failures: until the claim
+// ends, no other process refreshes, and the rotated refresh token exists only here. It goes
+// on for another ClaimTTL after that: until another process claims the session (then the
+// check-and-set fails), the write still saves the rotation.
 func (r *Refresher) write(ctx context.Context, n Session, until time.Time) (Session, error) {
+	until = until.Add(r.claimTTL)
+	ctx, cancel := context.WithTimeout(ctx, until.Sub(r.now()))
+	defer cancel()
 	backoff := 100 * time.Millisecond
 	for {
 		out, err := r.store.Update(ctx, n)
@@ -446,6 +626,10 @@ func (r *Refresher) release(ctx context.Context, c Session) {
 	}
 }
 
+// exchange sends the refresh grant of the claimed session c. The request may take until
+// RefreshTimeout after the claim was taken (the claim's end less its margin), whatever ctx's
+// caller does. An error wrapping errOutcomeUnknown means the request may have reached the
+// identity provider and been answered, the answer lost.
 func (r *Refresher) exchange(ctx context.Context, c Session) (*oauth2.Token, error) {
 	tokenURL, _, err := r.ep.get(ctx)
 	if err != nil {
@@ -454,9 +638,14 @@ func (r *Refresher) exchange(ctx context.Context, c Session) (*oauth2.Token, err
 	if tokenURL == "" {
 		return nil, fmt.Errorf("tokenstore: refresh session %s: the identity provider names no token endpoint", c.ID)
 	}
+	left := c.claimUntil.Add(r.timeout - r.claimTTL).Sub(r.now())
+	if left <= 0 {
+		// The claim write took all the time the request had: not sent.
+		return nil, fmt.Errorf("tokenstore: refresh session %s: no time left in the claim for the token request: %w", c.ID, ErrUnavailable)
+	}
 	cfg := r.cfg
 	cfg.Endpoint.TokenURL = tokenURL
-	tctx, cancel := context.WithTimeout(context.WithValue(ctx, oauth2.HTTPClient, r.hc), r.timeout)
+	tctx, cancel := context.WithTimeout(context.WithValue(ctx, oauth2.HTTPClient, r.tokenHC), left)
 	defer cancel()
 	// An access token that is already expired makes the source refresh at once.
 	tok, err := cfg.TokenSource(tctx, &oauth2.Token{RefreshToken: c.RefreshToken, Expiry: time.Unix(1, 0)}).Token()

@@ -46,6 +46,7 @@ func (e *env) refresher(t *testing.T, mod func(*RefresherOptions)) *Refresher {
 	opts := RefresherOptions{
 		Store: e.store, OAuth2: oauth2.Config{ClientID: "starter"}, Issuer: e.idp.srv.URL,
 		Checker: e.checker, Clock: e.clock.Now, Logger: e.logs.logger(), PollInterval: 5 * time.Millisecond,
+		RefreshJitter: -1, // exact due times; jitter_test.go tests the jitter
 	}
 	if mod != nil {
 		mod(&opts)
@@ -377,7 +378,7 @@ func TestFreshPersistsRotatedTokenBeforeUse(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("claim not respected: %v", err)
 	}
-	e.clock.Advance(31 * time.Second)
+	e.clock.Advance(defaultRefreshTimeout + defaultClaimMargin + time.Second) // the claim ended
 	if _, err := e.fresh(r2, s.ID); !errors.Is(err, identity.ErrReauthRequired) {
 		t.Fatalf("after crash without grace: %v", err)
 	}
@@ -394,7 +395,7 @@ func TestFreshAfterCrashWithRotationGrace(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error")
 	}
-	e.clock.Advance(31 * time.Second)
+	e.clock.Advance(defaultRefreshTimeout + defaultClaimMargin + time.Second) // the claim ended
 	got, err := e.fresh(e.refresher(t, nil), s.ID)
 	if err != nil {
 		t.Fatal(err)

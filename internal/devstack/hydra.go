@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,11 +40,58 @@ func (l *Launcher) hydraSecrets() (hydraSecrets, error) {
 	return s, err
 }
 
+// DefaultRefreshGrace is the dev stack's refresh token rotation grace period
+// (SettingRefreshGrace when unset): none, strict rotation, which the integration tests
+// assume (a used refresh token is refused, and presenting it again revokes its family).
+// The refresher keeps every session on it under load (its token requests are not cut short,
+// see tokenstore.RefresherOptions). OIDCFLOW_REFRESH_ROTATION_GRACE=2m, longer than the
+// refresher's 60s token request, also saves the answers lost in transit. Hydra v2.3.0 caps
+// it at 5m.
+const DefaultRefreshGrace = "0s"
+
+// hydraDBPool sizes Hydra's database pool: query parameters of its DSN that ory/x/sqlcon
+// reads and removes. Without them Hydra opens at most twice as many connections as it has
+// CPUs (4 on a 2-core machine): with a few hundred sessions refreshing at once its token
+// requests queued for a connection for about 20 s at a time. The stack's PostgreSQL allows
+// 100 connections.
+var hydraDBPool = [][2]string{
+	{"max_conns", "20"},
+	{"max_idle_conns", "10"},
+	{"max_conn_idle_time", "5m"},
+}
+
+// hydraDSN returns dsn with the pool parameters of hydraDBPool that it does not set itself;
+// a DSN that is not a database URL ("memory") is returned as it is.
+func hydraDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql" && u.Scheme != "cockroach" && u.Scheme != "mysql") {
+		return dsn
+	}
+	q := u.Query()
+	for _, kv := range hydraDBPool {
+		if !q.Has(kv[0]) {
+			q.Set(kv[0], kv[1])
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// refreshGrace is the rotation grace period Hydra gets: SettingRefreshGrace, else
+// DefaultRefreshGrace.
+func refreshGrace(getenv func(string) string) string {
+	if v := getenv(SettingRefreshGrace); v != "" {
+		return v
+	}
+	return DefaultRefreshGrace
+}
+
 // HydraConfig returns Hydra v2.3.0's configuration for the dev stack. Keys checked against
 // Hydra's spec/config.json at v2.3.0: oauth2.token_hook (called for every grant, refresh
 // included; oauth2.refresh_token_hook also exists but is only called on refresh, and would
 // be redundant), oauth2.grant.refresh_token.rotation_grace_period (at most 5m), ttl.*,
-// strategies.access_token, oauth2.allowed_top_level_claims.
+// strategies.access_token, oauth2.allowed_top_level_claims. The DSN gets the database pool
+// of hydraDBPool.
 func HydraConfig(dsn string, sec hydraSecrets, getenv func(string) string) map[string]any {
 	setting := func(name, def string) string {
 		if v := getenv(name); v != "" {
@@ -52,7 +100,7 @@ func HydraConfig(dsn string, sec hydraSecrets, getenv func(string) string) map[s
 		return def
 	}
 	return map[string]any{
-		"dsn": dsn,
+		"dsn": hydraDSN(dsn),
 		"serve": map[string]any{
 			"public":  map[string]any{"host": Host, "port": PortHydraPublic},
 			"admin":   map[string]any{"host": Host, "port": PortHydraAdmin},
@@ -80,7 +128,7 @@ func HydraConfig(dsn string, sec hydraSecrets, getenv func(string) string) map[s
 			"allowed_top_level_claims": idp.ClaimNames,
 			"mirror_top_level_claims":  false,
 			"grant": map[string]any{"refresh_token": map[string]any{
-				"rotation_grace_period": setting(SettingRefreshGrace, "0s"),
+				"rotation_grace_period": refreshGrace(getenv),
 			}},
 			"token_hook": map[string]any{
 				"url": LoginURL() + "/hooks/token",
@@ -159,7 +207,7 @@ func (l *Launcher) hydra() *service {
 		want, err := config()
 		have, err2 := os.ReadFile(cfgPath)
 		if err != nil || err2 != nil || !bytes.Equal(want, have) {
-			return "token lifetimes or rotation grace period"
+			return "token lifetimes, rotation grace period or database pool"
 		}
 		return ""
 	}
@@ -233,7 +281,9 @@ func (l *Launcher) hydra() *service {
 		l.setEnv(EnvIssuer, md.Issuer, EnvClientID, ClientStarter, EnvRedirectURL, StarterRedirectURL,
 			EnvWorkerClientID, ClientWorker, EnvWorkerClientSecret, sec.WorkerSecret,
 			EnvUIClientID, ClientUI, EnvUIClientSecret, sec.UISecret,
-			EnvIDPAdminURL, HydraAdminURL(), EnvLoginURL, LoginURL())
+			EnvIDPAdminURL, HydraAdminURL(), EnvLoginURL, LoginURL(),
+			// Workers read it to know how long Hydra accepts a refresh token again.
+			SettingRefreshGrace, refreshGrace(l.getenv))
 		return nil
 	}
 	return s

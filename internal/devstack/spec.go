@@ -131,8 +131,10 @@ const (
 	// SettingRefreshTokenTTL is Hydra's global refresh token lifetime; default "720h".
 	SettingRefreshTokenTTL = "OIDCFLOW_REFRESH_TOKEN_TTL"
 	// SettingRefreshGrace is Hydra's refresh token rotation grace period
-	// (oauth2.grant.refresh_token.rotation_grace_period, at most 5m); default "0s":
-	// a used refresh token is invalid at once.
+	// (oauth2.grant.refresh_token.rotation_grace_period, at most 5m); default
+	// DefaultRefreshGrace. "0s": a used refresh token is invalid at once, and using it again
+	// revokes its family. Unlike the other settings it is also written to the env file, where
+	// workers read it (pool.Config.RefreshRotationGrace).
 	SettingRefreshGrace = "OIDCFLOW_REFRESH_ROTATION_GRACE"
 )
 

@@ -10,7 +10,7 @@
 //
 // Launcher settings (environment of `up`): OIDCFLOW_ACCESS_TOKEN_TTL (default 1h),
 // OIDCFLOW_ID_TOKEN_TTL (1h), OIDCFLOW_REFRESH_TOKEN_TTL (720h),
-// OIDCFLOW_REFRESH_ROTATION_GRACE (0s, at most 5m).
+// OIDCFLOW_REFRESH_ROTATION_GRACE (0s, at most 5m; also written to .stack/env for workers).
 package main
 
 import (
