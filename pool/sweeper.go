@@ -8,6 +8,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -45,7 +46,34 @@ func sweeperSchedule(queue string, every time.Duration) client.Schedule {
 //
 // The schedule starts its runs without a person's identity, so the worker must allow
 // workflows.SweeperWorkflow without one (New does).
+//
+// A call that fails for a reason that may pass (one call's deadline ran out on a busy
+// server, or the server is unavailable or rate-limits) is tried again, a second later, until
+// ctx ends; a refusal is not.
 func EnsureSweeperSchedule(ctx context.Context, c client.Client, queue string, every time.Duration) error {
+	for {
+		err := ensureSweeperSchedule(ctx, c, queue, every)
+		if err == nil || !mayPass(err) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// mayPass reports whether a failed call to the Temporal server may succeed if made again.
+func mayPass(err error) bool {
+	var deadline *serviceerror.DeadlineExceeded
+	var unavailable *serviceerror.Unavailable
+	var busy *serviceerror.ResourceExhausted
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &deadline) ||
+		errors.As(err, &unavailable) || errors.As(err, &busy)
+}
+
+func ensureSweeperSchedule(ctx context.Context, c client.Client, queue string, every time.Duration) error {
 	id := workflows.SweeperScheduleID(queue)
 	want := sweeperSchedule(queue, every)
 	_, err := c.ScheduleClient().Create(ctx, client.ScheduleOptions{
