@@ -57,6 +57,14 @@ func Markdown(r *Result) string {
 				pr.IdP[IdPToken], pr.IdP[IdPRevoke], pr.IdP[IdPJWKS]+pr.IdP[IdPDiscovery],
 				pr.EnvelopeOpens, pr.Resumes, pr.OpenMs, pr.ResumeMs, pr.PlainCPUMs, pr.FlowCPUMs)
 		}
+		p("\nWhere an oidcflow run's time goes, as its worker timed it (mean per call; calls per run where not one). A start's envelope open includes the one-time record and the deposit; each activity's session check reads the session (refreshing it when due); the run's end releases its hold:\n\n")
+		p("| in flight | envelope open | of it: one-time record | of it: deposit | session check | end of run |\n")
+		p("|---|---|---|---|---|---|\n")
+		for _, l := range r.Levels {
+			ph := l.PerRun.Phases
+			p("| %d | %.1f ms | %s | %s | %s | %s |\n", l.InFlight, l.PerRun.OpenMs,
+				phase(ph[PhaseSpend]), phase(ph[PhaseDeposit]), phase(ph[PhaseCurrent]), phase(ph[PhaseEnd]))
+		}
 		p("\nAll oidcflow runs of one level share one login, hence one Vault session: its holder list is written when a run joins and when it leaves, and the last to leave revokes the refresh token at the IdP.\n")
 	}
 	if h := r.History; h != nil {
@@ -86,6 +94,16 @@ func Markdown(r *Result) string {
 		p("\nIdP grants are the refresh grants the IdP served this benchmark's client (its token hook's log), or the worker's token requests where that log is missing; reuse reports are Hydra's refresh token reuse detections while the row ran (any client).\n")
 	}
 	return b.String()
+}
+
+func phase(ph Phase) string {
+	if ph.PerRun == 0 {
+		return "–"
+	}
+	if ph.PerRun > 0.99 && ph.PerRun < 1.01 {
+		return fmt.Sprintf("%.1f ms", ph.MeanMs)
+	}
+	return fmt.Sprintf("%.1f ms × %.2f", ph.MeanMs, ph.PerRun)
 }
 
 func spread2(s Spread) string { return fmt.Sprintf("%.2f [%.2f–%.2f]", s.Median, s.Min, s.Max) }

@@ -124,9 +124,18 @@ type PerRun struct {
 	// OpenMs and ResumeMs are their mean durations (telemetry's verification histogram).
 	OpenMs   float64 `json:"open_ms"`
 	ResumeMs float64 `json:"resume_ms"`
+	// Phases are the oidcflow worker's timed store calls (PhaseSpend, ...): calls per run and
+	// their mean duration.
+	Phases map[string]Phase `json:"phases"`
 	// PlainCPUMs and FlowCPUMs are each worker process's CPU time per run.
 	PlainCPUMs float64 `json:"plain_cpu_ms"`
 	FlowCPUMs  float64 `json:"oidcflow_cpu_ms"`
+}
+
+// Phase is one timed step of an oidcflow run.
+type Phase struct {
+	PerRun float64 `json:"per_run"`
+	MeanMs float64 `json:"mean_ms"`
 }
 
 // History compares the histories of a sample of completed runs (means per run).

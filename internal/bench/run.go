@@ -376,7 +376,7 @@ func measureLevel(ctx context.Context, o *Options, plain, flow *side, inFlight, 
 
 // perRun divides the workers' counts by the runs they completed.
 func perRun(plain, flow Stats, plainRuns, flowRuns int) PerRun {
-	p := PerRun{Runs: flowRuns, Vault: map[string]float64{}, IdP: map[string]float64{}}
+	p := PerRun{Runs: flowRuns, Vault: map[string]float64{}, IdP: map[string]float64{}, Phases: map[string]Phase{}}
 	if flowRuns == 0 || plainRuns == 0 {
 		return p
 	}
@@ -394,6 +394,11 @@ func perRun(plain, flow Stats, plainRuns, flowRuns int) PerRun {
 	}
 	if c := flow.Metrics[MetricResumes]; c > 0 {
 		p.ResumeMs = flow.Metrics[MetricResumeSeconds] / c * 1000
+	}
+	for _, ph := range phases {
+		if c := flow.Metrics[ph+"_count"]; c > 0 {
+			p.Phases[ph] = Phase{PerRun: c / n, MeanMs: flow.Metrics[ph+"_seconds"] / c * 1000}
+		}
 	}
 	p.PlainCPUMs = plain.CPUSeconds / float64(plainRuns) * 1000
 	p.FlowCPUMs = flow.CPUSeconds / n * 1000

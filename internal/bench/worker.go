@@ -97,7 +97,7 @@ func RunWorker(ctx context.Context, opts WorkerOptions) error {
 	if opts.MutexProfileFraction > 0 {
 		runtime.SetMutexProfileFraction(opts.MutexProfileFraction)
 	}
-	counters := NewCounters()
+	counters, times := NewCounters(), newTimings()
 	var registry *prometheus.Registry
 	var run func(context.Context) error
 	switch opts.Kind {
@@ -129,7 +129,7 @@ func RunWorker(ctx context.Context, opts WorkerOptions) error {
 			return fmt.Errorf("%w: %w", ErrWorker, err)
 		}
 		w, err := app.NewWorker(ctx, app.WorkerOptions{
-			Env: opts.Env, Logger: opts.Logger, Telemetry: tel,
+			Env: opts.Env, Logger: opts.Logger, Telemetry: tel, Authenticator: timeStores(times),
 			Register: func(r worker.Registry) { Register(r); lifetimes.Register(r) },
 		})
 		if err != nil {
@@ -149,7 +149,11 @@ func RunWorker(ctx context.Context, opts WorkerOptions) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(collectStats(counters, registry))
+		s := collectStats(counters, registry)
+		if registry != nil {
+			times.into(s.Metrics)
+		}
+		_ = json.NewEncoder(w).Encode(s)
 	})
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
