@@ -194,3 +194,17 @@ func TestMarkdownRendersEveryPart(t *testing.T) {
 		}
 	}
 }
+
+func TestGoals(t *testing.T) {
+	got := goals([]Level{
+		{InFlight: 1, P50Ratio: Spread{Median: 1.05}, P99Ratio: Spread{Median: 1.2}},
+		{InFlight: 10, RateRatio: Spread{Median: 0.96}},
+		{InFlight: 50, RateRatio: Spread{Median: 0.9}},
+		{InFlight: 20, RateRatio: Spread{Median: 0.5}}, // no goal
+	})
+	want := "p50 and p99 ratio at most 1.1 at 1 in flight: not met (1.05, 1.20); " +
+		"throughput ratio at least 0.95 at 10 in flight: met (0.96); throughput ratio at least 0.95 at 50 in flight: not met (0.90)"
+	if got != want {
+		t.Errorf("goals:\n%s\nwant\n%s", got, want)
+	}
+}

@@ -47,6 +47,9 @@ func Markdown(r *Result) string {
 				l.PlainP50.Median, l.FlowP50.Median, spread2(l.P50Ratio),
 				l.PlainP99.Median, l.FlowP99.Median, spread2(l.P99Ratio), l.Failures)
 		}
+		if g := goals(r.Levels); g != "" {
+			p("\nGoals: %s.\n", g)
+		}
 		p("\nWhat each oidcflow run cost (three activities; the workers' own counts over all repeats, per completed run):\n\n")
 		p("| in flight | Vault reads | Vault writes | Vault deletes | Vault lists | IdP token | IdP revoke | JWKS + discovery | envelope opens | session checks | open, mean | session check, mean | worker CPU plain / oidcflow |\n")
 		p("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -75,7 +78,7 @@ func Markdown(r *Result) string {
 	}
 	if v := r.Verification; v != nil {
 		p("\nVerification of the stack's own %s ID token against its keys, per call: %.0f µs uncached, %.1f µs cached. ", v.Alg, v.UncachedMicros, v.CachedMicros)
-		p("An activity's session check (\"session check, mean\" above) is a Vault read, a cached verification and the refresh check.\n")
+		p("An activity's session check (\"session check, mean\" above) is the session's read (its in-process copy, or Vault when its refresh is due or the copy is older than 30 s), a cached verification and the refresh check.\n")
 	}
 	if lr := r.LongRun; lr != nil {
 		p("\nLong run: %d concurrent sessions (independent logins, %s access and ID tokens), each one identity-checked step every %s for %s on one oidcflow worker; a step more than %s after it was due is late.\n\n",
@@ -94,6 +97,29 @@ func Markdown(r *Result) string {
 		p("\nIdP grants are the refresh grants the IdP served this benchmark's client (its token hook's log), or the worker's token requests where that log is missing; reuse reports are Hydra's refresh token reuse detections while the row ran (any client).\n")
 	}
 	return b.String()
+}
+
+// goals says, for the levels measured, whether the medians meet the targets: a throughput
+// ratio of at least 0.95 at 10 and 50 in flight, p50 and p99 ratios of at most 1.1 at 1.
+func goals(levels []Level) string {
+	var out []string
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "not met"
+	}
+	for _, l := range levels {
+		switch l.InFlight {
+		case 1:
+			out = append(out, fmt.Sprintf("p50 and p99 ratio at most 1.1 at 1 in flight: %s (%.2f, %.2f)",
+				verdict(l.P50Ratio.Median <= 1.1 && l.P99Ratio.Median <= 1.1), l.P50Ratio.Median, l.P99Ratio.Median))
+		case 10, 50:
+			out = append(out, fmt.Sprintf("throughput ratio at least 0.95 at %d in flight: %s (%.2f)",
+				l.InFlight, verdict(l.RateRatio.Median >= 0.95), l.RateRatio.Median))
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 func phase(ph Phase) string {
