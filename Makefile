@@ -18,8 +18,12 @@ REPLAY_NAMESPACE ?= $(or $(TEMPORAL_NAMESPACE),default)
 REPLAY_FLAGS     ?=
 # RECORD_ESCALATION=1 makes record-histories record the escalated AccessRequest too (an hour).
 RECORD_ESCALATION ?=
+# BENCH_FLAGS go to the benchmark (`go run ./internal/bench/cmd/bench -h`): for a quick look
+# BENCH_FLAGS='-runs 30 -runs-1 20 -sessions 5 -session-duration 1m'; the issue's long rows
+# BENCH_FLAGS='-sessions 300 -session-duration 5m'.
+BENCH_FLAGS ?=
 
-.PHONY: tools checkers postgres browser devstack up down status checks replay-check record-histories test demo
+.PHONY: tools checkers postgres browser devstack up down status checks replay-check record-histories test demo bench bench-readme
 
 # tools builds the pinned dev servers and checkers once per machine (cache folder) and links bin/.
 tools:
@@ -113,6 +117,22 @@ test: tools postgres browser devstack
 	OIDCFLOW_REQUIRE_STACK=1 OIDCFLOW_FAULTS=1 $(GO) test -timeout 15m -count=1 -run Fault ./internal/lifetimes || status=$$?; \
 	[ -n "$$was_up" ] || $(DEVSTACK) down; \
 	exit $$status
+
+# bench brings the stack up if it is not, runs the benchmark (internal/bench: oidcflow side by
+# side with plain Temporal on the same server, and a long run of refreshing sessions), prints
+# its table and writes artifacts/bench/latest.json; then it takes the stack down again if it
+# was not up before.
+bench: tools postgres devstack
+	@was_up=; $(DEVSTACK) status >/dev/null 2>&1 && was_up=1; \
+	$(DEVSTACK) up || { [ -n "$$was_up" ] || $(DEVSTACK) down; exit 1; }; \
+	status=0; \
+	$(GO) run ./internal/bench/cmd/bench $(BENCH_FLAGS) || status=$$?; \
+	[ -n "$$was_up" ] || $(DEVSTACK) down; \
+	exit $$status
+
+# bench-readme renders the README's performance section from artifacts/bench/latest.json.
+bench-readme:
+	@$(GO) run ./internal/bench/cmd/bench readme -in artifacts/bench/latest.json -readme README.md
 
 # demo brings the stack up (it stays up; `make down` stops it) and runs the demo.
 demo: up

@@ -107,8 +107,14 @@ func NewParts(ctx context.Context, cfg Config) (*Parts, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Activities check a session that is not yet due for refresh from an in-process copy
+	// (for at most tokenstore.DefaultFreshCacheMaxAge) instead of reading Vault each time.
+	fresh, err := tokenstore.NewFreshCache(tokenstore.FreshCacheOptions{Refresher: refresher, Due: refresher.RefreshDue})
+	if err != nil {
+		return nil, err
+	}
 	if p.Sessions, err = tokenstore.NewSharedSessions(tokenstore.SharedSessionsOptions{
-		Store: p.Store, Refresher: refresher, IDKey: idKey,
+		Store: p.Store, Refresher: fresh, IDKey: idKey,
 	}); err != nil {
 		return nil, err
 	}
