@@ -109,8 +109,6 @@ func (p *workerProc) stop() {
 	}
 }
 
-func (p *workerProc) pid() int { return p.cmd.Process.Pid }
-
 // stats reads the worker's /stats.
 func (p *workerProc) stats(ctx context.Context) (Stats, error) {
 	var s Stats

@@ -235,8 +235,7 @@ func sideBySide(ctx context.Context, o *Options, r *Result) error {
 	}
 	defer plainClient.Close()
 	tokens := &loginSource{login: personaLogin(st, st.OAuth2Config(), o.Persona), margin: 10 * time.Minute}
-	tok, err := tokens.Token()
-	if err != nil {
+	if _, err := tokens.Token(); err != nil { // log in once, before anything is timed
 		return fmt.Errorf("bench: log in as %s: %w", o.Persona, err)
 	}
 	flowClient, err := interceptors.Dial(ctx, interceptors.DialOptions{
@@ -287,7 +286,8 @@ func sideBySide(ctx context.Context, o *Options, r *Result) error {
 	if r.History, err = compareHistories(ctx, plainClient, plainSample[:n], flowSample[:n]); err != nil {
 		return fmt.Errorf("bench: histories: %w", err)
 	}
-	if tok, err = tokens.Token(); err != nil {
+	tok, err := tokens.Token()
+	if err != nil {
 		return err
 	}
 	raw, _ := tok.Extra("id_token").(string)
