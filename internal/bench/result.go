@@ -19,6 +19,8 @@ type Result struct {
 	History      *History      `json:"history,omitempty"`
 	Verification *Verification `json:"verification,omitempty"`
 	LongRun      *LongRun      `json:"long_run,omitempty"`
+	// Failed is the error that ended an incomplete run ("" for a complete one).
+	Failed string `json:"failed,omitempty"`
 }
 
 // Machine is where it ran.
@@ -213,9 +215,16 @@ func (r *Result) write(dir string) (string, error) {
 		return "", err
 	}
 	b = append(b, '\n')
-	path := filepath.Join(dir, r.Date.UTC().Format("20060102T150405Z")+".json")
+	name := r.Date.UTC().Format("20060102T150405Z")
+	if r.Failed != "" {
+		name += "-failed"
+	}
+	path := filepath.Join(dir, name+".json")
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		return "", err
+	}
+	if r.Failed != "" {
+		return path, nil
 	}
 	return path, os.WriteFile(filepath.Join(dir, "latest.json"), b, 0o644)
 }

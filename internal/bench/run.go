@@ -138,19 +138,28 @@ func Run(ctx context.Context, opts Options) (*Result, string, error) {
 		HistorySample: opts.HistorySample, Sessions: opts.Sessions, SessionDuration: opts.SessionDuration.String(),
 		StepEvery: opts.StepEvery.String(), TokenTTL: opts.TokenTTL.String(), LateAfter: opts.LateAfter.String(),
 	}}
-	if opts.SkipSideBySide {
-		r.Params.InFlight = nil
-	} else if err := sideBySide(ctx, &opts, r); err != nil {
-		return r, "", err
-	}
-	if opts.Sessions > 0 {
-		lr, err := longRun(ctx, &opts)
-		if err != nil {
-			return r, "", err
+	err := func() error {
+		if opts.SkipSideBySide {
+			r.Params.InFlight = nil
+		} else if err := sideBySide(ctx, &opts, r); err != nil {
+			return err
 		}
+		if opts.Sessions <= 0 {
+			r.Params.Sessions = 0
+			return nil
+		}
+		lr, err := longRun(ctx, &opts)
 		r.LongRun = lr
-	} else {
-		r.Params.Sessions = 0
+		return err
+	}()
+	if err != nil {
+		// What was measured is kept, beside latest.json, not in its place.
+		r.Failed = err.Error()
+		path, werr := r.write(opts.OutDir)
+		if werr == nil {
+			fmt.Fprintf(opts.Log, "bench: the part measured before the failure is in %s\n", path)
+		}
+		return r, path, err
 	}
 	path, err := r.write(opts.OutDir)
 	return r, path, err
