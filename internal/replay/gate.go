@@ -103,9 +103,10 @@ func New(opts Options) (*Gate, error) {
 // Types returns the workflow type names the gate replays, sorted.
 func (g *Gate) Types() []string { return slices.Sorted(maps.Keys(g.workflows)) }
 
-// Replay replays h. It returns nil when the current code replays h as it ran, a *Failure
-// when it does not (or when the replay tried to reach Vault or the IdP), and another error
-// when h is not a history that can be replayed at all.
+// Replay replays h. It returns nil when the current code replays h as it ran (or when no
+// workflow task of h has completed yet: a run no worker has taken), a *Failure when it does
+// not (or when the replay tried to reach Vault or the IdP, or h's type is not registered),
+// and another error when h is not a workflow history.
 func (g *Gate) Replay(h History) error {
 	if err := h.check(); err != nil {
 		return err
@@ -113,6 +114,9 @@ func (g *Gate) Replay(h History) error {
 	typ := h.WorkflowType()
 	if _, ok := g.workflows[typ]; !ok {
 		return h.failure(ErrUnknownType, nil, nil)
+	}
+	if !h.ran() {
+		return nil
 	}
 	err := g.replay(h, h.Events.GetEvents())
 	if err == nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/oidcflow/oidcflow/activities"
@@ -91,7 +92,7 @@ func TestGateReplaysSavedHistories(t *testing.T) {
 
 // savedStates are the states of every shipped type the saved histories must hold.
 var savedStates = map[string][]string{
-	workflows.AccessRequestWorkflow: {"pending", "one-of-two", "approved", "granted",
+	workflows.AccessRequestWorkflow: {"pending", "one-of-two", "escalated", "approved", "granted",
 		"ended", "revoked", "withdrawn", "denied", "expired"},
 	workflows.InvoiceApprovalWorkflow: {"pending", "one-of-two", "approved", "denied", "expired"},
 	workflows.AdminTaskWorkflow:       {workflows.AdminTaskListGrants, workflows.AdminTaskSweepExpired, "forbidden"},
@@ -285,6 +286,25 @@ func TestGateUnknownType(t *testing.T) {
 	var f *replay.Failure
 	if !errors.Is(err, replay.ErrUnknownType) || !errors.As(err, &f) || f.WorkflowType != workflows.KeepAliveWorkflow {
 		t.Fatalf("replay of a type not registered: %v", err)
+	}
+}
+
+// TestGateRunNotTakenYet: a run no worker has taken yet (no workflow task completed) has
+// nothing to replay, unless no code of its type is registered at all.
+func TestGateRunNotTakenYet(t *testing.T) {
+	h := loadSaved(t, workflows.KeepAliveWorkflow, "parked")
+	h.Events = &historypb.History{Events: h.Events.GetEvents()[:2]} // started, task scheduled
+	if err := newGate(t, nil).Replay(h); err != nil {
+		t.Errorf("a run not taken yet: %v", err)
+	}
+	wfs := replay.Shipped()
+	delete(wfs, workflows.KeepAliveWorkflow)
+	if err := newGate(t, wfs).Replay(h); !errors.Is(err, replay.ErrUnknownType) {
+		t.Errorf("a run not taken yet, of a type not registered: %v", err)
+	}
+	h.Events = &historypb.History{}
+	if err := newGate(t, nil).Replay(h); err == nil || errors.As(err, new(*replay.Failure)) {
+		t.Errorf("no events: %v; want an error that is no *replay.Failure", err)
 	}
 }
 

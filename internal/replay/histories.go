@@ -37,13 +37,22 @@ func (h History) WorkflowType() string {
 	return ev[0].GetWorkflowExecutionStartedEventAttributes().GetWorkflowType().GetName()
 }
 
-// check rejects what is not a replayable history.
+// check rejects what is not a workflow history.
 func (h History) check() error {
 	ev := h.Events.GetEvents()
-	if len(ev) < 3 || ev[0].GetEventType() != enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED {
-		return fmt.Errorf("replay: %s: not a workflow history (%d events, it must start with WorkflowExecutionStarted)", h.Source, len(ev))
+	if len(ev) == 0 || ev[0].GetEventType() != enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED {
+		return fmt.Errorf("replay: %s: workflow %s: not a workflow history (%d events; it must start with WorkflowExecutionStarted)",
+			h.Source, h.WorkflowID, len(ev))
 	}
 	return nil
+}
+
+// ran reports whether a workflow task of h completed: else no code has run it yet, and
+// there is nothing to replay (any code takes it from the start).
+func (h History) ran() bool {
+	return slices.ContainsFunc(h.Events.GetEvents(), func(e *historypb.HistoryEvent) bool {
+		return e.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+	})
 }
 
 func (h History) failure(err error, event, task *historypb.HistoryEvent) *Failure {
