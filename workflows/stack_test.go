@@ -44,7 +44,7 @@ import (
 //
 //	go test ./workflows -run TestStackAccessRequest -count=1 -v -args -stack.access-duration=2m
 var stackAccessDuration = flag.Duration("stack.access-duration", 20*time.Second,
-	"access duration of TestStackAccessRequest (the issue's scenario asks for 2m)")
+	"access duration of TestStackAccessRequest (the access request scenario asks for 2m)")
 
 // stackDB bootstraps the demo database and returns a pool on the admin URL.
 func stackDB(t *testing.T, st *testharness.Stack) *pgxpool.Pool {
@@ -222,7 +222,7 @@ func steps(audit []workflows.AuditEntry) []string {
 	return out
 }
 
-// TestStackAccessRequest is the scenario with real tokens: bob asks for read access
+// TestStackAccessRequest is the access request scenario with real tokens: bob asks for read access
 // to demo; erin, without the approver role, is refused with a clear message; carol approves;
 // the login role exists with VALID UNTIL while granted and is gone after the duration; the
 // audit query names every step's subject.

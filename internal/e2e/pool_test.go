@@ -22,7 +22,7 @@ import (
 // poolRunsEnv sets how many access requests TestWorkerPoolLosesNothing runs.
 const poolRunsEnv = "OIDCFLOW_POOL_RUNS"
 
-// defaultPoolRuns is the figure.
+// defaultPoolRuns is how many runs the pool test drives by default.
 const defaultPoolRuns = 200
 
 // TestWorkerPoolLosesNothing runs a pool of three worker processes (the real binary) on one
