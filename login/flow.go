@@ -74,7 +74,7 @@ func Login(ctx context.Context, opts LoginOptions) (*TokenSource, error) {
 	}
 	cfg := ep.config(o.ClientID)
 	cfg.Scopes = opts.Scopes
-	tok, nonce, err := authorize(ctx, cfg, opts.RedirectURL, opts.Browser, o.HTTPClient)
+	tok, nonce, err := Authorize(ctx, cfg, opts.RedirectURL, opts.Browser, o.HTTPClient)
 	if err != nil {
 		return nil, err
 	}
@@ -86,8 +86,8 @@ func Login(ctx context.Context, opts LoginOptions) (*TokenSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("login: the new ID token did not verify: %w", err)
 	}
-	if got, err := payloadString(raw, "nonce"); err != nil || subtle.ConstantTimeCompare([]byte(got), []byte(nonce)) != 1 {
-		return nil, errors.New("login: the ID token does not carry this login's nonce (OIDC Core 3.1.3.7)")
+	if err := CheckNonce(raw, nonce); err != nil {
+		return nil, err
 	}
 	prev, prevErr := cache.Load()
 	if err := cache.Save(NewSession(tok, id, o.ClientID, time.Now())); err != nil {
@@ -99,19 +99,27 @@ func Login(ctx context.Context, opts LoginOptions) (*TokenSource, error) {
 	return NewTokenSource(ctx, SourceOptions{Cache: cache, Config: cfg, Verifier: o.Verifier, Skew: o.Skew, HTTPClient: o.HTTPClient})
 }
 
-// authorize sends the person to the authorization endpoint through browser and exchanges the
-// code the loopback listener receives. It returns the tokens and the nonce it asked for.
-func authorize(ctx context.Context, cfg *oauth2.Config, redirectURL string, browser func(context.Context, string) error, hc *http.Client) (*oauth2.Token, string, error) {
+// ErrRedirectURL: the redirect URL is not a loopback http URL, or nothing can listen on it
+// (another login may be waiting on that port).
+var ErrRedirectURL = errors.New("login: unusable redirect URL")
+
+// Authorize runs the authorization code flow with PKCE (RFC 7636) of Login without its
+// session handling: it listens on the loopback redirectURL (port 0 picks a free one; RFC 8252
+// section 7.3), sets cfg.RedirectURL, hands the authorization URL (with state, nonce and the
+// S256 challenge) to browser, and exchanges the code the redirect brings with hc. It returns
+// the tokens and the nonce it asked for: verify the ID token, then CheckNonce. A redirect with
+// another state is refused and ignored. ctx bounds the wait.
+func Authorize(ctx context.Context, cfg *oauth2.Config, redirectURL string, browser func(context.Context, string) error, hc *http.Client) (*oauth2.Token, string, error) {
 	redirect, err := url.Parse(redirectURL)
 	if err != nil || redirect.Scheme != "http" || !isLoopback(redirect.Hostname()) {
-		return nil, "", fmt.Errorf("login: the redirect URL %q must be a loopback http URL such as %s (RFC 8252 section 7.3)", redirectURL, DefaultRedirectURL)
+		return nil, "", fmt.Errorf("%w: %q must be a loopback http URL such as %s (RFC 8252 section 7.3)", ErrRedirectURL, redirectURL, DefaultRedirectURL)
 	}
 	if redirect.Path == "" {
 		redirect.Path = "/"
 	}
 	ln, err := net.Listen("tcp", redirect.Host)
 	if err != nil {
-		return nil, "", fmt.Errorf("login: listen for the redirect on %s: %w", redirect.Host, err)
+		return nil, "", fmt.Errorf("%w: listen for the redirect on %s: %w", ErrRedirectURL, redirect.Host, err)
 	}
 	defer ln.Close()
 	redirect.Host = ln.Addr().String()
@@ -213,6 +221,15 @@ func randomString() string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// CheckNonce checks that the verified ID token raw carries the nonce Authorize asked for
+// (OIDC Core 3.1.3.7): a token from another login cannot be slipped into this one.
+func CheckNonce(raw, nonce string) error {
+	if got, err := payloadString(raw, "nonce"); err != nil || subtle.ConstantTimeCompare([]byte(got), []byte(nonce)) != 1 {
+		return errors.New("login: the ID token does not carry this login's nonce (OIDC Core 3.1.3.7)")
+	}
+	return nil
 }
 
 // payloadString reads one string claim of an already verified JWT.

@@ -3,15 +3,11 @@ package cli
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os/exec"
@@ -170,8 +166,8 @@ func (r *runner) login(ctx context.Context, args []string) error {
 		return fmt.Errorf("the ID token from %s did not verify: %w", issuer, err)
 	}
 	if nonce != "" {
-		if got, err := claimString(raw, "nonce"); err != nil || subtle.ConstantTimeCompare([]byte(got), []byte(nonce)) != 1 {
-			return errors.New("the ID token does not carry this login's nonce (OIDC Core 3.1.3.7); run `starter login` again")
+		if err := login.CheckNonce(raw, nonce); err != nil {
+			return fmt.Errorf("%w; run `starter login` again", err)
 		}
 	}
 	c, err := r.cache()
@@ -221,99 +217,27 @@ func (r *runner) timeoutHint(ctx context.Context, err error, d time.Duration) er
 	return err
 }
 
-// callback is what the loopback listener received.
-type callback struct {
-	code string
-	err  error
-}
-
-// browserLogin runs the authorization code flow with PKCE (RFC 7636) through a loopback
-// redirect listener (RFC 8252 section 7.3). It prints the URL to open; with open it also
-// starts a browser; with Options.Browser set, that completes the login instead of a person.
+// browserLogin runs the authorization code flow with PKCE through a loopback redirect
+// (login.Authorize). It prints the URL to open; with open it also starts a browser; with
+// Options.Browser set, that completes the login instead of a person.
 func (r *runner) browserLogin(ctx context.Context, cfg *oauth2.Config, open bool, timeout time.Duration) (*oauth2.Token, string, error) {
-	redirect, err := url.Parse(cfg.RedirectURL)
-	if err != nil || redirect.Scheme != "http" || !isLoopback(redirect.Hostname()) {
-		return nil, "", fmt.Errorf("OIDCFLOW_REDIRECT_URL %q must be a loopback http URL such as http://127.0.0.1:8765/callback (RFC 8252 section 7.3)", cfg.RedirectURL)
-	}
-	if redirect.Path == "" {
-		redirect.Path = "/"
-	}
-	ln, err := net.Listen("tcp", redirect.Host)
-	if err != nil {
-		return nil, "", fmt.Errorf("cannot listen for the login redirect on %s (%v); is another `starter login` running? Or set OIDCFLOW_REDIRECT_URL", redirect.Host, err)
-	}
-	defer ln.Close()
-	// Port 0 in the configured URL picks a free port; the IdP accepts any port on a
-	// registered loopback redirect (RFC 8252 section 7.3).
-	redirect.Host = ln.Addr().String()
-	cfg.RedirectURL = redirect.String()
-
-	state, nonce, verifier := randomString(), randomString(), oauth2.GenerateVerifier()
-	authURL := cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("nonce", nonce))
-
-	got := make(chan callback, 1)
-	mux := http.NewServeMux()
-	mux.HandleFunc(redirect.Path, func(w http.ResponseWriter, req *http.Request) {
-		q := req.URL.Query()
-		var cb callback
+	browse := func(ctx context.Context, authURL string) error {
+		fmt.Fprintf(r.stderr, "Open this URL in your browser to log in:\n\n  %s\n\nWaiting up to %s for the login to finish...\n", authURL, timeout)
 		switch {
-		case subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1:
-			// Not our login (or a forged redirect): ignore it and keep waiting.
-			http.Error(w, "state does not match this login; ignored", http.StatusBadRequest)
-			return
-		case q.Get("error") != "":
-			cb.err = fmt.Errorf("the identity provider refused the login: %s %s", q.Get("error"), q.Get("error_description"))
-			writePage(w, http.StatusForbidden, "Login failed", cb.err.Error())
-		case q.Get("code") == "":
-			http.Error(w, "no code in the redirect", http.StatusBadRequest)
-			return
-		default:
-			cb.code = q.Get("code")
-			writePage(w, http.StatusOK, "Logged in", "You are logged in to oidcflow. You can close this window and return to the terminal.")
+		case r.browser != nil:
+			return r.browser(ctx, authURL)
+		case open:
+			if err := r.openBrowser(authURL); err != nil {
+				fmt.Fprintf(r.stderr, "Could not open a browser (%v); open the URL above yourself.\n", err)
+			}
 		}
-		select {
-		case got <- cb:
-		default:
-		}
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-
-	fmt.Fprintf(r.stderr, "Open this URL in your browser to log in:\n\n  %s\n\nWaiting up to %s for the login to finish...\n", authURL, timeout)
-	browsed := make(chan error, 1)
-	switch {
-	case r.browser != nil:
-		go func() { browsed <- r.browser(ctx, authURL) }()
-	case open:
-		if err := r.openBrowser(authURL); err != nil {
-			fmt.Fprintf(r.stderr, "Could not open a browser (%v); open the URL above yourself.\n", err)
-		}
+		return nil
 	}
-	var cb callback
-	select {
-	case cb = <-got:
-	case err := <-browsed:
-		if err != nil {
-			return nil, "", fmt.Errorf("the browser did not finish the login: %w", err)
-		}
-		select {
-		case cb = <-got:
-		case <-ctx.Done():
-			return nil, "", ctx.Err()
-		}
-	case <-ctx.Done():
-		return nil, "", ctx.Err()
+	tok, nonce, err := login.Authorize(ctx, cfg, cfg.RedirectURL, browse, r.httpClient)
+	if errors.Is(err, login.ErrRedirectURL) {
+		return nil, "", fmt.Errorf("%w; is another `starter login` running? Or set OIDCFLOW_REDIRECT_URL", err)
 	}
-	if cb.err != nil {
-		return nil, "", cb.err
-	}
-	ectx := context.WithValue(ctx, oauth2.HTTPClient, r.httpClient)
-	tok, err := cfg.Exchange(ectx, cb.code, oauth2.VerifierOption(verifier))
-	if err != nil {
-		return nil, "", err
-	}
-	return tok, nonce, nil
+	return tok, nonce, err
 }
 
 // deviceLogin runs device authorization (RFC 8628): show a code, poll the token endpoint.
@@ -427,43 +351,10 @@ func (r *runner) revokeAtIdP(ctx context.Context, clientID, token, hint string) 
 	return nil
 }
 
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 func randomString() string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// claimString reads one string claim of an already verified JWT.
-func claimString(raw, name string) (string, error) {
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		return "", errors.New("not a JWT")
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return "", err
-	}
-	var claims map[string]any
-	if err := json.Unmarshal(b, &claims); err != nil {
-		return "", err
-	}
-	s, _ := claims[name].(string)
-	return s, nil
-}
-
-func writePage(w http.ResponseWriter, status int, title, body string) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	fmt.Fprintf(w, "<!doctype html><title>%s</title><h1>%s</h1><p>%s</p>\n", html.EscapeString(title), html.EscapeString(title), html.EscapeString(body))
 }
 
 // openBrowser starts the platform's URL opener.
