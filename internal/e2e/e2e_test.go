@@ -23,7 +23,6 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/oidcflow/oidcflow/internal/config"
 	"github.com/oidcflow/oidcflow/internal/leakcheck"
 	"github.com/oidcflow/oidcflow/internal/testharness"
 	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
@@ -170,25 +169,11 @@ type workerProc struct {
 // "worker starting" log line. The process is killed when the test ends, if still running.
 func startWorkerProc(t *testing.T, st *testharness.Stack, name, queue string, extra ...string) *workerProc {
 	t.Helper()
-	envFile, err := filepath.Abs(st.EnvFile())
-	if err != nil {
+	cmd := exec.Command(workerBinary(t))
+	var err error
+	if cmd.Env, err = st.WorkerEnv(queue, extra...); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(workerBinary(t))
-	// Only the settings given here: the variables config reads are dropped from this
-	// process's environment, which would otherwise win over the env file.
-	known := map[string]bool{}
-	for _, v := range config.Vars {
-		known[v.Name] = true
-	}
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); !known[k] {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "OIDCFLOW_ENV_FILE="+envFile, "OIDCFLOW_TASK_QUEUE="+queue,
-		"OIDCFLOW_HTTP_ADDR=127.0.0.1:0", "OIDCFLOW_LOG_FORMAT=json")
-	cmd.Env = append(cmd.Env, extra...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -292,3 +292,26 @@ func (s *Stack) call(ctx context.Context, method, u string, body, out any) (int,
 func decode(resp *http.Response, out any) error {
 	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out)
 }
+
+// WorkerEnv returns the environment of a worker process on the stack: this process's
+// environment without the variables oidcflow reads (they would win over the env file), the
+// stack's env file, queue, a free metrics port and JSON logs, then extra (KEY=value).
+func (s *Stack) WorkerEnv(queue string, extra ...string) ([]string, error) {
+	envFile, err := filepath.Abs(s.path)
+	if err != nil {
+		return nil, err
+	}
+	known := map[string]bool{}
+	for _, v := range config.Vars {
+		known[v.Name] = true
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); !known[k] {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "OIDCFLOW_ENV_FILE="+envFile, "OIDCFLOW_TASK_QUEUE="+queue,
+		"OIDCFLOW_HTTP_ADDR=127.0.0.1:0", "OIDCFLOW_LOG_FORMAT=json")
+	return append(env, extra...), nil
+}

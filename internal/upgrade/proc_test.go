@@ -4,17 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/oidcflow/oidcflow/internal/config"
 	"github.com/oidcflow/oidcflow/internal/testharness"
 )
 
@@ -33,24 +29,12 @@ type workerProc struct {
 // killed when the test ends, if it still runs; its log is printed when the test failed.
 func startWorkerProc(t *testing.T, st *testharness.Stack, bin, name, queue string, env ...string) *workerProc {
 	t.Helper()
-	envFile, err := filepath.Abs(st.EnvFile())
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := exec.Command(bin)
 	dieWithTest(cmd)
-	known := map[string]bool{}
-	for _, v := range config.Vars {
-		known[v.Name] = true
+	var err error
+	if cmd.Env, err = st.WorkerEnv(queue, env...); err != nil {
+		t.Fatal(err)
 	}
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); !known[k] {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "OIDCFLOW_ENV_FILE="+envFile, "OIDCFLOW_TASK_QUEUE="+queue,
-		"OIDCFLOW_HTTP_ADDR=127.0.0.1:0", "OIDCFLOW_LOG_FORMAT=json")
-	cmd.Env = append(cmd.Env, env...)
 	p := &workerProc{name: name, cmd: cmd, logs: &logBuffer{}, done: make(chan struct{})}
 	cmd.Stdout = p.logs
 	stderr, err := cmd.StderrPipe()
