@@ -42,7 +42,7 @@ func newSweepRig(t *testing.T) *sweepRig {
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	c, err := client.Dial(client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")})
+	c, err := client.Dial(st.TemporalOptions(st.OperatorTokenSource()))
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	return &sweepRig{pool: pool, temporal: c, url: url, stamp: time.Now().Format("150405.000000000")}

@@ -3,12 +3,14 @@ package interceptors
 import (
 	"context"
 	"fmt"
+	"net"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	"golang.org/x/oauth2"
 
 	"github.com/oidcflow/oidcflow/interceptors/envelope"
+	"github.com/oidcflow/oidcflow/tokenstore/workercreds"
 )
 
 // DialOptions configure Dial.
@@ -23,6 +25,11 @@ type DialOptions struct {
 	PublicKey string
 	// OmitRefreshToken: see ClientOptions.OmitRefreshToken. Default false.
 	OmitRefreshToken bool
+	// Bearer sends the caller's current access token as the bearer token of every call, for
+	// a Temporal frontend that authorizes its callers (its audience must be in the token).
+	// Like every SDK credential it turns TLS on, except towards a loopback address, which
+	// is plaintext in the dev stack. Default false: Client.Credentials as given.
+	Bearer bool
 }
 
 // Dial connects to Temporal with a client that carries the caller's identity, sealed, on
@@ -53,5 +60,24 @@ func Dial(ctx context.Context, opts DialOptions) (client.Client, error) {
 	}
 	co := opts.Client
 	co.Interceptors = append([]interceptor.ClientInterceptor{ci}, co.Interceptors...)
+	if opts.Bearer {
+		co.Credentials = workercreds.TemporalCredentials(opts.TokenSource)
+		if IsLoopback(co.HostPort) {
+			co.ConnectionOptions.TLSDisabled = true
+		}
+	}
 	return client.DialContext(ctx, co)
+}
+
+// IsLoopback reports whether hostPort names a loopback host (localhost or a loopback IP).
+func IsLoopback(hostPort string) bool {
+	host, _, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		host = hostPort
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

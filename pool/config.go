@@ -63,6 +63,9 @@ type Config struct {
 	// WorkerClientSecret is WorkerClientID's secret; required with
 	// TemporalAuthClientCredentials. OIDCFLOW_WORKER_CLIENT_SECRET; default none.
 	WorkerClientSecret string
+	// TemporalAudience is the audience the worker asks for in its client credentials grant
+	// (the frontend's). OIDCFLOW_TEMPORAL_AUDIENCE; default "temporal".
+	TemporalAudience string
 
 	// Issuer is the OIDC issuer URL, exactly as in the tokens' iss. OIDCFLOW_ISSUER;
 	// required.
@@ -298,6 +301,7 @@ func (c *Config) fields() []field {
 		{"TemporalAuth", "OIDCFLOW_TEMPORAL_AUTH", &c.TemporalAuth},
 		{"WorkerClientID", "OIDCFLOW_WORKER_CLIENT_ID", &c.WorkerClientID},
 		{"WorkerClientSecret", "OIDCFLOW_WORKER_CLIENT_SECRET", &c.WorkerClientSecret},
+		{"TemporalAudience", "OIDCFLOW_TEMPORAL_AUDIENCE", &c.TemporalAudience},
 		{"Issuer", "OIDCFLOW_ISSUER", &c.Issuer},
 		{"ClientID", "OIDCFLOW_CLIENT_ID", &c.ClientID},
 		{"Claims", "OIDCFLOW_CLAIMS", &c.Claims},

@@ -3,7 +3,6 @@ package pool
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"time"
 
@@ -293,13 +292,14 @@ func dialTemporal(ctx context.Context, c Config) (client.Client, error) {
 	if c.TemporalAuth == TemporalAuthClientCredentials {
 		ts, err := workercreds.TokenSource(ctx, workercreds.Options{
 			Issuer: c.Issuer, ClientID: c.WorkerClientID, ClientSecret: c.WorkerClientSecret,
+			Audience: c.TemporalAudience,
 		})
 		if err != nil {
 			return nil, err
 		}
 		opts.Credentials = workercreds.TemporalCredentials(ts)
 		// Bearer tokens ask for TLS; a loopback frontend (the dev server) has none.
-		if host, _, _ := net.SplitHostPort(opts.HostPort); host == "localhost" || net.ParseIP(host).IsLoopback() {
+		if interceptors.IsLoopback(opts.HostPort) {
 			opts.ConnectionOptions.TLSDisabled = true
 		}
 	}

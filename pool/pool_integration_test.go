@@ -72,7 +72,7 @@ func TestIntegrationPoolJoinsAWorker(t *testing.T) {
 		p.Close()
 	})
 
-	plain, err := client.Dial(client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")})
+	plain, err := client.Dial(st.TemporalOptions(st.OperatorTokenSource()))
 	if err != nil {
 		t.Fatal(err)
 	}

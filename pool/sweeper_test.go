@@ -20,7 +20,7 @@ import (
 // interval updates it; the schedule runs Sweeper on the pool's queue without overlap.
 func TestEnsureSweeperScheduleIdempotent(t *testing.T) {
 	st := testharness.Load(t)
-	c, err := client.Dial(client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")})
+	c, err := client.Dial(st.TemporalOptions(st.OperatorTokenSource()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,6 +90,7 @@ func TestTraceStartToActivity(t *testing.T) {
 		},
 		TokenSource: oauth2.StaticTokenSource(tok),
 		PublicKey:   st.Env("OIDCFLOW_ENVELOPE_PUBLIC_KEY"),
+		Bearer:      st.Authorizes(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -61,7 +61,7 @@ func TestStackWorkerDeploymentVersions(t *testing.T) {
 	if err := pgaccess.Bootstrap(ctx, st.Env("OIDCFLOW_POSTGRES_URL"), pgaccess.BootstrapOptions{Database: "demo"}); err != nil {
 		t.Fatalf("bootstrap demo: %v", err)
 	}
-	tc, err := client.Dial(client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")})
+	tc, err := client.Dial(st.TemporalOptions(st.OperatorTokenSource()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,7 +500,7 @@ func TestStackSetCurrentIfUnsetKeepsAnOperatorsChoice(t *testing.T) {
 	st := testharness.Load(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	tc, err := client.Dial(client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")})
+	tc, err := client.Dial(st.TemporalOptions(st.OperatorTokenSource()))
 	if err != nil {
 		t.Fatal(err)
 	}

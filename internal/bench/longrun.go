@@ -50,7 +50,9 @@ func longRun(ctx context.Context, o *Options) (*LongRun, error) {
 	defer proc.stop()
 	quiet := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ns := st.Env("TEMPORAL_NAMESPACE")
-	base, err := client.DialContext(ctx, client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: ns, Logger: quiet})
+	bopts := st.TemporalOptions(st.WorkerTokenSource()) // the envelopes carry the people
+	bopts.Logger = quiet
+	base, err := client.DialContext(ctx, bopts)
 	if err != nil {
 		return nil, fmt.Errorf("bench: dial Temporal: %w", err)
 	}

@@ -237,7 +237,9 @@ func sideBySide(ctx context.Context, o *Options, r *Result) error {
 		return err
 	}
 	quiet := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	copts := client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE"), Logger: quiet}
+	// The plain side starts as the worker client; the oidcflow side as the person.
+	copts := st.TemporalOptions(st.WorkerTokenSource())
+	copts.Logger = quiet
 	plainClient, err := client.DialContext(ctx, copts)
 	if err != nil {
 		return fmt.Errorf("bench: dial Temporal: %w", err)
@@ -248,7 +250,7 @@ func sideBySide(ctx context.Context, o *Options, r *Result) error {
 		return fmt.Errorf("bench: log in as %s: %w", o.Persona, err)
 	}
 	flowClient, err := interceptors.Dial(ctx, interceptors.DialOptions{
-		Client: copts, TokenSource: tokens, PublicKey: st.Env("OIDCFLOW_ENVELOPE_PUBLIC_KEY"),
+		Client: copts, TokenSource: tokens, PublicKey: st.Env("OIDCFLOW_ENVELOPE_PUBLIC_KEY"), Bearer: st.Authorizes(),
 	})
 	if err != nil {
 		return err

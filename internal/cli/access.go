@@ -51,9 +51,10 @@ func (e *temporalError) Unwrap() error { return e.err }
 // connect returns a Temporal client. With needToken the client seals the caller's identity
 // onto starts and updates: the session is loaded (and refreshed) first, so that a missing or
 // expired login is reported as such rather than as a failed call. Without it (queries,
-// lists) the client carries no identity.
+// lists) the client carries no identity, and no login is needed unless the frontend
+// authorizes its callers (bearer).
 func (r *runner) connect(ctx context.Context, needToken bool) (temporalClient, error) {
-	if !needToken {
+	if !needToken && !r.bearer() {
 		return r.dial(ctx, r, nil)
 	}
 	ts, _, err := r.tokenSource(ctx)
@@ -64,6 +65,13 @@ func (r *runner) connect(ctx context.Context, needToken bool) (temporalClient, e
 		return nil, err
 	}
 	return r.dial(ctx, r, ts)
+}
+
+// bearer reports whether calls to Temporal carry the person's access token
+// (OIDCFLOW_TEMPORAL_AUTH other than none: the frontend authorizes its callers).
+func (r *runner) bearer() bool {
+	mode := r.env.String("OIDCFLOW_TEMPORAL_AUTH")
+	return mode != "" && mode != "none"
 }
 
 // dialTemporal connects to Temporal: through interceptors.Dial when ts is set, else with a
@@ -88,12 +96,12 @@ func dialTemporal(ctx context.Context, r *runner, ts oauth2.TokenSource) (tempor
 	var c client.Client
 	if src, ok := ts.(*login.TokenSource); ok {
 		// Starts and re-consents hand the refresh token to the pool; login.Dial records it.
-		c, err = login.Dial(ctx, login.DialOptions{Client: opts, Source: src, PublicKey: pub,
+		c, err = login.Dial(ctx, login.DialOptions{Client: opts, Source: src, PublicKey: pub, Bearer: r.bearer(),
 			OnHandOverError: func(err error) {
 				fmt.Fprintf(r.stderr, "starter: warning: could not record the refresh token's hand-over: %v\n", err)
 			}})
 	} else {
-		c, err = interceptors.Dial(ctx, interceptors.DialOptions{Client: opts, TokenSource: ts, PublicKey: pub})
+		c, err = interceptors.Dial(ctx, interceptors.DialOptions{Client: opts, TokenSource: ts, PublicKey: pub, Bearer: r.bearer()})
 	}
 	if err != nil {
 		if strings.Contains(err.Error(), "OIDCFLOW_ENVELOPE_PUBLIC_KEY") {

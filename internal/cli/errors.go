@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/oidcflow/oidcflow/identity"
@@ -46,6 +47,11 @@ func (r *runner) classify(err error) (code, msg string, exit int) {
 	if m, ok := isForbidden(err); ok {
 		return CodeForbidden, "refused by policy: " + m, ExitError
 	}
+	var denied *serviceerror.PermissionDenied
+	if errors.As(err, &denied) {
+		return CodeForbidden, "refused by Temporal (" + denied.Message + "): your token lacks the permission for this call in namespace " +
+			r.namespace() + "; ask for " + r.namespace() + ":write (starting and approving) or :read (status), then run `starter login` again", ExitError
+	}
 	if errors.As(err, &app) {
 		switch app.Type() {
 		case identity.TypeTokenExpired, identity.TypeReauthRequired:
@@ -67,6 +73,13 @@ func (r *runner) classify(err error) (code, msg string, exit int) {
 		return CodeError, err.Error(), ExitError
 	}
 	return CodeError, err.Error(), ExitError
+}
+
+func (r *runner) namespace() string {
+	if r.env == nil {
+		return "TEMPORAL_NAMESPACE"
+	}
+	return r.env.String("TEMPORAL_NAMESPACE")
 }
 
 func (r *runner) issuer() string {

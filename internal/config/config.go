@@ -37,7 +37,8 @@ var Vars = []Var{
 	{"OIDCFLOW_LOGIN_URL", "", "dev stack's login/consent app, through which the demo and the tests log personas in", false},
 	{"OIDCFLOW_WORKER_CLIENT_ID", "worker", "confidential client of the worker, used only for its bearer token to Temporal (`OIDCFLOW_TEMPORAL_AUTH=client-credentials`); sessions are refreshed and revoked as OIDCFLOW_CLIENT_ID", false},
 	{"OIDCFLOW_WORKER_CLIENT_SECRET", "", "secret of OIDCFLOW_WORKER_CLIENT_ID (required with `OIDCFLOW_TEMPORAL_AUTH=client-credentials`)", true},
-	{"OIDCFLOW_TEMPORAL_AUTH", "none", "`none`, or `client-credentials`: the worker sends a bearer token from the worker client to Temporal", false},
+	{"OIDCFLOW_TEMPORAL_AUTH", "none", "`none`, or `client-credentials`: the worker sends a bearer token from the worker client to Temporal, and starters send the person's access token", false},
+	{"OIDCFLOW_TEMPORAL_AUDIENCE", "temporal", "audience the Temporal frontend requires in bearer tokens; the worker asks for it in its client credentials grant", false},
 	{"OIDCFLOW_ENVELOPE_PUBLIC_KEY", "", "the worker pool's envelope public key, text form with key id (starters need it)", false},
 	{"OIDCFLOW_ENVELOPE_KEYS_PATH", "envelope/keys", "KV path (in OIDCFLOW_VAULT_KV_MOUNT) of the pool's private envelope keys (`current`, `previous`); the propagation secrets derive from them", false},
 	{"VAULT_ADDR", "http://127.0.0.1:8200", "Vault address", false},
@@ -75,6 +76,8 @@ var Vars = []Var{
 	// Read by the dev stack launcher and the tests only.
 	{"OIDCFLOW_UI_CLIENT_ID", "temporal-ui", "dev stack: confidential client for the Web UI / codec side", false},
 	{"OIDCFLOW_UI_CLIENT_SECRET", "", "dev stack: its secret", true},
+	{"OIDCFLOW_OPERATOR_CLIENT_ID", "operator", "dev stack: confidential client with Temporal admin permission (the tests' terminate and reset)", false},
+	{"OIDCFLOW_OPERATOR_CLIENT_SECRET", "", "dev stack: its secret", true},
 	{"OIDCFLOW_IDP_ADMIN_URL", "http://127.0.0.1:4445", "dev stack: Hydra's admin API (tests set token lifetimes, introspect)", false},
 	{"OIDCFLOW_ACCESS_TOKEN_TTL", "1h", "dev stack (`make up`): Hydra's access token lifetime; seconds work", false},
 	{"OIDCFLOW_ID_TOKEN_TTL", "1h", "dev stack (`make up`): Hydra's ID token lifetime", false},

@@ -56,9 +56,10 @@ func BenchmarkInterceptorOverhead(b *testing.B) {
 
 	plainQueue, flowQueue := apptest.TaskQueue("bench-plain"), apptest.TaskQueue("bench-oidcflow")
 	quiet := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	plain, err := client.DialContext(ctx, client.Options{
-		HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE"), Logger: quiet,
-	})
+	// The plain side polls and starts as the worker client (worker and write permission).
+	opts := st.TemporalOptions(st.WorkerTokenSource())
+	opts.Logger = quiet
+	plain, err := client.DialContext(ctx, opts)
 	if err != nil {
 		b.Fatal(err)
 	}

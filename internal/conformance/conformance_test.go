@@ -17,7 +17,6 @@ import (
 	commonpb "go.temporal.io/api/common/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -66,7 +65,7 @@ func TestConformance(t *testing.T) {
 		tokens = append(tokens, tok)
 		return c
 	}
-	bob, carol, alice, dave, erin := login("bob"), login("carol"), login("alice"), login("dave"), login("erin")
+	bob, carol, alice, dave, frank := login("bob"), login("carol"), login("alice"), login("dave"), login("frank")
 	var errs []error
 	var ids []string
 
@@ -135,10 +134,10 @@ func TestConformance(t *testing.T) {
 		t.Errorf("seen %v\nwant %v", res.Seen, want)
 	}
 
-	// erin signals-with-start: she is both the starter and the sender.
+	// frank signals-with-start: he is both the starter and the sender.
 	sws := "conformance-sws-" + queue
 	ids = append(ids, sws, sws+"-child")
-	swsRun, err := erin.SignalWithStartWorkflow(ctx, sws, conformance.SignalName, "client",
+	swsRun, err := frank.SignalWithStartWorkflow(ctx, sws, conformance.SignalName, "client",
 		client.StartWorkflowOptions{TaskQueue: queue}, conformance.WorkflowName, conformance.Input{Pings: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -146,16 +145,12 @@ func TestConformance(t *testing.T) {
 	if err := swsRun.Get(ctx, &res); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(res.Seen, "start:erin") || !slices.Contains(res.Seen, "signal-client:erin") {
-		t.Errorf("signal-with-start saw %v, want start:erin and signal-client:erin", res.Seen)
+	if !slices.Contains(res.Seen, "start:frank") || !slices.Contains(res.Seen, "signal-client:frank") {
+		t.Errorf("signal-with-start saw %v, want start:frank and signal-client:frank", res.Seen)
 	}
 
 	// A client without the interceptor cannot start it: the run fails at once, non-retryable.
-	plain, err := client.DialContext(ctx, client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer plain.Close()
+	plain := st.PlainClient(t, nil)
 	anon := "conformance-anon-" + queue
 	ids = append(ids, anon)
 	anonRun, err := plain.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: anon, TaskQueue: queue}, conformance.WorkflowName, conformance.Input{})
@@ -223,37 +218,10 @@ func replaySignalEnvelope(ctx context.Context, t *testing.T, st *testharness.Sta
 			t.Fatal("dave's signal never showed in history")
 		}
 	}
-	replayer, err := client.DialContext(ctx, client.Options{
-		HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE"),
-		Interceptors: []interceptor.ClientInterceptor{&headerCopier{payload: copied}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer replayer.Close()
+	replayer := st.PlainClient(t, map[string]*commonpb.Payload{interceptors.EnvelopeHeader: copied})
 	if err := replayer.SignalWorkflow(ctx, workflowID, "", conformance.SignalName, "replayed"); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// headerCopier puts a fixed envelope on every signal, as someone who copied it from history.
-type headerCopier struct {
-	interceptor.ClientInterceptorBase
-	payload *commonpb.Payload
-}
-
-func (h *headerCopier) InterceptClient(next interceptor.ClientOutboundInterceptor) interceptor.ClientOutboundInterceptor {
-	return &copierOutbound{ClientOutboundInterceptorBase: interceptor.ClientOutboundInterceptorBase{Next: next}, payload: h.payload}
-}
-
-type copierOutbound struct {
-	interceptor.ClientOutboundInterceptorBase
-	payload *commonpb.Payload
-}
-
-func (c *copierOutbound) SignalWorkflow(ctx context.Context, in *interceptor.ClientSignalWorkflowInput) error {
-	interceptor.Header(ctx)[interceptors.EnvelopeHeader] = c.payload
-	return c.Next.SignalWorkflow(ctx, in)
 }
 
 // history returns every event of one run (the latest when runID is empty).

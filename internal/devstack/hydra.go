@@ -21,10 +21,11 @@ import (
 
 // hydraSecrets are generated once and kept in .stack/hydra/secrets.json (mode 0600).
 type hydraSecrets struct {
-	System       string `json:"system"`
-	HookKey      string `json:"hook_key"`
-	WorkerSecret string `json:"worker_secret"`
-	UISecret     string `json:"ui_secret"`
+	System         string `json:"system"`
+	HookKey        string `json:"hook_key"`
+	WorkerSecret   string `json:"worker_secret"`
+	UISecret       string `json:"ui_secret"`
+	OperatorSecret string `json:"operator_secret"`
 }
 
 func (l *Launcher) hydraSecrets() (hydraSecrets, error) {
@@ -34,7 +35,7 @@ func (l *Launcher) hydraSecrets() (hydraSecrets, error) {
 	}
 	err := loadOrCreateJSON(l.path("hydra", "secrets.json"), &s, func() error {
 		s = hydraSecrets{System: randomSecret(32), HookKey: randomSecret(24),
-			WorkerSecret: randomSecret(24), UISecret: randomSecret(24)}
+			WorkerSecret: randomSecret(24), UISecret: randomSecret(24), OperatorSecret: randomSecret(24)}
 		return nil
 	})
 	return s, err
@@ -163,18 +164,23 @@ func SeededClients() []HydraClient {
 			ClientID: ClientStarter, ClientName: "oidcflow starter",
 			GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"},
 			Scope: join(StarterScopes), RedirectURIs: []string{StarterRedirectURL},
-			TokenEndpointAuthMethod: "none",
+			TokenEndpointAuthMethod: "none", Audience: []string{TemporalAudience},
 		},
 		{
 			ClientID: ClientWorker, ClientName: "oidcflow worker",
 			GrantTypes: []string{"client_credentials"}, ResponseTypes: []string{"token"},
-			Scope: "temporal", TokenEndpointAuthMethod: "client_secret_basic",
+			Scope: "temporal", TokenEndpointAuthMethod: "client_secret_basic", Audience: []string{TemporalAudience},
 		},
 		{
 			ClientID: ClientUI, ClientName: "Temporal Web UI and codec server",
 			GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"},
 			Scope: "openid profile email offline_access", RedirectURIs: []string{UIRedirectURL},
-			TokenEndpointAuthMethod: "client_secret_basic",
+			TokenEndpointAuthMethod: "client_secret_basic", Audience: []string{TemporalAudience},
+		},
+		{
+			ClientID: ClientOperator, ClientName: "oidcflow operator",
+			GrantTypes: []string{"client_credentials"}, ResponseTypes: []string{"token"},
+			Scope: "temporal", TokenEndpointAuthMethod: "client_secret_basic", Audience: []string{TemporalAudience},
 		},
 	}
 }
@@ -269,6 +275,8 @@ func (l *Launcher) hydra() *service {
 				c.ClientSecret = sec.WorkerSecret
 			case ClientUI:
 				c.ClientSecret = sec.UISecret
+			case ClientOperator:
+				c.ClientSecret = sec.OperatorSecret
 			}
 			if err := upsertClient(ctx, c); err != nil {
 				return fmt.Errorf("client %s: %w", c.ClientID, err)
@@ -281,6 +289,8 @@ func (l *Launcher) hydra() *service {
 		l.setEnv(EnvIssuer, md.Issuer, EnvClientID, ClientStarter, EnvRedirectURL, StarterRedirectURL,
 			EnvWorkerClientID, ClientWorker, EnvWorkerClientSecret, sec.WorkerSecret,
 			EnvUIClientID, ClientUI, EnvUIClientSecret, sec.UISecret,
+			EnvOperatorClientID, ClientOperator, EnvOperatorClientSecret, sec.OperatorSecret,
+			EnvTemporalAudience, TemporalAudience,
 			EnvIDPAdminURL, HydraAdminURL(), EnvLoginURL, LoginURL(),
 			// Workers read it to know how long Hydra accepts a refresh token again.
 			SettingRefreshGrace, refreshGrace(l.getenv))

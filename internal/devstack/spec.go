@@ -15,8 +15,13 @@ const Host = "127.0.0.1"
 
 // Ports of the dev stack, all on Host.
 const (
-	PortTemporal    = 7233
-	PortTemporalUI  = 8233
+	PortTemporal   = 7233
+	PortTemporalUI = 8233
+	// PortTemporalInternal is the internal frontend, which the server's own workers use
+	// (no token; see the README's security notes).
+	PortTemporalInternal = 7236
+	// PortCodec is the codec server the Web UI decodes payloads through (TLS).
+	PortCodec       = 8234
 	PortVault       = 8200
 	PortHydraPublic = 4444
 	PortHydraAdmin  = 4445
@@ -47,7 +52,18 @@ const (
 	ClientWorker = "worker"
 	// ClientUI is confidential: authorization code for the Temporal Web UI and codec server.
 	ClientUI = "temporal-ui"
+	// ClientOperator is confidential: client credentials with Temporal admin permission,
+	// for the operator's own tools and the tests' cleanup (terminate, reset).
+	ClientOperator = "operator"
 )
+
+// PermissionsClaim is the top-level claim that holds Temporal permissions
+// ("oidcflow:write", ...), beside the application's own permissions.
+const PermissionsClaim = "permissions"
+
+// TemporalAudience is the audience the Temporal frontend requires in bearer tokens; every
+// client above is registered with it.
+const TemporalAudience = "temporal"
 
 // StarterRedirectURL is the loopback redirect registered for ClientStarter. Hydra accepts
 // any port on a registered loopback redirect (RFC 8252 section 7.3), so CLIs may listen on
@@ -96,29 +112,33 @@ const (
 // Names of the variables the launcher writes to .stack/env; config.Vars documents each one
 // and orders the file.
 const (
-	EnvTemporalAddress    = "TEMPORAL_ADDRESS"
-	EnvTemporalNamespace  = "TEMPORAL_NAMESPACE"
-	EnvTemporalUIURL      = "OIDCFLOW_TEMPORAL_UI_URL"
-	EnvTaskQueue          = "OIDCFLOW_TASK_QUEUE"
-	EnvIssuer             = "OIDCFLOW_ISSUER"
-	EnvClientID           = "OIDCFLOW_CLIENT_ID"
-	EnvRedirectURL        = "OIDCFLOW_REDIRECT_URL"
-	EnvWorkerClientID     = "OIDCFLOW_WORKER_CLIENT_ID"
-	EnvWorkerClientSecret = "OIDCFLOW_WORKER_CLIENT_SECRET"
-	EnvUIClientID         = "OIDCFLOW_UI_CLIENT_ID"
-	EnvUIClientSecret     = "OIDCFLOW_UI_CLIENT_SECRET"
-	EnvIDPAdminURL        = "OIDCFLOW_IDP_ADMIN_URL"
-	EnvLoginURL           = "OIDCFLOW_LOGIN_URL"
-	EnvVaultAddr          = "VAULT_ADDR"
-	EnvVaultAuth          = "OIDCFLOW_VAULT_AUTH"
-	EnvVaultRoleID        = "OIDCFLOW_VAULT_ROLE_ID"
-	EnvVaultSecretID      = "OIDCFLOW_VAULT_SECRET_ID"
-	EnvVaultKVMount       = "OIDCFLOW_VAULT_KV_MOUNT"
-	EnvVaultTransitKey    = "OIDCFLOW_VAULT_TRANSIT_KEY"
-	EnvEnvelopePublicKey  = "OIDCFLOW_ENVELOPE_PUBLIC_KEY"
-	EnvEnvelopeKeysPath   = "OIDCFLOW_ENVELOPE_KEYS_PATH"
-	EnvPostgresURL        = "OIDCFLOW_POSTGRES_URL"
-	EnvVaultToken         = "VAULT_TOKEN"
+	EnvTemporalAddress      = "TEMPORAL_ADDRESS"
+	EnvTemporalNamespace    = "TEMPORAL_NAMESPACE"
+	EnvTemporalUIURL        = "OIDCFLOW_TEMPORAL_UI_URL"
+	EnvTaskQueue            = "OIDCFLOW_TASK_QUEUE"
+	EnvIssuer               = "OIDCFLOW_ISSUER"
+	EnvClientID             = "OIDCFLOW_CLIENT_ID"
+	EnvRedirectURL          = "OIDCFLOW_REDIRECT_URL"
+	EnvWorkerClientID       = "OIDCFLOW_WORKER_CLIENT_ID"
+	EnvWorkerClientSecret   = "OIDCFLOW_WORKER_CLIENT_SECRET"
+	EnvUIClientID           = "OIDCFLOW_UI_CLIENT_ID"
+	EnvUIClientSecret       = "OIDCFLOW_UI_CLIENT_SECRET"
+	EnvOperatorClientID     = "OIDCFLOW_OPERATOR_CLIENT_ID"
+	EnvOperatorClientSecret = "OIDCFLOW_OPERATOR_CLIENT_SECRET"
+	EnvTemporalAudience     = "OIDCFLOW_TEMPORAL_AUDIENCE"
+	EnvTemporalAuth         = "OIDCFLOW_TEMPORAL_AUTH"
+	EnvIDPAdminURL          = "OIDCFLOW_IDP_ADMIN_URL"
+	EnvLoginURL             = "OIDCFLOW_LOGIN_URL"
+	EnvVaultAddr            = "VAULT_ADDR"
+	EnvVaultAuth            = "OIDCFLOW_VAULT_AUTH"
+	EnvVaultRoleID          = "OIDCFLOW_VAULT_ROLE_ID"
+	EnvVaultSecretID        = "OIDCFLOW_VAULT_SECRET_ID"
+	EnvVaultKVMount         = "OIDCFLOW_VAULT_KV_MOUNT"
+	EnvVaultTransitKey      = "OIDCFLOW_VAULT_TRANSIT_KEY"
+	EnvEnvelopePublicKey    = "OIDCFLOW_ENVELOPE_PUBLIC_KEY"
+	EnvEnvelopeKeysPath     = "OIDCFLOW_ENVELOPE_KEYS_PATH"
+	EnvPostgresURL          = "OIDCFLOW_POSTGRES_URL"
+	EnvVaultToken           = "VAULT_TOKEN"
 )
 
 // Launcher settings read from the environment of `devstack up` (not written to the env
@@ -155,3 +175,6 @@ func TemporalAddress() string { return hostPort(PortTemporal) }
 
 // TemporalUIURL is the Temporal Web UI's base URL.
 func TemporalUIURL() string { return "http://" + hostPort(PortTemporalUI) }
+
+// CodecURL is the codec server's base URL.
+func CodecURL() string { return "https://" + hostPort(PortCodec) }

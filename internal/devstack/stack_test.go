@@ -78,7 +78,7 @@ func TestEnvFileMatchesSpec(t *testing.T) {
 
 func TestTemporalSeeded(t *testing.T) {
 	s := testharness.Load(t)
-	c, err := client.Dial(client.Options{HostPort: s.Env(devstack.EnvTemporalAddress), Namespace: s.Env(devstack.EnvTemporalNamespace)})
+	c, err := client.Dial(s.TemporalOptions(s.OperatorTokenSource()))
 	if err != nil {
 		t.Fatal(err)
 	}

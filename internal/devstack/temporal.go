@@ -3,14 +3,13 @@ package devstack
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"syscall"
 
-	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 )
 
@@ -26,55 +25,71 @@ var DynamicConfig = map[string]string{
 	"matching.wv.VersionDrainageStatusRefreshInterval":       `"5s"`,
 }
 
-// temporal runs `temporal server start-dev` with a SQLite file, the oidcflow namespace,
-// the search attributes of SearchAttributes and DynamicConfig.
+// TemporalServerArgs is the command line of the stack's Temporal server (tools/temporal's
+// temporal-server: the dev server with authorization and Web UI login) after the binary:
+// dbFile is its SQLite file. docker-compose.yml runs the same, which a test checks.
+func TemporalServerArgs(dbFile string) []string {
+	argv := []string{
+		"--db-filename", dbFile,
+		"--ip", Host, "--port", strconv.Itoa(PortTemporal),
+		"--internal-port", strconv.Itoa(PortTemporalInternal),
+		"--ui-port", strconv.Itoa(PortTemporalUI),
+		"--namespace", TemporalNamespace,
+		"--log-format", "json", "--log-level", "warn",
+		"--auth-jwks-url", Issuer() + "/.well-known/jwks.json",
+		"--auth-issuer", Issuer(),
+		"--auth-audience", TemporalAudience,
+		"--auth-permissions-claim", PermissionsClaim,
+		"--ui-auth-provider-url", Issuer(),
+		"--ui-auth-client-id", ClientUI,
+		"--ui-auth-callback-url", UIRedirectURL,
+		"--ui-codec-endpoint", CodecURL(),
+		"--ui-codec-pass-access-token",
+	}
+	for _, n := range slices.Sorted(maps.Keys(SearchAttributes)) {
+		argv = append(argv, "--search-attribute", n+"="+SearchAttributes[n])
+	}
+	for _, k := range slices.Sorted(maps.Keys(DynamicConfig)) {
+		argv = append(argv, "--dynamic-config-value", k+"="+DynamicConfig[k])
+	}
+	return argv
+}
+
+// temporal runs tools/temporal's temporal-server with a SQLite file: the frontend
+// authorizes every call by the bearer token's permissions claim (Hydra's JWKS, audience
+// TemporalAudience), the server's own workers use the internal frontend, and the Web UI
+// logs people in through Hydra. It starts once Hydra serves its keys: the UI's login
+// discovers the issuer at start and exits when it cannot.
 func (l *Launcher) temporal() *service {
-	s := &service{name: "temporal", binary: l.path("temporal", "temporal.db"), ports: []int{PortTemporal, PortTemporalUI}, stopSig: syscall.SIGTERM}
-	s.prepare = func(context.Context) error { return os.MkdirAll(l.path("temporal"), 0o755) }
+	s := &service{name: "temporal", binary: l.path("temporal", "temporal.db"),
+		ports: []int{PortTemporal, PortTemporalInternal, PortTemporalUI}, stopSig: syscall.SIGTERM}
+	s.prepare = func(ctx context.Context) error {
+		if err := os.MkdirAll(l.path("temporal"), 0o755); err != nil {
+			return err
+		}
+		if err := l.waitReady(ctx, l.hydra(), nil); err != nil {
+			return fmt.Errorf("waiting for hydra: %w", err)
+		}
+		return nil
+	}
 	s.command = func() ([]string, []string, *syscall.Credential, error) {
-		bin, err := l.tool("temporal")
+		bin, err := l.tool("temporal-server")
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		argv := []string{bin, "server", "start-dev",
-			"--db-filename", l.path("temporal", "temporal.db"),
-			"--ip", Host, "--port", strconv.Itoa(PortTemporal),
-			"--ui-ip", Host, "--ui-port", strconv.Itoa(PortTemporalUI),
-			"--namespace", TemporalNamespace,
-			"--log-format", "json", "--log-level", "warn",
+		sec, err := l.hydraSecrets()
+		if err != nil {
+			return nil, nil, nil, err
 		}
-		names := make([]string, 0, len(SearchAttributes))
-		for n := range SearchAttributes {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			argv = append(argv, "--search-attribute", n+"="+SearchAttributes[n])
-		}
-		keys := make([]string, 0, len(DynamicConfig))
-		for k := range DynamicConfig {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			argv = append(argv, "--dynamic-config-value", k+"="+DynamicConfig[k])
-		}
-		return argv, baseEnv(), nil, nil
+		argv := append([]string{bin}, TemporalServerArgs(l.path("temporal", "temporal.db"))...)
+		return argv, baseEnv("TEMPORAL_UI_AUTH_CLIENT_SECRET=" + sec.UISecret), nil, nil
 	}
 	s.ready = func(ctx context.Context) error {
 		if err := httpGetOK(ctx, TemporalUIURL()+"/"); err != nil {
 			return fmt.Errorf("web ui: %w", err)
 		}
-		c, err := client.DialContext(ctx, client.Options{HostPort: TemporalAddress(), Namespace: TemporalNamespace, Logger: quietLogger{}})
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.WorkflowService().DescribeNamespace(ctx, describeNamespace())
-		return err
-	}
-	s.seed = func(ctx context.Context) error {
-		c, err := client.DialContext(ctx, client.Options{HostPort: TemporalAddress(), Namespace: TemporalNamespace, Logger: quietLogger{}})
+		// The internal frontend takes no token: the launcher probes through it.
+		c, err := client.DialContext(ctx, client.Options{HostPort: hostPort(PortTemporalInternal), Namespace: TemporalNamespace, Logger: quietLogger{}})
 		if err != nil {
 			return err
 		}
@@ -83,44 +98,21 @@ func (l *Launcher) temporal() *service {
 		if err != nil {
 			return err
 		}
-		missing := map[string]enums.IndexedValueType{}
-		for n, t := range SearchAttributes {
+		for n := range SearchAttributes {
 			if _, ok := have.GetCustomAttributes()[n]; !ok {
-				missing[n] = enums.IndexedValueType(enums.IndexedValueType_value["INDEXED_VALUE_TYPE_"+upper(t)])
+				return fmt.Errorf("search attribute %s is not registered yet", n)
 			}
 		}
-		if len(missing) > 0 {
-			if _, err := c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
-				Namespace: TemporalNamespace, SearchAttributes: missing,
-			}); err != nil {
-				return fmt.Errorf("search attributes: %w", err)
-			}
-		}
+		return nil
+	}
+	s.seed = func(ctx context.Context) error {
 		l.setEnv(EnvTemporalAddress, TemporalAddress(), EnvTemporalNamespace, TemporalNamespace,
-			EnvTemporalUIURL, TemporalUIURL(), EnvTaskQueue, TaskQueue)
+			EnvTemporalUIURL, TemporalUIURL(), EnvTaskQueue, TaskQueue,
+			// Workers authenticate with the worker client's token, starters with the person's.
+			EnvTemporalAuth, "client-credentials")
 		return nil
 	}
 	return s
-}
-
-// upper turns a search attribute type name ("KeywordList") into its enum suffix
-// ("KEYWORD_LIST").
-func upper(t string) string {
-	var b []byte
-	for i, r := range t {
-		if i > 0 && r >= 'A' && r <= 'Z' {
-			b = append(b, '_')
-		}
-		if r >= 'a' && r <= 'z' {
-			r -= 'a' - 'A'
-		}
-		b = append(b, byte(r))
-	}
-	return string(b)
-}
-
-func describeNamespace() *workflowservice.DescribeNamespaceRequest {
-	return &workflowservice.DescribeNamespaceRequest{Namespace: TemporalNamespace}
 }
 
 // quietLogger drops the SDK client's logs during health probes.

@@ -149,7 +149,7 @@ func taskQueue(prefix string) string {
 // plainClient dials the stack's Temporal without identity (queries, cancels, histories).
 func plainClient(t *testing.T, st *testharness.Stack) client.Client {
 	t.Helper()
-	c, err := client.Dial(client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")})
+	c, err := client.Dial(st.TemporalOptions(st.OperatorTokenSource()))
 	if err != nil {
 		t.Fatalf("dial Temporal: %v", err)
 	}
@@ -167,6 +167,7 @@ func identityClient(t *testing.T, st *testharness.Stack, tok *oauth2.Token) clie
 		Client:      client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")},
 		TokenSource: oauth2.StaticTokenSource(tok),
 		PublicKey:   st.Env("OIDCFLOW_ENVELOPE_PUBLIC_KEY"),
+		Bearer:      st.Authorizes(),
 	})
 	if err != nil {
 		t.Fatalf("dial Temporal: %v", err)

@@ -4,32 +4,34 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
-	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
+	"golang.org/x/oauth2"
 )
 
+// Insider is the persona attackers log in as: a low-privilege account that may start and
+// signal workflows at the Temporal frontend (oidcflow:write) and holds no role.
+const Insider = "frank"
+
 // PlainClient dials the stack's Temporal frontend as an attacker with a plain SDK client
-// would: no oidcflow interceptor, no identity. With headers, it writes them (copied from
-// history, say) onto every start, signal, signal-with-start and update it sends.
+// would: no oidcflow interceptor, no identity, only the Insider's access token where the
+// frontend wants one. With headers, it writes them (copied from history, say) onto every
+// start, signal, signal-with-start and update it sends.
 func (s *Stack) PlainClient(t testing.TB, headers map[string]*commonpb.Payload) client.Client {
 	t.Helper()
-	opts := client.Options{HostPort: s.Env("TEMPORAL_ADDRESS"), Namespace: s.Env("TEMPORAL_NAMESPACE")}
+	var ts oauth2.TokenSource
+	if s.Authorizes() {
+		ts = oauth2.StaticTokenSource(s.Login(t, Insider))
+	}
+	opts := s.TemporalOptions(ts)
 	if headers != nil {
 		opts.Interceptors = []interceptor.ClientInterceptor{&headerWriter{headers: headers}}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := client.DialContext(ctx, opts)
-	if err != nil {
-		t.Fatalf("testharness: dial Temporal: %v", err)
-	}
-	t.Cleanup(c.Close)
-	return c
+	return s.DialTemporal(t, opts)
 }
 
 // History returns every event of a run (runID "" for the latest).

@@ -451,6 +451,7 @@ func identityClient(t *testing.T, st *testharness.Stack, tok *oauth2.Token) clie
 		Client:      client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")},
 		TokenSource: oauth2.StaticTokenSource(tok),
 		PublicKey:   st.Env("OIDCFLOW_ENVELOPE_PUBLIC_KEY"),
+		Bearer:      st.Authorizes(),
 	})
 	if err != nil {
 		t.Fatalf("dial Temporal: %v", err)
@@ -462,7 +463,7 @@ func identityClient(t *testing.T, st *testharness.Stack, tok *oauth2.Token) clie
 // plainClient dials Temporal without identity, for queries, descriptions and histories.
 func plainClient(t *testing.T, st *testharness.Stack) client.Client {
 	t.Helper()
-	c, err := client.Dial(client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")})
+	c, err := client.Dial(st.TemporalOptions(st.OperatorTokenSource()))
 	if err != nil {
 		t.Fatalf("dial Temporal: %v", err)
 	}

@@ -27,7 +27,9 @@ func main() {
 		log.Fatal(err)
 	}
 	c, err := login.Dial(ctx, login.DialOptions{Source: ts, PublicKey: os.Getenv("OIDCFLOW_ENVELOPE_PUBLIC_KEY"),
-		Client: client.Options{HostPort: os.Getenv("TEMPORAL_ADDRESS"), Namespace: os.Getenv("TEMPORAL_NAMESPACE")}})
+		Client: client.Options{HostPort: os.Getenv("TEMPORAL_ADDRESS"), Namespace: os.Getenv("TEMPORAL_NAMESPACE")},
+		// A frontend that authorizes its callers takes the person's access token.
+		Bearer: os.Getenv("OIDCFLOW_TEMPORAL_AUTH") == "client-credentials"})
 	if err != nil {
 		log.Fatal(err)
 	}

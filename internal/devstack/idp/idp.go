@@ -71,6 +71,15 @@ type Hierarchy struct {
 type File struct {
 	Hierarchy Hierarchy `json:"hierarchy"`
 	Personas  []Persona `json:"personas"`
+	// Clients are the claims of client credentials tokens, by client id: the permissions
+	// of the worker and operator clients towards Temporal. A client not named here gets
+	// tokens without them.
+	Clients map[string]ClientClaims `json:"clients,omitempty"`
+}
+
+// ClientClaims are the custom claims of one client's client credentials tokens.
+type ClientClaims struct {
+	Permissions []string `json:"permissions"`
 }
 
 // Find returns the persona called name, or whose subject is name.
@@ -355,6 +364,9 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 		Subject        string   `json:"subject"`
 		RequestedScope []string `json:"requested_scope"`
 		RequestedAud   []string `json:"requested_access_token_audience"`
+		Client         struct {
+			Audience []string `json:"audience"`
+		} `json:"client"`
 	}
 	if err := s.hydra(r.Context(), http.MethodGet, "/admin/oauth2/auth/requests/consent", "consent_challenge", challenge, nil, &req); err != nil {
 		s.fail(w, "consent request", err)
@@ -372,7 +384,7 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 	claims := Claims(p)
 	body := map[string]any{
 		"grant_scope":                 nonNil(req.RequestedScope),
-		"grant_access_token_audience": nonNil(req.RequestedAud),
+		"grant_access_token_audience": grantAudience(req.RequestedAud, req.Client.Audience),
 		"remember":                    false,
 		"session":                     map[string]any{"id_token": claims, "access_token": claims},
 	}
@@ -384,6 +396,20 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, out.RedirectTo, http.StatusFound)
+}
+
+// grantAudience is the audience of a person's access token: what the client asked for, and
+// every audience the client is registered with (the Temporal frontend's), so that clients
+// that cannot send Hydra's audience parameter (the Temporal Web UI) still get tokens the
+// frontend accepts.
+func grantAudience(requested, client []string) []string {
+	out := slices.Clone(nonNil(requested))
+	for _, a := range client {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
@@ -428,7 +454,7 @@ func (s *Server) tokenHook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if slices.Contains(req.Request.GrantTypes, "client_credentials") {
-		w.WriteHeader(http.StatusNoContent)
+		s.clientHook(w, req.Request.ClientID)
 		return
 	}
 	sub := req.Session.IDToken.Subject
@@ -449,6 +475,24 @@ func (s *Server) tokenHook(w http.ResponseWriter, r *http.Request) {
 	s.o.Logger.Info("idp: token hook", "subject", sub, "client_id", req.Request.ClientID, "grant_types", req.Request.GrantTypes, "roles", p.Roles)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"session": map[string]any{"access_token": claims, "id_token": claims}})
+}
+
+// clientHook answers the token hook of a client credentials grant: the client's claims from
+// the persona file, or 204 (the token unchanged) for a client it does not name.
+func (s *Server) clientHook(w http.ResponseWriter, clientID string) {
+	f, ok := s.personas(w)
+	if !ok {
+		return
+	}
+	c, ok := f.Clients[clientID]
+	if !ok {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	s.o.Logger.Info("idp: token hook", "client_id", clientID, "grant_types", []string{"client_credentials"}, "permissions", c.Permissions)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"session": map[string]any{
+		"access_token": map[string]any{"permissions": nonNil(c.Permissions)}}})
 }
 
 func (s *Server) adminList(w http.ResponseWriter, r *http.Request) {

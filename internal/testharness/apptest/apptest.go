@@ -83,7 +83,7 @@ func StartWorker(t testing.TB, opts app.WorkerOptions) *app.Worker {
 func DeleteSweeperSchedule(t testing.TB, st *testharness.Stack, queue string) {
 	t.Helper()
 	t.Cleanup(func() {
-		c, err := client.Dial(client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")})
+		c, err := client.Dial(st.TemporalOptions(st.OperatorTokenSource()))
 		if err != nil {
 			t.Logf("delete the sweeper schedule of %s: %v", queue, err)
 			return
@@ -118,6 +118,7 @@ func ClientWithToken(t testing.TB, st *testharness.Stack, ts oauth2.TokenSource)
 		Client:      client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")},
 		TokenSource: ts,
 		PublicKey:   st.Env("OIDCFLOW_ENVELOPE_PUBLIC_KEY"),
+		Bearer:      st.Authorizes(),
 	})
 	if err != nil {
 		t.Fatalf("dial Temporal: %v", err)
