@@ -223,7 +223,7 @@ func steps(audit []workflows.AuditEntry) []string {
 }
 
 // TestStackAccessRequest is the access request scenario with real tokens: bob asks for read access
-// to demo; erin, without the approver role, is refused with a clear message; carol approves;
+// to demo; frank, without the approver role, is refused with a clear message; carol approves;
 // the login role exists with VALID UNTIL while granted and is gone after the duration; the
 // audit query names every step's subject.
 func TestStackAccessRequest(t *testing.T) {
@@ -233,7 +233,7 @@ func TestStackAccessRequest(t *testing.T) {
 	queue := apptest.TaskQueue("stack-access")
 	apptest.StartWorker(t, app.WorkerOptions{Env: apptest.Env(t, st, "OIDCFLOW_TASK_QUEUE", queue)})
 	bob, _ := apptest.Client(t, st, "bob")
-	erin, _ := apptest.Client(t, st, "erin")
+	frank, _ := apptest.Client(t, st, "frank")
 	carol, _ := apptest.Client(t, st, "carol")
 
 	duration := *stackAccessDuration
@@ -253,17 +253,17 @@ func TestStackAccessRequest(t *testing.T) {
 	}
 	role := pgaccess.RoleName(id, requester.Subject)
 
-	// erin has no db-approver role (and another department): refused, with a reason.
+	// frank has no db-approver role: refused, with a reason.
 	var s workflows.AccessStatus
-	err = approve(t, ctx, erin, id, "looks fine", &s)
+	err = approve(t, ctx, frank, id, "looks fine", &s)
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != identity.TypeForbidden {
-		t.Fatalf("erin's approval: %v; want an ApplicationError of type %s", err, identity.TypeForbidden)
+		t.Fatalf("frank's approval: %v; want an ApplicationError of type %s", err, identity.TypeForbidden)
 	}
-	if msg := appErr.Error(); !strings.Contains(msg, "erin") || !strings.Contains(msg, "db-approver") {
-		t.Errorf("erin's refusal %q does not say who was refused and which role is needed", msg)
+	if msg := appErr.Error(); !strings.Contains(msg, "frank") || !strings.Contains(msg, "db-approver") {
+		t.Errorf("frank's refusal %q does not say who was refused and which role is needed", msg)
 	}
-	t.Logf("erin refused: %s", appErr.Error())
+	t.Logf("frank refused: %s", appErr.Error())
 	if got := lookupRole(t, ctx, pool, role); got.Count != 0 {
 		t.Fatalf("role %s exists before any approval", role)
 	}
@@ -321,7 +321,7 @@ func TestStackAccessRequest(t *testing.T) {
 
 	audit := auditQuery(t, ctx, bob, id)
 	want := []string{
-		"requested bob ok", "approve erin refused", "approve carol ok", "granted - ok", "revoked - ok",
+		"requested bob ok", "approve frank refused", "approve carol ok", "granted - ok", "revoked - ok",
 	}
 	if got := steps(audit); !slices.Equal(got, want) {
 		t.Fatalf("audit %q\nwant  %q", got, want)
@@ -329,8 +329,8 @@ func TestStackAccessRequest(t *testing.T) {
 	for _, e := range audit {
 		t.Logf("audit: %s %-9s %-6s %-8s %s", e.Time.UTC().Format(time.TimeOnly), e.Action, subject(e), e.Outcome, e.Detail)
 	}
-	if a := audit[1]; !strings.Contains(a.Detail, "db-approver") || a.Actor.Department != "sales" {
-		t.Errorf("erin's refusal in the audit: %+v (%+v)", a, a.Actor)
+	if a := audit[1]; !strings.Contains(a.Detail, "db-approver") || a.Actor.Department != "engineering" {
+		t.Errorf("frank's refusal in the audit: %+v (%+v)", a, a.Actor)
 	}
 	if a := audit[2]; a.Detail != "ok for the incident" || !slices.Contains(a.Actor.Roles, "db-approver") || a.Actor.Issuer == "" {
 		t.Errorf("carol's approval in the audit lacks her claims: %+v (%+v)", a, a.Actor)

@@ -210,26 +210,26 @@ func errorType(err error) string {
 
 // TestDeployApproval runs the example's worker binary against the dev stack and drives it
 // from Go clients as the dev personas: frank (a deployer through his sre group) asks, bob (an
-// engineer) approves; frank may not approve his own request, erin (no roles) may neither ask
-// nor approve, and an approval of another version is refused.
+// engineer) approves; frank may not approve his own request, dave (finance, no deployer or
+// engineer role) may neither ask nor approve, and an approval of another version is refused.
 func TestDeployApproval(t *testing.T) {
 	s := loadStack(t)
 	queue := "deploy-" + rand.Text()[:8]
 	startWorker(t, s, queue)
 	frank, frankCache := persona(t, s, "frank")
 	bob, _ := persona(t, s, "bob")
-	erin, _ := persona(t, s, "erin")
+	dave, _ := persona(t, s, "dave")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	// erin holds no deployer role: her request fails at once.
-	run, err := erin.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: queue}, deploy.WorkflowName,
+	// dave holds no deployer role: his request fails at once.
+	run, err := dave.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: queue}, deploy.WorkflowName,
 		deploy.Request{Service: "billing", Version: "1.4.2"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := run.Get(ctx, nil); errorType(err) != identity.TypeForbidden {
-		t.Fatalf("erin's request: %v, want %s", err, identity.TypeForbidden)
+		t.Fatalf("dave's request: %v, want %s", err, identity.TypeForbidden)
 	}
 
 	run, err = frank.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: queue}, deploy.WorkflowName,
@@ -247,7 +247,7 @@ func TestDeployApproval(t *testing.T) {
 		want    string
 	}{
 		{"frank himself", frank, "1.4.2", identity.TypeForbidden},
-		{"erin", erin, "1.4.2", identity.TypeForbidden},
+		{"dave", dave, "1.4.2", identity.TypeForbidden},
 		{"bob, for another version", bob, "1.5.0", deploy.TypeApprovalMismatch},
 	} {
 		if err := approve(ctx, tc.c, run.GetID(), tc.version); errorType(err) != tc.want {

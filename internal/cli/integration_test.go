@@ -199,13 +199,15 @@ func TestIntegrationAccessRequestCommands(t *testing.T) {
 	apptest.StartWorker(t, app.WorkerOptions{Env: apptest.Env(t, st, "OIDCFLOW_TASK_QUEUE", queue)})
 	bob := newStackUser(t, st, "bob", queue)
 	carol := newStackUser(t, st, "carol", queue)
+	frank := newStackUser(t, st, "frank", queue)
 	erin := newStackUser(t, st, "erin", queue)
-	for _, u := range []*stackUser{bob, carol, erin} {
+	for _, u := range []*stackUser{bob, carol, frank, erin} {
 		u.mustRun("login")
 	}
 	bobSub := bob.session().Subject
 
-	// bob asks; erin may not approve; carol approves; the grant follows.
+	// bob asks; frank may not approve, erin may not even call Temporal; carol approves; the
+	// grant follows.
 	res := bob.mustRun("request-access", "--resource", "demo", "--role", "read", "--duration", "2m", "--reason", "cli integration", "--json")
 	req := decode[RequestJSON](t, res.stdout)
 	if bob.session().HandedOver.IsZero() {
@@ -215,9 +217,15 @@ func TestIntegrationAccessRequestCommands(t *testing.T) {
 		req.UIURL != strings.TrimRight(st.Env("OIDCFLOW_TEMPORAL_UI_URL"), "/")+"/namespaces/"+st.Env("TEMPORAL_NAMESPACE")+"/workflows/"+req.WorkflowID {
 		t.Fatalf("request-access = %+v", req)
 	}
-	res = erin.run("approve", req.WorkflowID)
+	res = frank.run("approve", req.WorkflowID)
 	if res.code != ExitError || !strings.Contains(res.stderr, "refused by policy:") || !strings.Contains(res.stderr, "db-approver") {
-		t.Errorf("erin approve: exit %d, %s", res.code, res.stderr)
+		t.Errorf("frank approve: exit %d, %s", res.code, res.stderr)
+	}
+	if st.Authorizes() {
+		res = erin.run("approve", req.WorkflowID, "--json")
+		if e := decode[ErrorJSON](t, res.stderr); e.Code != CodeForbidden || !strings.Contains(e.Error, "refused by Temporal") {
+			t.Errorf("erin, without Temporal permission, approve: %+v", e)
+		}
 	}
 	res = bob.run("approve", req.WorkflowID, "--json")
 	if e := decode[ErrorJSON](t, res.stderr); e.Code != CodeForbidden {

@@ -1,7 +1,7 @@
 // Command demo is `make demo`: the access-request story on the running dev stack, told with
 // the starter CLI and one in-process worker.
 //
-// bob (engineering) asks for read access to the demo database; erin, who holds no approver
+// bob (engineering) asks for read access to the demo database; frank, who holds no approver
 // role, tries to approve and is refused; carol (engineering, db-approver) approves; the
 // just-in-time PostgreSQL role appears, and disappears when the duration ends. Each person
 // logs in through the real authorization code flow with PKCE against Hydra (the dev login
@@ -79,7 +79,7 @@ func run(duration time.Duration) error {
 	go func() { done <- w.Run(wctx) }()
 	defer func() { stopWorker(); <-done }()
 
-	for _, p := range []string{"bob", "carol", "erin"} {
+	for _, p := range []string{"bob", "carol", "frank"} {
 		step("%s logs in (authorization code + PKCE against Hydra)", p)
 		if err := s.starter(p, nil, "login"); err != nil {
 			return err
@@ -99,9 +99,9 @@ func run(duration time.Duration) error {
 	id := req.WorkflowID
 	fmt.Printf("  workflow %s, state %s\n", id, req.State)
 
-	step("erin, who holds no approver role, tries to approve")
-	if err := s.starter("erin", nil, "approve", id); err == nil {
-		return fmt.Errorf("erin's approval was accepted; it must be refused")
+	step("frank, who holds no approver role, tries to approve")
+	if err := s.starter("frank", nil, "approve", id); err == nil {
+		return fmt.Errorf("frank's approval was accepted; it must be refused")
 	}
 	step("carol (engineering, db-approver) approves")
 	if err := s.starter("carol", nil, "approve", id, "--comment", "ok for the incident"); err != nil {
@@ -196,7 +196,7 @@ func (s *story) starter(persona string, out any, args ...string) error {
 // their token caches): no JWT, no 20-character fragment of any.
 func (s *story) checkNoLeak(w *app.Worker, workflowID, logs string) error {
 	var tokens []string
-	for _, p := range []string{"bob", "carol", "erin"} {
+	for _, p := range []string{"bob", "carol", "frank"} {
 		c, err := login.NewCache(login.CacheOptions{Path: filepath.Join(s.cache, p+".json")})
 		if err != nil {
 			return err
