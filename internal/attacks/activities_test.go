@@ -107,7 +107,12 @@ func TestAttackAnonymousPoolActivities(t *testing.T) {
 	for name, fields := range map[string]map[string]*commonpb.Payload{"no header": nil, "copied reference": stolen} {
 		t.Run(name, func(t *testing.T) {
 			evilQueue := apptest.TaskQueue("evil")
+			// Running a worker takes the worker permission where the frontend authorizes:
+			// the attacker holds a worker credential of the namespace (another team's pool).
 			attacker := r.st.PlainClient(t, nil)
+			if r.st.Authorizes() {
+				attacker = r.st.DialTemporal(t, r.st.TemporalOptions(r.st.WorkerTokenSource()))
+			}
 			wo := worker.Options{}
 			if fields != nil {
 				wo.Interceptors = []interceptor.WorkerInterceptor{&headerStamper{fields: fields}}

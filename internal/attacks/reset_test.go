@@ -2,7 +2,6 @@ package attacks_test
 
 import (
 	"context"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -75,8 +74,8 @@ func TestAttackReset(t *testing.T) {
 // reset runs `temporal workflow reset` to eventID and returns the new run's id.
 func reset(ctx context.Context, t *testing.T, r *rig, id, runID string, eventID int64) string {
 	t.Helper()
-	out, err := exec.CommandContext(ctx, r.st.TemporalCLI(), "workflow", "reset",
-		"--address", r.st.Env("TEMPORAL_ADDRESS"), "--namespace", r.st.Env("TEMPORAL_NAMESPACE"),
+	// Resetting is the operator's (Temporal admin) to do.
+	out, err := r.st.TemporalCommand(ctx, t, "workflow", "reset",
 		"--workflow-id", id, "--run-id", runID, "--event-id", strconv.FormatInt(eventID, 10),
 		"--reason", "attack test").CombinedOutput()
 	if err != nil {

@@ -13,7 +13,8 @@ import (
 )
 
 // TestTerminatedRunSessionIsSwept: a terminated run never releases its session (its code
-// does not run again); the pool's sweeper does, under the pool's authority: the refresh token
+// does not run again; only an operator may terminate, where the frontend authorizes); the
+// pool's sweeper does, under the pool's authority: the refresh token
 // is revoked at the IdP and the Vault secret destroyed. Anyone may start the sweeper; its
 // input has no fields, so starting it removes only what is dead.
 func TestTerminatedRunSessionIsSwept(t *testing.T) {
@@ -25,7 +26,7 @@ func TestTerminatedRunSessionIsSwept(t *testing.T) {
 	if _, err := store.Get(ctx, sessionID); err != nil {
 		t.Fatalf("the session before: %v", err)
 	}
-	if err := bob.TerminateWorkflow(ctx, id, "", "attack test"); err != nil {
+	if err := r.st.OperatorClient(t).TerminateWorkflow(ctx, id, "", "attack test"); err != nil {
 		t.Fatal(err)
 	}
 	run, err := r.st.PlainClient(t, nil).ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: r.queue},

@@ -2,6 +2,8 @@ package testharness
 
 import (
 	"context"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -112,4 +114,23 @@ func (h *headerWriterOutbound) UpdateWorkflow(ctx context.Context, in *intercept
 // stack's .stack folder, where `make up` links it).
 func (s *Stack) TemporalCLI() string {
 	return filepath.Join(filepath.Dir(filepath.Dir(s.path)), "bin", "temporal")
+}
+
+// TemporalCommand is a `temporal` CLI command against the stack's frontend and namespace,
+// as the operator where the frontend authorizes its callers: the token goes in
+// TEMPORAL_API_KEY (not on the command line), with --tls=false, as the README tells users.
+func (s *Stack) TemporalCommand(ctx context.Context, t testing.TB, args ...string) *exec.Cmd {
+	t.Helper()
+	args = append(args, "--address", s.Env("TEMPORAL_ADDRESS"), "--namespace", s.Env("TEMPORAL_NAMESPACE"))
+	cmd := exec.CommandContext(ctx, s.TemporalCLI(), args...)
+	cmd.Env = os.Environ()
+	if s.Authorizes() {
+		tok, err := s.OperatorTokenSource().Token()
+		if err != nil {
+			t.Fatalf("testharness: operator token: %v", err)
+		}
+		cmd.Args = append(cmd.Args, "--tls=false")
+		cmd.Env = append(cmd.Env, "TEMPORAL_API_KEY="+tok.AccessToken)
+	}
+	return cmd
 }
