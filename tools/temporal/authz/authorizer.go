@@ -13,7 +13,7 @@ import (
 )
 
 const (
-	ws = tapi.WorkflowServicePrefix
+	ws  = tapi.WorkflowServicePrefix
 	ops = tapi.OperatorServicePrefix
 )
 

@@ -134,8 +134,8 @@ var apis = map[string]string{
 	ops + "DeleteNexusEndpoint":      sysAdmin,
 	ops + "ListNexusEndpoints":       sysAdmin,
 
-	healthpb.Health_Check_FullMethodName:                                      healthOnly,
-	tapi.AdminServicePrefix + "DescribeCluster":                               sysAdmin,
+	healthpb.Health_Check_FullMethodName:                                           healthOnly,
+	tapi.AdminServicePrefix + "DescribeCluster":                                    sysAdmin,
 	"/temporal.server.api.historyservice.v1.HistoryService/StartWorkflowExecution": sysAdmin,
 }
 

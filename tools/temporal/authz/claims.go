@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/server/common/authorization"
 	"go.temporal.io/server/common/config"
 	"go.temporal.io/server/common/log"
+	"go.temporal.io/server/common/log/tag"
 )
 
 // DefaultPermissionsClaim is the JWT claim that carries "namespace:role" items.
@@ -90,7 +91,7 @@ func NewClaimMapper(cfg Config, logger log.Logger) (*ClaimMapper, error) {
 	}
 	keys := authorization.NewDefaultTokenKeyProvider(ac, logger)
 	return &ClaimMapper{
-		inner:    authorization.NewDefaultJWTClaimMapper(keys, ac, logger),
+		inner:    authorization.NewDefaultJWTClaimMapper(keys, ac, quietItems{logger}),
 		keys:     keys,
 		issuer:   cfg.Issuer,
 		audience: cfg.Audience,
@@ -151,6 +152,19 @@ func tokenIssuer(header string) (string, error) {
 		return "", serviceerror.NewPermissionDenied("token has no issuer", "")
 	}
 	return iss, nil
+}
+
+// quietItems logs at debug level the warning Temporal's mapper writes, on every call, for
+// each item of the permissions claim that is not "namespace:role": the claim is shared with
+// the application's own permissions, so such items are expected.
+type quietItems struct{ log.Logger }
+
+func (q quietItems) Warn(msg string, tags ...tag.Tag) {
+	if strings.HasPrefix(msg, "ignoring permission") {
+		q.Logger.Debug(msg, tags...)
+		return
+	}
+	q.Logger.Warn(msg, tags...)
 }
 
 // AudienceGetter returns the getter for temporal.WithAudienceGetter: every call must carry

@@ -9,6 +9,7 @@ import (
 	"github.com/oidcflow/oidcflow/tools/temporal/internal/testjwks"
 	"go.temporal.io/server/common/authorization"
 	"go.temporal.io/server/common/log"
+	"go.temporal.io/server/common/log/tag"
 )
 
 const (
@@ -135,5 +136,23 @@ func TestNewClaimMapperNeedsIssuerAndAudience(t *testing.T) {
 func TestAudienceGetter(t *testing.T) {
 	if got := AudienceGetter("aud-1")(nil).Audience(nil, nil, nil); got != "aud-1" {
 		t.Fatalf("audience %q", got)
+	}
+}
+
+type recorder struct {
+	log.Logger
+	warned, debugged []string
+}
+
+func (r *recorder) Warn(msg string, _ ...tag.Tag)  { r.warned = append(r.warned, msg) }
+func (r *recorder) Debug(msg string, _ ...tag.Tag) { r.debugged = append(r.debugged, msg) }
+
+func TestAppPermissionsAreNotWarnings(t *testing.T) {
+	rec := &recorder{Logger: log.NewNoopLogger()}
+	q := quietItems{rec}
+	q.Warn("ignoring permission in unexpected format: can_request_access")
+	q.Warn("something else")
+	if len(rec.debugged) != 1 || len(rec.warned) != 1 || rec.warned[0] != "something else" {
+		t.Fatalf("warned %v, debugged %v", rec.warned, rec.debugged)
 	}
 }
