@@ -15,8 +15,11 @@ import (
 	"github.com/golang-jwt/jwt/v4"
 )
 
-// Issuer is a JWKS endpoint and the key behind it.
+// Issuer is a JWKS endpoint and the key behind it, with an OIDC discovery document.
 type Issuer struct {
+	// URL is the issuer: {URL}/.well-known/openid-configuration names it and the
+	// endpoints {URL}/auth, {URL}/token and the JWKS.
+	URL string
 	// JWKSURL serves {"keys":[...]} with the public key.
 	JWKSURL string
 	// KID is the key id put in every token's header.
@@ -40,10 +43,25 @@ func New() (*Issuer, error) {
 	if err != nil {
 		return nil, err
 	}
-	i.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(jwks)
-	}))
+	})
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"issuer":                                i.URL,
+			"authorization_endpoint":                i.URL + "/auth",
+			"token_endpoint":                        i.URL + "/token",
+			"jwks_uri":                              i.JWKSURL,
+			"response_types_supported":              []string{"code"},
+			"subject_types_supported":               []string{"public"},
+			"id_token_signing_alg_values_supported": []string{"RS256"},
+		})
+	})
+	i.srv = httptest.NewServer(mux)
+	i.URL = i.srv.URL
 	i.JWKSURL = i.srv.URL + "/.well-known/jwks.json"
 	return i, nil
 }
