@@ -56,13 +56,10 @@ var startDevDefaults = map[string]any{
 }
 
 // dynamicConfig is start-dev's dynamic config, then --dynamic-config-value. Nexus callbacks
-// go to the frontend's HTTP port, or with authorization on to the internal frontend's (the
-// server's own callbacks carry no token).
+// go to the frontend's HTTP port as in start-dev; with authorization on they carry no token
+// and are refused (Nexus operations that complete asynchronously do not work then).
 func dynamicConfig(o *options, p ports) dynamicconfig.StaticClient {
 	callbackHost := net.JoinHostPort(loopbackFor(o.ip), strconv.Itoa(p.frontendHTTP))
-	if o.authOn() {
-		callbackHost = net.JoinHostPort("127.0.0.1", strconv.Itoa(p.internalHTTP))
-	}
 	dc := dynamicconfig.StaticClient{
 		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8096,
 		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,

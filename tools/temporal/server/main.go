@@ -70,7 +70,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 
 // ports are the ports the command line does not name, picked free at start.
 type ports struct {
-	frontendHTTP, internalHTTP, history, matching, worker int
+	frontendHTTP, history, matching, worker int
 }
 
 func serve(ctx context.Context, o *options, logger *slog.Logger) error {
@@ -90,7 +90,7 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 		}
 	}
 	var p ports
-	for _, q := range []*int{&p.frontendHTTP, &p.internalHTTP, &p.history, &p.matching, &p.worker} {
+	for _, q := range []*int{&p.frontendHTTP, &p.history, &p.matching, &p.worker} {
 		port, err := devserver.GetFreePort("127.0.0.1")
 		if err != nil {
 			return err
@@ -253,7 +253,12 @@ func buildConfig(o *options, p ports) (*config.Config, error) {
 		// The system workers (worker service) and the history service reach the frontend
 		// through the internal frontend, whose callers Temporal maps to system admin; it
 		// still runs our authorizer. publicClient must stay empty with an internal frontend.
-		c.Services["internal-frontend"] = config.Service{RPC: config.RPC{GRPCPort: o.internalPort, BindOnIP: "127.0.0.1", HTTPPort: p.internalHTTP}}
+		// Internode mutual TLS keeps other local processes off it and off history/matching.
+		// No HTTP port: the HTTP API would serve the same system-admin calls in plaintext.
+		c.Services["internal-frontend"] = config.Service{RPC: config.RPC{GRPCPort: o.internalPort, BindOnIP: "127.0.0.1"}}
+		if c.Global.TLS.Internode, err = internodeTLS(); err != nil {
+			return nil, fmt.Errorf("internode TLS: %w", err)
+		}
 	} else {
 		c.PublicClient.HostPort = net.JoinHostPort(loopbackFor(o.ip), strconv.Itoa(o.port))
 	}

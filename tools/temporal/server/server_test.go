@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -299,6 +300,28 @@ func TestAuthorizingServer(t *testing.T) {
 	}
 	if !fired {
 		t.Error("the schedule did not fire within 90s: the server's system workers do not work")
+	}
+
+	// The internal frontend answers only the server's own services (internode mutual TLS).
+	for name, opts := range map[string]client.ConnectionOptions{
+		"plaintext":           {},
+		"TLS, no client cert": {TLS: &tls.Config{InsecureSkipVerify: true}},
+	} {
+		ictx, icancel := context.WithTimeout(ctx, 10*time.Second)
+		c, err := client.DialContext(ictx, client.Options{
+			HostPort: net.JoinHostPort("127.0.0.1", strconv.Itoa(internalPort)), Namespace: testNS, ConnectionOptions: opts,
+			Logger: sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+		})
+		if err == nil {
+			_, err = c.WorkflowService().DescribeNamespace(ictx, &workflowservice.DescribeNamespaceRequest{Namespace: testNS})
+			c.Close()
+		}
+		icancel()
+		if err == nil {
+			t.Errorf("internal frontend, %s: a call succeeded", name)
+		} else {
+			t.Logf("internal frontend, %s: refused: %v", name, err)
+		}
 	}
 
 	// The Web UI: it is up, its login goes to the IdP with our client and scopes, and its
