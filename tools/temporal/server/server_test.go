@@ -100,20 +100,128 @@ func denied(err error) bool {
 	return errors.As(err, &pd) || c == codes.PermissionDenied || c == codes.Unauthenticated
 }
 
-func TestAuthorizingServer(t *testing.T) {
+// serverBin is the temporal-server under test: $OIDCFLOW_TEMPORAL_SERVER_BIN, or built once.
+var serverBin = sync.OnceValues(func() (string, error) {
+	if bin := os.Getenv(binEnv); bin != "" {
+		return bin, nil
+	}
+	dir, err := os.MkdirTemp("", "temporal-server-test")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "temporal-server")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// server is a running temporal-server.
+type server struct {
+	cmd     *exec.Cmd
+	logs    *serverLog
+	exited  chan error
+	stopped bool
+}
+
+// startServer starts temporal-server with args (plus env) and waits for its ready line;
+// the process is killed at the end of the test unless stop ended it.
+func startServer(t *testing.T, env []string, args ...string) *server {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a Temporal server")
 	}
-	bin := os.Getenv(binEnv)
-	if bin == "" {
-		bin = filepath.Join(t.TempDir(), "temporal-server")
-		t.Logf("building temporal-server (set %s to use a prebuilt one)", binEnv)
-		out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-		if err != nil {
-			t.Fatalf("go build: %v\n%s", err, out)
-		}
+	bin, err := serverBin()
+	if err != nil {
+		t.Fatal(err)
 	}
+	s := &server{cmd: exec.Command(bin, args...), logs: &serverLog{ready: make(chan struct{})}, exited: make(chan error, 1)}
+	s.cmd.Env = append(os.Environ(), env...)
+	stderr, err := s.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		s.logs.read(bufio.NewScanner(stderr))
+		s.exited <- s.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if !s.stopped {
+			_ = s.cmd.Process.Kill()
+			<-s.exited
+		}
+		if t.Failed() || os.Getenv("OIDCFLOW_TEST_SERVER_LOGS") != "" {
+			for _, l := range s.logs.all() {
+				t.Log(l)
+			}
+		}
+	})
+	select {
+	case <-s.logs.ready:
+	case err := <-s.exited:
+		s.stopped = true
+		t.Fatalf("server exited before ready: %v", err)
+	case <-time.After(4 * time.Minute):
+		t.Fatal("server not ready after 4 minutes")
+	}
+	return s
+}
 
+// stop sends SIGTERM and expects a clean exit.
+func (s *server) stop(t *testing.T) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-s.exited:
+		s.stopped = true
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Error("no exit 60s after SIGTERM")
+	}
+}
+
+func quietLogger() sdklog.Logger {
+	return sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// Without --auth-jwks-url the server is start-dev: no token needed for anything.
+func TestServerWithoutAuthorization(t *testing.T) {
+	port := freePort(t)
+	s := startServer(t, nil, "--db-filename", filepath.Join(t.TempDir(), "temporal.db"),
+		"--port", strconv.Itoa(port), "--ui-port", "0", "--namespace", testNS)
+	c, err := client.Dial(client.Options{HostPort: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Namespace: testNS, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "wf-1", TaskQueue: "tq"}, "SomeWorkflow"); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	resp, err := c.WorkflowService().PollWorkflowTaskQueue(ctx, &workflowservice.PollWorkflowTaskQueueRequest{
+		Namespace: testNS, TaskQueue: &taskqueuepb.TaskQueue{Name: "tq", Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
+	})
+	if err != nil || resp.GetWorkflowExecution().GetWorkflowId() != "wf-1" {
+		t.Fatalf("poll: %v %v", resp.GetWorkflowExecution(), err)
+	}
+	if err := c.TerminateWorkflow(ctx, "wf-1", "", "test"); err != nil {
+		t.Fatalf("terminate: %v", err)
+	}
+	if _, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "default"}); err != nil {
+		t.Fatalf("the default namespace: %v", err)
+	}
+	s.stop(t)
+}
+
+func TestAuthorizingServer(t *testing.T) {
 	idp, err := testjwks.New()
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +231,7 @@ func TestAuthorizingServer(t *testing.T) {
 	hostPort := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	ui := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(uiPort))
 
-	cmd := exec.Command(bin,
+	s := startServer(t, []string{secretEnv + "=test-secret"},
 		"--db-filename", filepath.Join(t.TempDir(), "temporal.db"),
 		"--ip", "127.0.0.1", "--port", strconv.Itoa(port), "--internal-port", strconv.Itoa(internalPort),
 		"--ui-port", strconv.Itoa(uiPort),
@@ -135,40 +243,7 @@ func TestAuthorizingServer(t *testing.T) {
 		"--ui-auth-callback-url", ui+"/auth/sso/callback",
 		"--ui-codec-endpoint", "https://127.0.0.1:8234", "--ui-codec-pass-access-token",
 	)
-	cmd.Env = append(os.Environ(), secretEnv+"=test-secret")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &serverLog{ready: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() {
-		logs.read(bufio.NewScanner(stderr))
-		exited <- cmd.Wait()
-	}()
-	stopped := false
-	defer func() {
-		if !stopped {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() || os.Getenv("OIDCFLOW_TEST_SERVER_LOGS") != "" {
-			for _, l := range logs.all() {
-				t.Log(l)
-			}
-		}
-	}()
-	select {
-	case <-logs.ready:
-	case err := <-exited:
-		stopped = true
-		t.Fatalf("server exited before ready: %v", err)
-	case <-time.After(4 * time.Minute):
-		t.Fatal("server not ready after 4 minutes")
-	}
+	logs := s.logs
 
 	token := func(perms ...string) string {
 		return idp.Token(map[string]any{"iss": idp.URL, "aud": testAudience, "sub": "user-" + strings.Join(perms, "+"), "permissions": perms})
@@ -176,7 +251,7 @@ func TestAuthorizingServer(t *testing.T) {
 	dial := func(tok string) client.Client {
 		c, err := client.Dial(client.Options{
 			HostPort: hostPort, Namespace: testNS, HeadersProvider: bearer(tok),
-			Logger: sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+			Logger: quietLogger(),
 		})
 		if err != nil {
 			t.Fatalf("dial: %v", err)
@@ -227,7 +302,7 @@ func TestAuthorizingServer(t *testing.T) {
 		t.Helper()
 		c, err := client.Dial(client.Options{
 			HostPort: hostPort, Namespace: testNS, HeadersProvider: bearer(tok),
-			Logger: sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+			Logger: quietLogger(),
 		})
 		if err == nil {
 			defer c.Close()
@@ -310,7 +385,7 @@ func TestAuthorizingServer(t *testing.T) {
 		ictx, icancel := context.WithTimeout(ctx, 10*time.Second)
 		c, err := client.DialContext(ictx, client.Options{
 			HostPort: net.JoinHostPort("127.0.0.1", strconv.Itoa(internalPort)), Namespace: testNS, ConnectionOptions: opts,
-			Logger: sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+			Logger: quietLogger(),
 		})
 		if err == nil {
 			_, err = c.WorkflowService().DescribeNamespace(ictx, &workflowservice.DescribeNamespaceRequest{Namespace: testNS})
@@ -370,16 +445,5 @@ func TestAuthorizingServer(t *testing.T) {
 		}
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		stopped = true
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Error("no exit 60s after SIGTERM")
-	}
+	s.stop(t)
 }
