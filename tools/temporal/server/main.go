@@ -6,6 +6,14 @@
 // use an internal frontend on a loopback port, whose callers are system admin.
 //
 // Without --auth-jwks-url it behaves like start-dev (no authorization).
+//
+// Logs go to stderr (--log-format json|text). Once the frontend serves and the Web UI
+// listens, the line "temporal-server ready" is written with the addresses; the gRPC
+// health check and GetSystemInfo answer without a token, so a launcher may also poll
+// those. SIGTERM or SIGINT stops the server ("temporal-server stopping", exit status 0);
+// bad flags exit 2, a failure at start exits 1. Each refused call is logged at warn level
+// as "authorization denied" with the API, namespace, subject and reason; a token the
+// claim mapper refuses is logged by Temporal as "Authorization error".
 package main
 
 import (
