@@ -164,6 +164,9 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 		ui = uiserver.NewServer(uiserveroptions.WithConfigProvider(uiConfig(o, host)))
 	}
 
+	if ctx.Err() != nil {
+		return nil // stopped while waiting for the IdP
+	}
 	srv, err := temporal.NewServer(opts...)
 	if err != nil {
 		return fmt.Errorf("building the server: %w", err)
