@@ -17,8 +17,8 @@ const Host = "127.0.0.1"
 const (
 	PortTemporal   = 7233
 	PortTemporalUI = 8233
-	// PortTemporalInternal is the internal frontend, which the server's own workers use
-	// (no token; see the README's security notes).
+	// PortTemporalInternal is the internal frontend, which the server's own services use
+	// (mutual TLS with a certificate the server makes at start; no one else can call it).
 	PortTemporalInternal = 7236
 	// PortCodec is the codec server the Web UI decodes payloads through (TLS).
 	PortCodec       = 8234

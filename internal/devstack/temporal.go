@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"syscall"
 
-	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 )
 
@@ -88,22 +87,15 @@ func (l *Launcher) temporal() *service {
 		if err := httpGetOK(ctx, TemporalUIURL()+"/"); err != nil {
 			return fmt.Errorf("web ui: %w", err)
 		}
-		// The internal frontend takes no token: the launcher probes through it.
-		c, err := client.DialContext(ctx, client.Options{HostPort: hostPort(PortTemporalInternal), Namespace: TemporalNamespace, Logger: quietLogger{}})
+		// Without a token the frontend answers only its health check and GetSystemInfo;
+		// the server registers the namespace and search attributes before it serves.
+		c, err := client.DialContext(ctx, client.Options{HostPort: TemporalAddress(), Namespace: TemporalNamespace, Logger: quietLogger{}})
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		have, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: TemporalNamespace})
-		if err != nil {
-			return err
-		}
-		for n := range SearchAttributes {
-			if _, ok := have.GetCustomAttributes()[n]; !ok {
-				return fmt.Errorf("search attribute %s is not registered yet", n)
-			}
-		}
-		return nil
+		_, err = c.CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err
 	}
 	s.seed = func(ctx context.Context) error {
 		l.setEnv(EnvTemporalAddress, TemporalAddress(), EnvTemporalNamespace, TemporalNamespace,
