@@ -617,7 +617,7 @@ func TestComposePostgresRequiresPassword(t *testing.T) {
 	}
 	// As docker_init_database_dir: initdb --username --pwfile $POSTGRES_INITDB_ARGS.
 	initdb := runAs("initdb", append([]string{"-D", data, "--username=" + envOf(pg, "POSTGRES_USER"), "--pwfile=" + pw,
-		"--no-instructions"}, strings.Fields(initdbArgs)...)...)
+		"--no-instructions", "--no-sync"}, strings.Fields(initdbArgs)...)...)
 	if b, err := initdb.CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, b)
 	}
@@ -635,7 +635,7 @@ func TestComposePostgresRequiresPassword(t *testing.T) {
 
 	port := freePort(t)
 	var logs strings.Builder
-	srv := runAs("postgres", "-D", data, "-p", strconv.Itoa(port), "-c", "listen_addresses="+Host, "-c", "unix_socket_directories=")
+	srv := runAs("postgres", "-D", data, "-p", strconv.Itoa(port), "-c", "listen_addresses="+Host, "-c", "unix_socket_directories=", "-c", "fsync=off")
 	srv.Stdout, srv.Stderr = &logs, &logs
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
