@@ -45,6 +45,8 @@ type Launcher struct {
 	timeout     time.Duration
 	exe         string
 	getenv      func(string) string
+	// chown gives the compose services' files to their users; nil: os.Lchown.
+	chown func(path string, uid, gid int) error
 
 	mu  sync.Mutex
 	env map[string]string

@@ -7,6 +7,7 @@
 //	devstack serve-idp run the login/consent app for Hydra (started by up)
 //	devstack compose-init --state DIR   prepare secrets and configs for docker-compose.yml
 //	devstack seed --state DIR           seed servers started by docker compose, write DIR/env
+//	                   and the worker's and codec server's env files
 //
 // Launcher settings (environment of `up`): OIDCFLOW_ACCESS_TOKEN_TTL (default 1h),
 // OIDCFLOW_ID_TOKEN_TTL (1h), OIDCFLOW_REFRESH_TOKEN_TTL (720h),
@@ -97,7 +98,7 @@ func composeStep(ctx context.Context, cmd string, args []string) error {
 	if cmd == "compose-init" {
 		return l.ComposeInit()
 	}
-	return l.Seed(ctx)
+	return l.ComposeSeed(ctx)
 }
 
 func serveIDP(ctx context.Context, args []string) error {
