@@ -120,13 +120,6 @@ func flagValue(args []string, name string) string {
 	return ""
 }
 
-const (
-	// Ports of the new topology that spec.go does not name (yet).
-	composePortTemporalInternal = 7236
-	composePortCodec            = 8234
-	composeTemporalAudience     = "temporal"
-)
-
 func TestComposeAgreesWithDevStack(t *testing.T) {
 	p, root := loadCompose(t)
 	port := strconv.Itoa
@@ -224,26 +217,8 @@ func TestComposeAgreesWithDevStack(t *testing.T) {
 	}
 }
 
-// composeTemporalArgs is the temporal service's command line: the dev stack's server
-// settings (SearchAttributes, DynamicConfig, ports) with authorization by Hydra's tokens,
-// the Web UI's login with ClientUI and the codec server.
-func composeTemporalArgs() []string {
-	args := []string{"--db-filename", "/data/temporal.db",
-		"--ip", Host, "--port", strconv.Itoa(PortTemporal),
-		"--internal-port", strconv.Itoa(composePortTemporalInternal), "--ui-port", strconv.Itoa(PortTemporalUI),
-		"--namespace", TemporalNamespace}
-	for _, n := range slices.Sorted(maps.Keys(SearchAttributes)) {
-		args = append(args, "--search-attribute", n+"="+SearchAttributes[n])
-	}
-	for _, k := range slices.Sorted(maps.Keys(DynamicConfig)) {
-		args = append(args, "--dynamic-config-value", k+"="+DynamicConfig[k])
-	}
-	return append(args, "--log-format", "json", "--log-level", "warn",
-		"--auth-jwks-url", Issuer()+"/.well-known/jwks.json", "--auth-issuer", Issuer(),
-		"--auth-audience", composeTemporalAudience, "--auth-permissions-claim", "permissions",
-		"--ui-auth-provider-url", Issuer(), "--ui-auth-client-id", ClientUI, "--ui-auth-callback-url", UIRedirectURL,
-		"--ui-codec-endpoint", "https://"+hostPort(composePortCodec), "--ui-codec-pass-access-token")
-}
+// composeTemporalArgs is the temporal service's command line: the dev stack's.
+func composeTemporalArgs() []string { return TemporalServerArgs("/data/temporal.db") }
 
 // TestComposeTemporalServer: the temporal service runs our authorizing server, built from
 // the tools module, with the dev stack's settings; its entrypoint hands it the Web UI's
@@ -1001,11 +976,11 @@ func TestComposeCodec(t *testing.T) {
 	p, _ := loadCompose(t)
 	c := svcOf(t, p, "codec")
 	want := map[string]string{
-		"OIDCFLOW_CODEC_LISTEN":        hostPort(composePortCodec),
+		"OIDCFLOW_CODEC_LISTEN":        hostPort(PortCodec),
 		"OIDCFLOW_CODEC_TLS_CERT":      ComposeServiceDir + "/tls.crt",
 		"OIDCFLOW_CODEC_TLS_KEY":       ComposeServiceDir + "/tls.key",
 		"OIDCFLOW_CODEC_ORIGINS":       TemporalUIURL(),
-		"OIDCFLOW_TEMPORAL_AUDIENCE":   composeTemporalAudience,
+		"OIDCFLOW_TEMPORAL_AUDIENCE":   TemporalAudience,
 		"OIDCFLOW_PAYLOAD_TRANSIT_KEY": "oidcflow-payloads",
 	}
 	for k, v := range want {
@@ -1105,7 +1080,7 @@ func TestComposeSeedUsesDevStackValues(t *testing.T) {
 	for _, c := range SeededClients() {
 		ids = append(ids, c.ClientID)
 	}
-	if !slices.Equal(ids, []string{ClientStarter, ClientWorker, ClientUI}) {
+	if !slices.Equal(ids, []string{ClientStarter, ClientWorker, ClientUI, ClientOperator}) {
 		t.Errorf("seeded clients = %v", ids)
 	}
 	cfg := HydraConfig("postgres://x", hydraSecrets{HookKey: "k", System: "s"}, func(string) string { return "" })

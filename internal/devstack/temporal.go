@@ -31,19 +31,8 @@ func TemporalServerArgs(dbFile string) []string {
 	argv := []string{
 		"--db-filename", dbFile,
 		"--ip", Host, "--port", strconv.Itoa(PortTemporal),
-		"--internal-port", strconv.Itoa(PortTemporalInternal),
-		"--ui-port", strconv.Itoa(PortTemporalUI),
+		"--internal-port", strconv.Itoa(PortTemporalInternal), "--ui-port", strconv.Itoa(PortTemporalUI),
 		"--namespace", TemporalNamespace,
-		"--log-format", "json", "--log-level", "warn",
-		"--auth-jwks-url", Issuer() + "/.well-known/jwks.json",
-		"--auth-issuer", Issuer(),
-		"--auth-audience", TemporalAudience,
-		"--auth-permissions-claim", PermissionsClaim,
-		"--ui-auth-provider-url", Issuer(),
-		"--ui-auth-client-id", ClientUI,
-		"--ui-auth-callback-url", UIRedirectURL,
-		"--ui-codec-endpoint", CodecURL(),
-		"--ui-codec-pass-access-token",
 	}
 	for _, n := range slices.Sorted(maps.Keys(SearchAttributes)) {
 		argv = append(argv, "--search-attribute", n+"="+SearchAttributes[n])
@@ -51,7 +40,11 @@ func TemporalServerArgs(dbFile string) []string {
 	for _, k := range slices.Sorted(maps.Keys(DynamicConfig)) {
 		argv = append(argv, "--dynamic-config-value", k+"="+DynamicConfig[k])
 	}
-	return argv
+	return append(argv, "--log-format", "json", "--log-level", "warn",
+		"--auth-jwks-url", Issuer()+"/.well-known/jwks.json", "--auth-issuer", Issuer(),
+		"--auth-audience", TemporalAudience, "--auth-permissions-claim", PermissionsClaim,
+		"--ui-auth-provider-url", Issuer(), "--ui-auth-client-id", ClientUI, "--ui-auth-callback-url", UIRedirectURL,
+		"--ui-codec-endpoint", CodecURL(), "--ui-codec-pass-access-token")
 }
 
 // temporal runs tools/temporal's temporal-server with a SQLite file: the frontend
