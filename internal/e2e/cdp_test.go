@@ -50,20 +50,22 @@ type cdpMessage struct {
 
 var devtoolsURL = regexp.MustCompile(`DevTools listening on (ws://\S+)`)
 
-// startBrowser launches headless Chromium with a fresh profile and opens one blank page, or
-// skips the test when Chromium is not installed.
-func startBrowser(t *testing.T) *browser {
+// startBrowser launches headless Chromium with a fresh profile (its own cookies and local
+// storage: one browser is one person's session) and opens one blank page, or skips the test
+// when Chromium is not installed. flags are added to Chromium's command line.
+func startBrowser(t *testing.T, flags ...string) *browser {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Skipf("browser test needs Chromium at %s: install the Debian package (apt-get install -y chromium)", chromiumPath)
 	}
 	profile := t.TempDir()
-	cmd := exec.Command(chromiumPath,
+	args := []string{
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--disable-dev-shm-usage", "--remote-allow-origins=http://127.0.0.1",
-		"--user-data-dir="+profile, "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
-		"about:blank")
+		"--user-data-dir=" + profile, "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+	}
+	cmd := exec.Command(chromiumPath, append(append(args, flags...), "about:blank")...)
 	// Its own process group, so that no renderer or helper outlives the test.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := cmd.StderrPipe()
@@ -243,6 +245,15 @@ func (b *browser) eval(expr string, out any) error {
 		return nil
 	}
 	return json.Unmarshal(res.Result.Value, out)
+}
+
+// location returns the page's URL ("" when it cannot be read, e.g. while navigating).
+func (b *browser) location() string {
+	var s string
+	if err := b.eval(`location.href`, &s); err != nil {
+		return ""
+	}
+	return s
 }
 
 // text returns the page's visible text ("" while it is loading).
