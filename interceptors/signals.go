@@ -56,7 +56,13 @@ func (r run) SignalSender(ctx workflow.Context, signalName string, value any) *i
 func (w *workflowInbound) HandleSignal(ctx workflow.Context, in *interceptor.HandleSignalInput) error {
 	header := interceptor.WorkflowHeader(ctx)
 	p := pendingSignal{ctx: ctx, in: in}
-	p.digest, _ = payloadDigest(in.SignalName, in.Arg.GetPayloads()) // undecodable: matches nothing
+	args := in.Arg.GetPayloads()
+	if c := w.root.opts.PayloadCodec; c != nil {
+		if decoded, err := c.Decode(args); err == nil {
+			args = decoded
+		} // undecodable: digested as it is, it matches no sender's envelope
+	}
+	p.digest, _ = payloadDigest(in.SignalName, args) // undecodable: matches nothing
 	key := EnvelopeHeader
 	if header[SignalEnvelopeHeader] != nil { // a signal-with-start: the other one is the start's
 		key, p.withSWS = SignalEnvelopeHeader, true

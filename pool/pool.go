@@ -9,6 +9,7 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -18,6 +19,7 @@ import (
 	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/interceptors"
+	"github.com/oidcflow/oidcflow/payloadcodec"
 	"github.com/oidcflow/oidcflow/telemetry"
 	"github.com/oidcflow/oidcflow/tokenstore"
 	"github.com/oidcflow/oidcflow/tokenstore/vaultauth"
@@ -48,6 +50,8 @@ type Parts struct {
 	Interceptors []interceptor.WorkerInterceptor
 	// SessionActivities keep sessions fresh and sweep them; New registers them.
 	SessionActivities *activities.SessionActivities
+	// PayloadCodec encrypts payloads (Config.EncryptPayloads); nil when it is off.
+	PayloadCodec *payloadcodec.Codec
 
 	cfg          Config
 	vaultSession *vaultauth.Session
@@ -122,6 +126,11 @@ func NewParts(ctx context.Context, cfg Config) (*Parts, error) {
 		return nil, err
 	}
 	p.leftovers = &leftovers{sessions: p.Sessions, oneTime: p.OneTime}
+	if cfg.EncryptPayloads {
+		if p.PayloadCodec, err = cfg.NewPayloadCodec(p.Vault); err != nil {
+			return nil, err
+		}
+	}
 	ao := interceptors.AuthenticatorOptions{
 		Keyring:    ring,
 		Verifier:   p.Verifier,
@@ -146,6 +155,7 @@ func NewParts(ctx context.Context, cfg Config) (*Parts, error) {
 		ReferenceTTL:            cfg.MaxBacklog,
 		ListingSearchAttributes: cfg.ListingSearchAttributes,
 		ListingMemo:             cfg.ListingMemo,
+		PayloadCodec:            p.payloadCodec(),
 	})
 	if err != nil {
 		return nil, err
@@ -160,6 +170,24 @@ func NewParts(ctx context.Context, cfg Config) (*Parts, error) {
 	}
 	p.SessionActivities = &activities.SessionActivities{Refresher: refresher, Sweeper: p.leftovers, Logger: cfg.Logger}
 	return p, nil
+}
+
+// DataConverter is the data converter of the pool's Temporal client: the SDK's default,
+// wrapped in PayloadCodec when payloads are encrypted. A test environment that runs the
+// pool's parts sets it (testsuite's SetDataConverter) to see what the pool sees.
+func (p *Parts) DataConverter() converter.DataConverter {
+	if p.PayloadCodec == nil {
+		return converter.GetDefaultDataConverter()
+	}
+	return converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), p.PayloadCodec)
+}
+
+// payloadCodec is PayloadCodec as an interface: nil when payloads are not encrypted.
+func (p *Parts) payloadCodec() converter.PayloadCodec {
+	if p.PayloadCodec == nil {
+		return nil
+	}
+	return p.PayloadCodec
 }
 
 // NewVerifier builds the ID token verifier c describes: Issuer, ClientID, Leeway, Claims
@@ -205,7 +233,7 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	}
 	cfg = parts.cfg
 	p := &Pool{Parts: parts}
-	if p.Client, err = dialTemporal(ctx, cfg); err != nil {
+	if p.Client, err = dialTemporal(ctx, cfg, parts.DataConverter()); err != nil {
 		return nil, err
 	}
 	wo := worker.Options{
@@ -277,13 +305,15 @@ func (p *Pool) Close() {
 	}
 }
 
-// dialTemporal connects to c.TemporalAddress / c.Namespace as the worker.
-func dialTemporal(ctx context.Context, c Config) (client.Client, error) {
+// dialTemporal connects to c.TemporalAddress / c.Namespace as the worker, with data
+// converter dc.
+func dialTemporal(ctx context.Context, c Config, dc converter.DataConverter) (client.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	opts := client.Options{
 		HostPort:       c.TemporalAddress,
 		Namespace:      c.Namespace,
+		DataConverter:  dc,
 		Logger:         sdklog.NewStructuredLogger(c.Logger),
 		MetricsHandler: c.Telemetry.MetricsHandler(),
 	}
