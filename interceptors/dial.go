@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
 	"golang.org/x/oauth2"
 
@@ -23,6 +24,14 @@ type DialOptions struct {
 	PublicKey string
 	// OmitRefreshToken: see ClientOptions.OmitRefreshToken. Default false.
 	OmitRefreshToken bool
+	// CodecEndpoint is the https URL of the pool's codec server (OIDCFLOW_CODEC_ENDPOINT):
+	// when set, the client's payloads are encoded and decoded there with the caller's access
+	// token (NewRemoteCodec), as the pool encrypts them (pool.Config.EncryptPayloads). The
+	// data converter of Client (default: the SDK's) is wrapped. Default none.
+	CodecEndpoint string
+	// CodecCAFile is the PEM CA file the codec server's certificate is checked against
+	// (OIDCFLOW_CODEC_CA_FILE). Default: the system's roots.
+	CodecCAFile string
 }
 
 // Dial connects to Temporal with a client that carries the caller's identity, sealed, on
@@ -53,5 +62,18 @@ func Dial(ctx context.Context, opts DialOptions) (client.Client, error) {
 	}
 	co := opts.Client
 	co.Interceptors = append([]interceptor.ClientInterceptor{ci}, co.Interceptors...)
+	if opts.CodecEndpoint != "" {
+		codec, err := NewRemoteCodec(RemoteCodecOptions{
+			Endpoint: opts.CodecEndpoint, CAFile: opts.CodecCAFile, Namespace: ns, TokenSource: opts.TokenSource,
+		})
+		if err != nil {
+			return nil, err
+		}
+		parent := co.DataConverter
+		if parent == nil {
+			parent = converter.GetDefaultDataConverter()
+		}
+		co.DataConverter = converter.NewCodecDataConverter(parent, codec)
+	}
 	return client.DialContext(ctx, co)
 }

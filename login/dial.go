@@ -28,6 +28,9 @@ type DialOptions struct {
 	// program's, and runs outlive the access token only by failing with ReauthRequired.
 	// Default false: starts hand the refresh token to the pool.
 	OmitRefreshToken bool
+	// CodecEndpoint and CodecCAFile: see interceptors.DialOptions (OIDCFLOW_CODEC_ENDPOINT,
+	// OIDCFLOW_CODEC_CA_FILE). Default none: payloads are sent as they are.
+	CodecEndpoint, CodecCAFile string
 	// OnHandOverError receives a failure to record a hand-over in the cache (the start
 	// itself went through). Default: a warning through slog.Default().
 	OnHandOverError func(error)
@@ -58,6 +61,7 @@ func Dial(ctx context.Context, opts DialOptions) (client.Client, error) {
 	}
 	return interceptors.Dial(ctx, interceptors.DialOptions{
 		Client: co, TokenSource: opts.Source, PublicKey: opts.PublicKey, OmitRefreshToken: opts.OmitRefreshToken,
+		CodecEndpoint: opts.CodecEndpoint, CodecCAFile: opts.CodecCAFile,
 	})
 }
 

@@ -85,18 +85,22 @@ func dialTemporal(ctx context.Context, r *runner, ts oauth2.TokenSource) (tempor
 	if err != nil {
 		return nil, err
 	}
+	// With an encrypting pool, payloads go through its codec server as the person.
+	codecEndpoint, codecCA := r.env.String("OIDCFLOW_CODEC_ENDPOINT"), r.env.String("OIDCFLOW_CODEC_CA_FILE")
 	var c client.Client
 	if src, ok := ts.(*login.TokenSource); ok {
 		// Starts and re-consents hand the refresh token to the pool; login.Dial records it.
 		c, err = login.Dial(ctx, login.DialOptions{Client: opts, Source: src, PublicKey: pub,
+			CodecEndpoint: codecEndpoint, CodecCAFile: codecCA,
 			OnHandOverError: func(err error) {
 				fmt.Fprintf(r.stderr, "starter: warning: could not record the refresh token's hand-over: %v\n", err)
 			}})
 	} else {
-		c, err = interceptors.Dial(ctx, interceptors.DialOptions{Client: opts, TokenSource: ts, PublicKey: pub})
+		c, err = interceptors.Dial(ctx, interceptors.DialOptions{Client: opts, TokenSource: ts, PublicKey: pub,
+			CodecEndpoint: codecEndpoint, CodecCAFile: codecCA})
 	}
 	if err != nil {
-		if strings.Contains(err.Error(), "OIDCFLOW_ENVELOPE_PUBLIC_KEY") {
+		if strings.Contains(err.Error(), "OIDCFLOW_ENVELOPE_PUBLIC_KEY") || strings.Contains(err.Error(), "OIDCFLOW_CODEC_") {
 			return nil, err
 		}
 		return nil, &temporalError{opts.HostPort, err}
