@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"errors"
 	"testing"
 
 	vault "github.com/hashicorp/vault/api"
@@ -47,5 +48,11 @@ func TestDataConverter(t *testing.T) {
 	}
 	if p.payloadCodec() == nil || (&Parts{}).payloadCodec() != nil {
 		t.Error("payloadCodec: a nil codec must stay a nil interface")
+	}
+}
+
+func TestNewAccessTokenVerifierNeedsAudience(t *testing.T) {
+	if _, err := valid().NewAccessTokenVerifier(t.Context(), ""); !errors.Is(err, ErrConfig) {
+		t.Errorf("err = %v, want ErrConfig", err)
 	}
 }

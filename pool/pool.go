@@ -194,6 +194,21 @@ func (p *Parts) payloadCodec() converter.PayloadCodec {
 // (with ClaimsNamespace) and RoleHierarchy. It fetches the issuer's discovery document and
 // keys; starters use it to check their own login as the pool will.
 func (c Config) NewVerifier(ctx context.Context) (*identity.Verifier, error) {
+	return c.newVerifier(ctx, "")
+}
+
+// NewAccessTokenVerifier is NewVerifier for JWT access tokens issued for audience (RFC 9068
+// section 4: aud must contain it), typed "at+jwt" or "JWT" (Ory Hydra and Keycloak type
+// them "JWT"): what the codec server checks the bearer tokens of the Web UI and starters
+// with, audience being the one Temporal's frontend requires. Opaque tokens are refused.
+func (c Config) NewAccessTokenVerifier(ctx context.Context, audience string) (*identity.Verifier, error) {
+	if audience == "" {
+		return nil, fmt.Errorf("%w: the access token audience (OIDCFLOW_TEMPORAL_AUDIENCE) is required", ErrConfig)
+	}
+	return c.newVerifier(ctx, audience)
+}
+
+func (c Config) newVerifier(ctx context.Context, audience string) (*identity.Verifier, error) {
 	c = c.withDefaults()
 	if c.Issuer == "" {
 		return nil, fmt.Errorf("%w: OIDCFLOW_ISSUER (Config.Issuer) is required", ErrConfig)
@@ -206,9 +221,13 @@ func (c Config) NewVerifier(ctx context.Context) (*identity.Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: OIDCFLOW_CLAIMS (Config.Claims): %w", ErrConfig, err)
 	}
-	return identity.NewVerifier(ctx, identity.VerifierOptions{
+	opts := identity.VerifierOptions{
 		Issuer: c.Issuer, ClientID: c.ClientID, Leeway: c.Leeway, Claims: &claims, Hierarchy: h,
-	})
+	}
+	if audience != "" {
+		opts.AccessTokenAudience, opts.AccessTokenTypes = audience, []string{"at+jwt", "JWT"}
+	}
+	return identity.NewVerifier(ctx, opts)
 }
 
 // Pool is one running member of a worker pool.
