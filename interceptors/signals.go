@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/workflow"
 
@@ -56,13 +57,7 @@ func (r run) SignalSender(ctx workflow.Context, signalName string, value any) *i
 func (w *workflowInbound) HandleSignal(ctx workflow.Context, in *interceptor.HandleSignalInput) error {
 	header := interceptor.WorkflowHeader(ctx)
 	p := pendingSignal{ctx: ctx, in: in}
-	args := in.Arg.GetPayloads()
-	if c := w.root.opts.PayloadCodec; c != nil {
-		if decoded, err := c.Decode(args); err == nil {
-			args = decoded
-		} // undecodable: digested as it is, it matches no sender's envelope
-	}
-	p.digest, _ = payloadDigest(in.SignalName, args) // undecodable: matches nothing
+	p.digest = w.root.signalDigest(in.SignalName, in.Arg.GetPayloads())
 	key := EnvelopeHeader
 	if header[SignalEnvelopeHeader] != nil { // a signal-with-start: the other one is the start's
 		key, p.withSWS = SignalEnvelopeHeader, true
@@ -86,6 +81,20 @@ func (w *workflowInbound) HandleSignal(ctx workflow.Context, in *interceptor.Han
 	}
 	w.state.pending = append(w.state.pending, p)
 	return nil
+}
+
+// signalDigest is the digest of a delivered signal's arguments, decoded first with the
+// worker's PayloadCodec (when it has one) so that it matches the digest the sender's
+// envelope holds (InputDigest over the values). Arguments that cannot be decoded or
+// digested give a digest that matches no envelope.
+func (w *workerInterceptor) signalDigest(name string, args []*commonpb.Payload) []byte {
+	if c := w.opts.PayloadCodec; c != nil {
+		if decoded, err := c.Decode(args); err == nil {
+			args = decoded
+		}
+	}
+	d, _ := payloadDigest(name, args)
+	return d
 }
 
 func (st *runState) remember(name string, digest []byte, sender *identity.Identity) {
