@@ -134,7 +134,8 @@ type Config struct {
 	// (workflow and activity inputs and results, memos, the recorded identity, ...) with
 	// package payloadcodec under PayloadTransitKey, and decrypt what it reads; payloads
 	// written without it still read. Starters then encode through the codec server
-	// (interceptors.DialOptions.CodecEndpoint). OIDCFLOW_ENCRYPT_PAYLOADS; default false.
+	// (interceptors.DialOptions.CodecEndpoint). Turned off again, the worker cannot read the
+	// encrypted payloads of runs still open. OIDCFLOW_ENCRYPT_PAYLOADS; default false.
 	EncryptPayloads bool
 	// PayloadTransitKey is the Vault Transit key (mount "transit", type aes256-gcm96) that
 	// wraps the payload data keys; the worker needs "update" on
