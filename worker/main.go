@@ -31,18 +31,27 @@ import (
 )
 
 func main() {
-	run := runWorker
-	switch {
-	case len(os.Args) < 2:
-	case os.Args[1] == "codec-server" && len(os.Args) == 2:
-		run = runCodecServer
-	default:
-		fmt.Fprintf(os.Stderr, "worker: unknown arguments %q; usage: worker [codec-server] (settings come from the environment)\n", os.Args[1:])
+	run, err := command(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(2)
 	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)
+	}
+}
+
+// command picks what the arguments ask for: no argument runs a pool member, "codec-server"
+// the codec server.
+func command(args []string) (func() error, error) {
+	switch {
+	case len(args) == 0:
+		return runWorker, nil
+	case len(args) == 1 && args[0] == "codec-server":
+		return runCodecServer, nil
+	default:
+		return nil, fmt.Errorf("unknown arguments %q; usage: worker [codec-server] (settings come from the environment)", args)
 	}
 }
 
