@@ -59,21 +59,21 @@ func TestSignalDigestDecodesArguments(t *testing.T) {
 		t.Fatal(err)
 	}
 	with := &workerInterceptor{opts: WorkerOptions{PayloadCodec: xorCodec{}}}
-	if got := with.signalDigest("approve", sent.GetPayloads()); !bytes.Equal(got, want) {
+	if got := with.signalDigest(nil, "approve", sent.GetPayloads()); !bytes.Equal(got, want) {
 		t.Error("with PayloadCodec, the digest of the encoded arguments differs from the sender's")
 	}
 	without := &workerInterceptor{}
-	if got := without.signalDigest("approve", sent.GetPayloads()); bytes.Equal(got, want) {
+	if got := without.signalDigest(nil, "approve", sent.GetPayloads()); bytes.Equal(got, want) {
 		t.Error("without PayloadCodec, encoded arguments matched (the test codec encodes nothing?)")
 	}
 	// Plain arguments (a signal sent before encryption was on) still match.
 	plain, _ := converter.GetDefaultDataConverter().ToPayloads(value)
-	if got := with.signalDigest("approve", plain.GetPayloads()); !bytes.Equal(got, want) {
+	if got := with.signalDigest(nil, "approve", plain.GetPayloads()); !bytes.Equal(got, want) {
 		t.Error("plain arguments no longer match with PayloadCodec set")
 	}
 	// Other arguments never match.
 	other, _ := dc.ToPayloads(approval{Approve: false, Note: "ok"})
-	if got := with.signalDigest("approve", other.GetPayloads()); bytes.Equal(got, want) {
+	if got := with.signalDigest(nil, "approve", other.GetPayloads()); bytes.Equal(got, want) {
 		t.Error("other arguments matched")
 	}
 }

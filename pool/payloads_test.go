@@ -43,8 +43,8 @@ func TestDataConverter(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := &Parts{PayloadCodec: codec}
-	if _, ok := p.DataConverter().(*converter.CodecDataConverter); !ok {
-		t.Errorf("with a codec the data converter is a %T", p.DataConverter())
+	if pc, ok := p.DataConverter().(converter.PayloadCodecProvider); !ok || pc.Codec() == nil {
+		t.Errorf("with a codec the data converter is a %T without it", p.DataConverter())
 	}
 	if p.payloadCodec() == nil || (&Parts{}).payloadCodec() != nil {
 		t.Error("payloadCodec: a nil codec must stay a nil interface")

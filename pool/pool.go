@@ -173,13 +173,16 @@ func NewParts(ctx context.Context, cfg Config) (*Parts, error) {
 }
 
 // DataConverter is the data converter of the pool's Temporal client: the SDK's default,
-// wrapped in PayloadCodec when payloads are encrypted. A test environment that runs the
-// pool's parts sets it (testsuite's SetDataConverter) to see what the pool sees.
+// wrapped in PayloadCodec when payloads are encrypted. That one may call Vault (a data key
+// not yet cached), so workflow code runs it with deadlock detection paused
+// (workflow.DataConverterWithoutDeadlockDetection). A test environment that runs the pool's
+// parts sets it (testsuite's SetDataConverter) to see what the pool sees.
 func (p *Parts) DataConverter() converter.DataConverter {
 	if p.PayloadCodec == nil {
 		return converter.GetDefaultDataConverter()
 	}
-	return converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), p.PayloadCodec)
+	return workflow.DataConverterWithoutDeadlockDetection(
+		converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), p.PayloadCodec))
 }
 
 // payloadCodec is PayloadCodec as an interface: nil when payloads are not encrypted.
