@@ -23,9 +23,10 @@ func TestHydraTokens(t *testing.T) {
 		Issuer:    issuer,
 		ClientID:  clientID,
 		Hierarchy: h,
-		// Hydra types its JWT access tokens "JWT" and has no audience unless one is
-		// requested: they are accepted because their client_id is ours.
-		AccessTokenTypes: []string{"at+jwt", "JWT"},
+		// Hydra types its JWT access tokens "JWT"; their audience is the Temporal
+		// frontend's, which the starter client is registered with.
+		AccessTokenTypes:    []string{"at+jwt", "JWT"},
+		AccessTokenAudience: s.Env("OIDCFLOW_TEMPORAL_AUDIENCE"),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"net"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
 	"golang.org/x/oauth2"
 
@@ -30,6 +31,14 @@ type DialOptions struct {
 	// Like every SDK credential it turns TLS on, except towards a loopback address, which
 	// is plaintext in the dev stack. Default false: Client.Credentials as given.
 	Bearer bool
+	// CodecEndpoint is the https URL of the pool's codec server (OIDCFLOW_CODEC_ENDPOINT):
+	// when set, the client's payloads are encoded and decoded there with the caller's access
+	// token (NewRemoteCodec), as the pool encrypts them (pool.Config.EncryptPayloads). The
+	// data converter of Client (default: the SDK's) is wrapped. Default none.
+	CodecEndpoint string
+	// CodecCAFile is the PEM CA file the codec server's certificate is checked against
+	// (OIDCFLOW_CODEC_CA_FILE). Default: the system's roots.
+	CodecCAFile string
 }
 
 // Dial connects to Temporal with a client that carries the caller's identity, sealed, on
@@ -65,6 +74,19 @@ func Dial(ctx context.Context, opts DialOptions) (client.Client, error) {
 		if IsLoopback(co.HostPort) {
 			co.ConnectionOptions.TLSDisabled = true
 		}
+	}
+	if opts.CodecEndpoint != "" {
+		codec, err := NewRemoteCodec(RemoteCodecOptions{
+			Endpoint: opts.CodecEndpoint, CAFile: opts.CodecCAFile, Namespace: ns, TokenSource: opts.TokenSource,
+		})
+		if err != nil {
+			return nil, err
+		}
+		parent := co.DataConverter
+		if parent == nil {
+			parent = converter.GetDefaultDataConverter()
+		}
+		co.DataConverter = converter.NewCodecDataConverter(parent, codec)
 	}
 	return client.DialContext(ctx, co)
 }

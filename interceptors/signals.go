@@ -2,9 +2,12 @@ package interceptors
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/workflow"
 
@@ -56,7 +59,7 @@ func (r run) SignalSender(ctx workflow.Context, signalName string, value any) *i
 func (w *workflowInbound) HandleSignal(ctx workflow.Context, in *interceptor.HandleSignalInput) error {
 	header := interceptor.WorkflowHeader(ctx)
 	p := pendingSignal{ctx: ctx, in: in}
-	p.digest, _ = payloadDigest(in.SignalName, in.Arg.GetPayloads()) // undecodable: matches nothing
+	p.digest = w.root.signalDigest(ctx, in.SignalName, in.Arg.GetPayloads())
 	key := EnvelopeHeader
 	if header[SignalEnvelopeHeader] != nil { // a signal-with-start: the other one is the start's
 		key, p.withSWS = SignalEnvelopeHeader, true
@@ -81,6 +84,54 @@ func (w *workflowInbound) HandleSignal(ctx workflow.Context, in *interceptor.Han
 	w.state.pending = append(w.state.pending, p)
 	return nil
 }
+
+// signalDigest is the digest of a delivered signal's arguments, decoded first with the
+// worker's PayloadCodec (when it has one) so that it matches the digest the sender's
+// envelope holds (InputDigest over the values). Arguments that cannot be decoded or
+// digested give a digest that matches no envelope. A decode may call Vault (a data key not
+// yet cached), so it runs with the workflow's deadlock detection paused, as the SDK runs a
+// data converter wrapped in workflow.DataConverterWithoutDeadlockDetection; ctx may be nil
+// outside workflow code.
+func (w *workerInterceptor) signalDigest(ctx workflow.Context, name string, args []*commonpb.Payload) []byte {
+	if c := w.opts.PayloadCodec; c != nil {
+		var dc converter.DataConverter = workflow.DataConverterWithoutDeadlockDetection(codecDecoder{c})
+		if ctx != nil {
+			dc = dc.(workflow.ContextAware).WithWorkflowContext(ctx)
+		}
+		var decoded []*commonpb.Payload
+		if err := dc.FromPayloads(&commonpb.Payloads{Payloads: args}, &decoded); err == nil {
+			args = decoded
+		}
+	}
+	d, _ := payloadDigest(name, args)
+	return d
+}
+
+// codecDecoder is a data converter that only decodes payloads with a codec, so that
+// workflow.DataConverterWithoutDeadlockDetection can run the codec: FromPayloads stores the
+// decoded payloads in its one *[]*commonpb.Payload argument. Nothing else is supported.
+type codecDecoder struct{ codec converter.PayloadCodec }
+
+var errDecoderOnly = errors.New("interceptors: codecDecoder only decodes payloads")
+
+func (d codecDecoder) FromPayloads(ps *commonpb.Payloads, ptrs ...any) error {
+	out, ok := ptrs[0].(*[]*commonpb.Payload)
+	if len(ptrs) != 1 || !ok {
+		return errDecoderOnly
+	}
+	decoded, err := d.codec.Decode(ps.GetPayloads())
+	if err != nil {
+		return err
+	}
+	*out = decoded
+	return nil
+}
+
+func (codecDecoder) ToPayload(any) (*commonpb.Payload, error)      { return nil, errDecoderOnly }
+func (codecDecoder) FromPayload(*commonpb.Payload, any) error      { return errDecoderOnly }
+func (codecDecoder) ToPayloads(...any) (*commonpb.Payloads, error) { return nil, errDecoderOnly }
+func (codecDecoder) ToString(*commonpb.Payload) string             { return "" }
+func (codecDecoder) ToStrings(*commonpb.Payloads) []string         { return nil }
 
 func (st *runState) remember(name string, digest []byte, sender *identity.Identity) {
 	list := append(st.senders[name], sentSignal{digest: hex.EncodeToString(digest), sender: sender})

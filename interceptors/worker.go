@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -103,6 +104,11 @@ type WorkerOptions struct {
 	// Transient failures (Vault or the IdP unreachable) are retried with backoff for up to
 	// ten minutes; identity errors fail at once.
 	VerifyTimeout time.Duration
+	// PayloadCodec is the codec of the worker's data converter, when it has one (package
+	// payloadcodec: pool.Config.EncryptPayloads). Signal arguments reach the interceptor as
+	// history holds them, so they are decoded with it before their digest is matched with the
+	// sender's envelope. Default none: arguments are digested as they arrive.
+	PayloadCodec converter.PayloadCodec
 }
 
 // ListingKey is a search attribute key the worker owns; every temporal.SearchAttributeKey*

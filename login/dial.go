@@ -30,6 +30,9 @@ type DialOptions struct {
 	OmitRefreshToken bool
 	// Bearer: see interceptors.DialOptions.Bearer. Default false.
 	Bearer bool
+	// CodecEndpoint and CodecCAFile: see interceptors.DialOptions (OIDCFLOW_CODEC_ENDPOINT,
+	// OIDCFLOW_CODEC_CA_FILE). Default none: payloads are sent as they are.
+	CodecEndpoint, CodecCAFile string
 	// OnHandOverError receives a failure to record a hand-over in the cache (the start
 	// itself went through). Default: a warning through slog.Default().
 	OnHandOverError func(error)
@@ -60,7 +63,8 @@ func Dial(ctx context.Context, opts DialOptions) (client.Client, error) {
 	}
 	return interceptors.Dial(ctx, interceptors.DialOptions{
 		Client: co, TokenSource: opts.Source, PublicKey: opts.PublicKey, OmitRefreshToken: opts.OmitRefreshToken,
-		Bearer: opts.Bearer,
+		Bearer:        opts.Bearer,
+		CodecEndpoint: opts.CodecEndpoint, CodecCAFile: opts.CodecCAFile,
 	})
 }
 

@@ -133,6 +133,18 @@ type Config struct {
 	// EnvelopeKeysPath is where the pool's envelope keys live in VaultKVMount.
 	// OIDCFLOW_ENVELOPE_KEYS_PATH; default "envelope/keys".
 	EnvelopeKeysPath string
+	// EncryptPayloads makes the worker's Temporal client encrypt every payload it writes
+	// (workflow and activity inputs and results, memos, the recorded identity, ...) with
+	// package payloadcodec under PayloadTransitKey, and decrypt what it reads; payloads
+	// written without it still read. Starters then encode through the codec server
+	// (interceptors.DialOptions.CodecEndpoint). Turned off again, the worker cannot read the
+	// encrypted payloads of runs still open. OIDCFLOW_ENCRYPT_PAYLOADS; default false.
+	EncryptPayloads bool
+	// PayloadTransitKey is the Vault Transit key (mount "transit", type aes256-gcm96) that
+	// wraps the payload data keys; the worker needs "update" on
+	// transit/datakey/plaintext/<key> and transit/decrypt/<key>.
+	// OIDCFLOW_PAYLOAD_TRANSIT_KEY; default "oidcflow-payloads".
+	PayloadTransitKey string
 
 	// SweepInterval is how often the pool's Temporal Schedule runs the sweeper; at least
 	// MinSweepInterval. Negative: this worker leaves the schedule alone (FromEnv reads
@@ -322,6 +334,8 @@ func (c *Config) fields() []field {
 		{"VaultToken", "VAULT_TOKEN", &c.VaultToken},
 		{"VaultKVMount", "OIDCFLOW_VAULT_KV_MOUNT", &c.VaultKVMount},
 		{"EnvelopeKeysPath", "OIDCFLOW_ENVELOPE_KEYS_PATH", &c.EnvelopeKeysPath},
+		{"EncryptPayloads", "OIDCFLOW_ENCRYPT_PAYLOADS", &c.EncryptPayloads},
+		{"PayloadTransitKey", "OIDCFLOW_PAYLOAD_TRANSIT_KEY", &c.PayloadTransitKey},
 		{"SweepInterval", "OIDCFLOW_SWEEP_INTERVAL", &c.SweepInterval},
 		{"MaxConcurrentActivities", "OIDCFLOW_MAX_CONCURRENT_ACTIVITIES", &c.MaxConcurrentActivities},
 		{"MaxConcurrentWorkflowTasks", "OIDCFLOW_MAX_CONCURRENT_WORKFLOW_TASKS", &c.MaxConcurrentWorkflowTasks},
@@ -427,6 +441,9 @@ func (c Config) Validate() error {
 		}
 	default:
 		bad("OIDCFLOW_VAULT_AUTH", "VaultAuth", "is %q; use approle, token or kubernetes", c.VaultAuth)
+	}
+	if strings.ContainsAny(c.PayloadTransitKey, "/ ") {
+		bad("OIDCFLOW_PAYLOAD_TRANSIT_KEY", "PayloadTransitKey", "is %q, not a Transit key name", c.PayloadTransitKey)
 	}
 	if u, err := url.Parse(c.VaultAddress); err != nil || u.Host == "" {
 		bad("VAULT_ADDR", "VaultAddress", "is %q, not a URL", c.VaultAddress)

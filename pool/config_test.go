@@ -53,6 +53,7 @@ func TestValidateNamesTheVariable(t *testing.T) {
 		{"OIDCFLOW_CLAIMS", "Claims", func(c *Config) { c.Claims = "azure" }},
 		{"OIDCFLOW_CLAIMS", "Claims", func(c *Config) { c.Claims = "auth0" }},
 		{"OIDCFLOW_ROLE_HIERARCHY", "RoleHierarchy", func(c *Config) { c.RoleHierarchy = "{" }},
+		{"OIDCFLOW_PAYLOAD_TRANSIT_KEY", "PayloadTransitKey", func(c *Config) { c.PayloadTransitKey = "transit/keys/x" }},
 		{"OIDCFLOW_DEPLOYMENT_NAME", "DeploymentName", func(c *Config) { c.BuildID = "v2" }},
 		{"OIDCFLOW_BUILD_ID", "BuildID", func(c *Config) { c.DeploymentName = "oidcflow" }},
 		{"OIDCFLOW_DEPLOYMENT_NAME", "DeploymentName", func(c *Config) { c.DeploymentName, c.BuildID = "oidcflow.eu", "v2" }},

@@ -86,7 +86,12 @@
 //	path "oidcflow/metadata/onetime/*"            { capabilities = ["list", "delete"] }
 //
 // The sessions/pool rules let a worker create the session-id key but never change or delete
-// it. Starters need no Vault access at all.
+// it. Starters need no Vault access at all. With Config.EncryptPayloads (and for the codec
+// server, `worker codec-server`) the worker also needs the payload Transit key
+// (Config.PayloadTransitKey, here the default):
+//
+//	path "transit/datakey/plaintext/oidcflow-payloads" { capabilities = ["update"] }
+//	path "transit/decrypt/oidcflow-payloads"           { capabilities = ["update"] }
 //
 // # Which OAuth client does what
 //

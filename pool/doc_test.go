@@ -23,8 +23,9 @@ func policyLines(text string) []string {
 }
 
 // TestDocumentedPolicyIsTheDevStacks: the worker policy the package documentation and the
-// README show is the one the dev stack gives its workers (which the integration tests run under), less its
-// Transit rules, which the pool does not use.
+// README show is the one the dev stack gives its workers (which the integration tests run under), less the
+// rules of its Transit key VaultTransitKey, which the pool does not use (it uses the payload
+// Transit key, VaultPayloadTransitKey, whose rules are shown).
 func TestDocumentedPolicyIsTheDevStacks(t *testing.T) {
 	doc, err := os.ReadFile("doc.go")
 	if err != nil {
@@ -32,7 +33,7 @@ func TestDocumentedPolicyIsTheDevStacks(t *testing.T) {
 	}
 	var dev []string
 	for _, l := range policyLines(devstack.WorkerPolicy()) {
-		if !strings.Contains(l, devstack.VaultTransitMount+"/") {
+		if !strings.HasSuffix(strings.Fields(l)[1], "/"+devstack.VaultTransitKey+`"`) {
 			dev = append(dev, l)
 		}
 	}
@@ -45,7 +46,7 @@ func TestDocumentedPolicyIsTheDevStacks(t *testing.T) {
 			t.Errorf("the policy in %s:\n%s\ndev stack's:\n%s", name, strings.Join(got, "\n"), strings.Join(dev, "\n"))
 		}
 	}
-	if devstack.VaultKVMount != "oidcflow" || devstack.VaultEnvelopeKeysPath != defaultOf("OIDCFLOW_ENVELOPE_KEYS_PATH") {
+	if devstack.VaultPayloadTransitKey != defaultOf("OIDCFLOW_PAYLOAD_TRANSIT_KEY") || devstack.VaultKVMount != "oidcflow" || devstack.VaultEnvelopeKeysPath != defaultOf("OIDCFLOW_ENVELOPE_KEYS_PATH") {
 		t.Error("the documented layout's mount or key path is not the dev stack's")
 	}
 }

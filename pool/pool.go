@@ -8,6 +8,7 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -17,6 +18,7 @@ import (
 	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/interceptors"
+	"github.com/oidcflow/oidcflow/payloadcodec"
 	"github.com/oidcflow/oidcflow/telemetry"
 	"github.com/oidcflow/oidcflow/tokenstore"
 	"github.com/oidcflow/oidcflow/tokenstore/vaultauth"
@@ -47,6 +49,8 @@ type Parts struct {
 	Interceptors []interceptor.WorkerInterceptor
 	// SessionActivities keep sessions fresh and sweep them; New registers them.
 	SessionActivities *activities.SessionActivities
+	// PayloadCodec encrypts payloads (Config.EncryptPayloads); nil when it is off.
+	PayloadCodec *payloadcodec.Codec
 
 	cfg          Config
 	vaultSession *vaultauth.Session
@@ -121,6 +125,11 @@ func NewParts(ctx context.Context, cfg Config) (*Parts, error) {
 		return nil, err
 	}
 	p.leftovers = &leftovers{sessions: p.Sessions, oneTime: p.OneTime}
+	if cfg.EncryptPayloads {
+		if p.PayloadCodec, err = cfg.NewPayloadCodec(p.Vault); err != nil {
+			return nil, err
+		}
+	}
 	ao := interceptors.AuthenticatorOptions{
 		Keyring:    ring,
 		Verifier:   p.Verifier,
@@ -145,6 +154,7 @@ func NewParts(ctx context.Context, cfg Config) (*Parts, error) {
 		ReferenceTTL:            cfg.MaxBacklog,
 		ListingSearchAttributes: cfg.ListingSearchAttributes,
 		ListingMemo:             cfg.ListingMemo,
+		PayloadCodec:            p.payloadCodec(),
 	})
 	if err != nil {
 		return nil, err
@@ -161,10 +171,46 @@ func NewParts(ctx context.Context, cfg Config) (*Parts, error) {
 	return p, nil
 }
 
+// DataConverter is the data converter of the pool's Temporal client: the SDK's default,
+// wrapped in PayloadCodec when payloads are encrypted. That one may call Vault (a data key
+// not yet cached), so workflow code runs it with deadlock detection paused
+// (workflow.DataConverterWithoutDeadlockDetection). A test environment that runs the pool's
+// parts sets it (testsuite's SetDataConverter) to see what the pool sees.
+func (p *Parts) DataConverter() converter.DataConverter {
+	if p.PayloadCodec == nil {
+		return converter.GetDefaultDataConverter()
+	}
+	return workflow.DataConverterWithoutDeadlockDetection(
+		converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), p.PayloadCodec))
+}
+
+// payloadCodec is PayloadCodec as an interface: nil when payloads are not encrypted.
+func (p *Parts) payloadCodec() converter.PayloadCodec {
+	if p.PayloadCodec == nil {
+		return nil
+	}
+	return p.PayloadCodec
+}
+
 // NewVerifier builds the ID token verifier c describes: Issuer, ClientID, Leeway, Claims
 // (with ClaimsNamespace) and RoleHierarchy. It fetches the issuer's discovery document and
 // keys; starters use it to check their own login as the pool will.
 func (c Config) NewVerifier(ctx context.Context) (*identity.Verifier, error) {
+	return c.newVerifier(ctx, "")
+}
+
+// NewAccessTokenVerifier is NewVerifier for JWT access tokens issued for audience (RFC 9068
+// section 4: aud must contain it), typed "at+jwt" or "JWT" (Ory Hydra and Keycloak type
+// them "JWT"): what the codec server checks the bearer tokens of the Web UI and starters
+// with, audience being the one Temporal's frontend requires. Opaque tokens are refused.
+func (c Config) NewAccessTokenVerifier(ctx context.Context, audience string) (*identity.Verifier, error) {
+	if audience == "" {
+		return nil, fmt.Errorf("%w: the access token audience (OIDCFLOW_TEMPORAL_AUDIENCE) is required", ErrConfig)
+	}
+	return c.newVerifier(ctx, audience)
+}
+
+func (c Config) newVerifier(ctx context.Context, audience string) (*identity.Verifier, error) {
 	c = c.withDefaults()
 	if c.Issuer == "" {
 		return nil, fmt.Errorf("%w: OIDCFLOW_ISSUER (Config.Issuer) is required", ErrConfig)
@@ -177,9 +223,13 @@ func (c Config) NewVerifier(ctx context.Context) (*identity.Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: OIDCFLOW_CLAIMS (Config.Claims): %w", ErrConfig, err)
 	}
-	return identity.NewVerifier(ctx, identity.VerifierOptions{
+	opts := identity.VerifierOptions{
 		Issuer: c.Issuer, ClientID: c.ClientID, Leeway: c.Leeway, Claims: &claims, Hierarchy: h,
-	})
+	}
+	if audience != "" {
+		opts.AccessTokenAudience, opts.AccessTokenTypes = audience, []string{"at+jwt", "JWT"}
+	}
+	return identity.NewVerifier(ctx, opts)
 }
 
 // Pool is one running member of a worker pool.
@@ -204,7 +254,7 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	}
 	cfg = parts.cfg
 	p := &Pool{Parts: parts}
-	if p.Client, err = dialTemporal(ctx, cfg); err != nil {
+	if p.Client, err = dialTemporal(ctx, cfg, parts.DataConverter()); err != nil {
 		return nil, err
 	}
 	wo := worker.Options{
@@ -276,13 +326,15 @@ func (p *Pool) Close() {
 	}
 }
 
-// dialTemporal connects to c.TemporalAddress / c.Namespace as the worker.
-func dialTemporal(ctx context.Context, c Config) (client.Client, error) {
+// dialTemporal connects to c.TemporalAddress / c.Namespace as the worker, with data
+// converter dc.
+func dialTemporal(ctx context.Context, c Config, dc converter.DataConverter) (client.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	opts := client.Options{
 		HostPort:       c.TemporalAddress,
 		Namespace:      c.Namespace,
+		DataConverter:  dc,
 		Logger:         sdklog.NewStructuredLogger(c.Logger),
 		MetricsHandler: c.Telemetry.MetricsHandler(),
 	}

@@ -88,9 +88,10 @@ func TestTraceStartToActivity(t *testing.T) {
 			HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE"),
 			Interceptors: []interceptor.ClientInterceptor{tel.TracingInterceptor()},
 		},
-		TokenSource: oauth2.StaticTokenSource(tok),
-		PublicKey:   st.Env("OIDCFLOW_ENVELOPE_PUBLIC_KEY"),
-		Bearer:      st.Authorizes(),
+		TokenSource:   oauth2.StaticTokenSource(tok),
+		PublicKey:     st.Env("OIDCFLOW_ENVELOPE_PUBLIC_KEY"),
+		Bearer:        st.Authorizes(),
+		CodecEndpoint: st.Env("OIDCFLOW_CODEC_ENDPOINT"), CodecCAFile: st.Env("OIDCFLOW_CODEC_CA_FILE"),
 	})
 	if err != nil {
 		t.Fatal(err)

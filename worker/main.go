@@ -6,6 +6,11 @@
 // OIDCFLOW_SHUTDOWN_TIMEOUT, then exits. With OIDCFLOW_BUILD_ID (and
 // OIDCFLOW_DEPLOYMENT_NAME) it runs as that build of a Temporal Worker Deployment: roll a
 // new build as the README's "Deploying a new version" shows.
+//
+// `worker codec-server` runs the pool's payload codec instead (OIDCFLOW_ENCRYPT_PAYLOADS):
+// an HTTPS endpoint (OIDCFLOW_CODEC_LISTEN, OIDCFLOW_CODEC_TLS_CERT, OIDCFLOW_CODEC_TLS_KEY)
+// that the Temporal Web UI and starters decode and encode payloads through, with a person's
+// access token. It logs in to Vault as the worker does.
 package main
 
 import (
@@ -26,13 +31,51 @@ import (
 )
 
 func main() {
+	run, err := command(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(2)
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
+// command picks what the arguments ask for: no argument runs a pool member, "codec-server"
+// the codec server.
+func command(args []string) (func() error, error) {
+	switch {
+	case len(args) == 0:
+		return runWorker, nil
+	case len(args) == 1 && args[0] == "codec-server":
+		return runCodecServer, nil
+	default:
+		return nil, fmt.Errorf("unknown arguments %q; usage: worker [codec-server] (settings come from the environment)", args)
+	}
+}
+
+// runCodecServer serves the payload codec until SIGTERM or SIGINT.
+func runCodecServer() error {
+	env, err := config.FromEnvironment()
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(env)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(logger)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	s, err := app.NewCodecServer(ctx, app.CodecServerOptions{Env: env, Logger: logger})
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}
+
+func runWorker() error {
 	env, err := config.FromEnvironment()
 	if err != nil {
 		return err

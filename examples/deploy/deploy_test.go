@@ -136,8 +136,9 @@ func persona(t *testing.T, s stack, name string) (client.Client, string) {
 		t.Fatalf("log in as %s: %v", name, err)
 	}
 	c, err := login.Dial(ctx, login.DialOptions{Source: ts, PublicKey: s.get("OIDCFLOW_ENVELOPE_PUBLIC_KEY"),
-		Client: client.Options{HostPort: s.get("TEMPORAL_ADDRESS"), Namespace: s.get("TEMPORAL_NAMESPACE")},
-		Bearer: s.get("OIDCFLOW_TEMPORAL_AUTH") != "" && s.get("OIDCFLOW_TEMPORAL_AUTH") != "none"})
+		Client:        client.Options{HostPort: s.get("TEMPORAL_ADDRESS"), Namespace: s.get("TEMPORAL_NAMESPACE")},
+		Bearer:        s.get("OIDCFLOW_TEMPORAL_AUTH") != "" && s.get("OIDCFLOW_TEMPORAL_AUTH") != "none",
+		CodecEndpoint: s.get("OIDCFLOW_CODEC_ENDPOINT"), CodecCAFile: s.get("OIDCFLOW_CODEC_CA_FILE")})
 	if err != nil {
 		t.Fatalf("dial as %s: %v", name, err)
 	}

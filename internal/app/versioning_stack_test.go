@@ -500,7 +500,8 @@ func TestStackSetCurrentIfUnsetKeepsAnOperatorsChoice(t *testing.T) {
 	st := testharness.Load(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	tc, err := client.Dial(st.TemporalOptions(st.OperatorTokenSource()))
+	// The worker client's token: the bare worker below polls.
+	tc, err := client.Dial(st.TemporalOptions(st.WorkerTokenSource()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,9 @@ func (e *temporalError) Unwrap() error { return e.err }
 // lists) the client carries no identity, and no login is needed unless the frontend
 // authorizes its callers (bearer).
 func (r *runner) connect(ctx context.Context, needToken bool) (temporalClient, error) {
-	if !needToken && !r.bearer() {
+	// An encrypting pool answers queries with encrypted payloads, which only its codec
+	// server opens, and only for a logged-in person.
+	if !needToken && !r.bearer() && r.env.String("OIDCFLOW_CODEC_ENDPOINT") == "" {
 		return r.dial(ctx, r, nil)
 	}
 	ts, _, err := r.tokenSource(ctx)
@@ -93,18 +95,22 @@ func dialTemporal(ctx context.Context, r *runner, ts oauth2.TokenSource) (tempor
 	if err != nil {
 		return nil, err
 	}
+	// With an encrypting pool, payloads go through its codec server as the person.
+	codecEndpoint, codecCA := r.env.String("OIDCFLOW_CODEC_ENDPOINT"), r.env.String("OIDCFLOW_CODEC_CA_FILE")
 	var c client.Client
 	if src, ok := ts.(*login.TokenSource); ok {
 		// Starts and re-consents hand the refresh token to the pool; login.Dial records it.
 		c, err = login.Dial(ctx, login.DialOptions{Client: opts, Source: src, PublicKey: pub, Bearer: r.bearer(),
+			CodecEndpoint: codecEndpoint, CodecCAFile: codecCA,
 			OnHandOverError: func(err error) {
 				fmt.Fprintf(r.stderr, "starter: warning: could not record the refresh token's hand-over: %v\n", err)
 			}})
 	} else {
-		c, err = interceptors.Dial(ctx, interceptors.DialOptions{Client: opts, TokenSource: ts, PublicKey: pub, Bearer: r.bearer()})
+		c, err = interceptors.Dial(ctx, interceptors.DialOptions{Client: opts, TokenSource: ts, PublicKey: pub, Bearer: r.bearer(),
+			CodecEndpoint: codecEndpoint, CodecCAFile: codecCA})
 	}
 	if err != nil {
-		if strings.Contains(err.Error(), "OIDCFLOW_ENVELOPE_PUBLIC_KEY") {
+		if strings.Contains(err.Error(), "OIDCFLOW_ENVELOPE_PUBLIC_KEY") || strings.Contains(err.Error(), "OIDCFLOW_CODEC_") {
 			return nil, err
 		}
 		return nil, &temporalError{opts.HostPort, err}

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.temporal.io/api/workflowservice/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/oidcflow/oidcflow/internal/app"
 	"github.com/oidcflow/oidcflow/internal/cli"
@@ -145,10 +147,20 @@ func run(duration time.Duration) error {
 	if err := s.checkNoLeak(w, id, logs.String()); err != nil {
 		return err
 	}
+	step("no person's name or email in any history of the run (payloads are encrypted)")
+	if err := s.checkNoPersonalData(w, id); err != nil {
+		return err
+	}
 	step("done: state %s", st.State)
 	fmt.Printf("\nSee it in the Temporal Web UI (who started, who approved, what state):\n  %s\n", req.UIURL)
 	fmt.Printf("All of bob's requests: %s/namespaces/%s/workflows?query=%s\n",
 		env.String("OIDCFLOW_TEMPORAL_UI_URL"), env.String("TEMPORAL_NAMESPACE"), "Requester%3D%22bob%22")
+	fmt.Println("The UI sends you to the dev login page: pick carol (she may read every run) or erin (no")
+	fmt.Println("Temporal permission: the UI refuses her).")
+	if ca := env.String("OIDCFLOW_CODEC_CA_FILE"); ca != "" {
+		fmt.Printf("Payloads are encrypted; the UI decodes them through the codec server at %s once your\n", env.String("OIDCFLOW_CODEC_ENDPOINT"))
+		fmt.Printf("browser trusts its CA, %s (import it as an authority, or open the codec URL once and accept it).\n", ca)
+	}
 	if st.State != "ended" {
 		return fmt.Errorf("the request ended in state %s, want ended", st.State)
 	}
@@ -221,6 +233,63 @@ func (s *story) checkNoLeak(w *app.Worker, workflowID, logs string) error {
 	}
 	fmt.Printf("  scanned %d history events and %d bytes of worker logs for 9 tokens: clean\n", len(h.Events), len(logs))
 	return nil
+}
+
+// checkNoPersonalData scans the raw bytes of every history of workflowID (each run, as
+// stored) for the demo personas' names and emails, then checks that listing by requester
+// still finds the run: search attributes stay plaintext and carry subjects only.
+func (s *story) checkNoPersonalData(w *app.Worker, workflowID string) error {
+	personas, err := idp.ParseFile(idp.DefaultPersonas)
+	if err != nil {
+		return err
+	}
+	var needles []string
+	for _, name := range []string{"bob", "carol", "frank"} {
+		p, _ := personas.Find(name)
+		needles = append(needles, p.Email, p.DisplayName)
+	}
+	query := fmt.Sprintf("WorkflowId=%q", workflowID)
+	runs, err := w.Client.ListWorkflow(s.ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
+	if err != nil {
+		return err
+	}
+	if len(runs.GetExecutions()) == 0 {
+		return fmt.Errorf("no run of %s listed", workflowID)
+	}
+	events, size := 0, 0
+	for _, run := range runs.GetExecutions() {
+		h, err := leakcheck.History(s.ctx, w.Client, workflowID, run.GetExecution().GetRunId())
+		if err != nil {
+			return err
+		}
+		raw, err := proto.Marshal(h)
+		if err != nil {
+			return err
+		}
+		for _, n := range needles {
+			if bytes.Contains(raw, []byte(n)) {
+				return fmt.Errorf("history of %s (run %s) holds %q in plaintext", workflowID, run.GetExecution().GetRunId(), n)
+			}
+		}
+		events, size = events+len(h.Events), size+len(raw)
+	}
+	fmt.Printf("  scanned %d runs (%d events, %d bytes) for %d names and emails: none\n", len(runs.GetExecutions()), events, size, len(needles))
+	// Visibility may lag behind the run by a moment.
+	byRequester := fmt.Sprintf("Requester=%q AND %s", "bob", query)
+	for i := 0; ; i++ {
+		found, err := w.Client.ListWorkflow(s.ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: byRequester})
+		if err != nil {
+			return err
+		}
+		if len(found.GetExecutions()) > 0 {
+			fmt.Printf("  listing %s finds the run\n", byRequester)
+			return nil
+		}
+		if i == 50 {
+			return fmt.Errorf("listing %s finds no run", byRequester)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // showRole prints the login role as PostgreSQL sees it.

@@ -1094,7 +1094,8 @@ func TestComposeSeedUsesDevStackValues(t *testing.T) {
 	}
 	pol := WorkerPolicy()
 	for _, p := range []string{VaultKVMount + "/data/" + VaultSessionsPrefix + "/*", VaultKVMount + "/data/" + VaultEnvelopeKeysPath,
-		VaultTransitMount + "/encrypt/" + VaultTransitKey, VaultTransitMount + "/decrypt/" + VaultTransitKey} {
+		VaultTransitMount + "/encrypt/" + VaultTransitKey, VaultTransitMount + "/decrypt/" + VaultTransitKey,
+		VaultTransitMount + "/datakey/plaintext/" + VaultPayloadTransitKey, VaultTransitMount + "/decrypt/" + VaultPayloadTransitKey} {
 		if !strings.Contains(pol, `"`+p+`"`) {
 			t.Errorf("worker policy lacks %s", p)
 		}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/oidcflow/oidcflow/internal/config"
+	"github.com/oidcflow/oidcflow/internal/devtls"
 )
 
 // Options configure a Launcher.
@@ -145,6 +146,9 @@ type service struct {
 	binary  string
 	ports   []int
 	stopSig syscall.Signal
+	// late servers read the env file: Up starts them once the others are seeded and the
+	// file is written, then writes it again with what they seed.
+	late bool
 	// prepare writes config and runs one-off steps (migrations, initdb) before start.
 	prepare func(ctx context.Context) error
 	// command returns argv, env and the user to run as (nil: the launcher's user).
@@ -158,7 +162,7 @@ type service struct {
 }
 
 func (l *Launcher) services() []*service {
-	return []*service{l.postgres(), l.vault(), l.temporal(), l.idp(), l.hydra()}
+	return []*service{l.postgres(), l.vault(), l.temporal(), l.idp(), l.hydra(), l.codec()}
 }
 
 func (l *Launcher) logPath(s *service) string { return l.path("logs", s.name+".log") }
@@ -198,16 +202,58 @@ func (l *Launcher) Up(ctx context.Context) error {
 					}
 				}
 			}
-			l.printf("Temporal Web UI: %s/namespaces/%s/workflows", TemporalUIURL(), TemporalNamespace)
+			l.printUI()
 			return nil
 		}
 	}
 
+	var early, late []*service
+	for _, s := range svcs {
+		if s.late {
+			late = append(late, s)
+		} else {
+			early = append(early, s)
+		}
+	}
+	var started []*service
+	// The worker expands nested roles from the personas file's hierarchy.
+	l.setEnv("OIDCFLOW_ROLE_HIERARCHY", "@"+filepath.Join(l.root, "internal", "devstack", "idp", "personas.json"))
+	for _, phase := range [][]*service{early, late} {
+		newly, err := l.upAll(ctx, phase)
+		started = append(started, newly...)
+		if err == nil {
+			err = l.writeEnv()
+		}
+		if err != nil {
+			for _, s := range started {
+				_ = stop(readPid(l.pidPath(s)), s.binary, s.stopSig, 20*time.Second)
+				_ = os.Remove(l.pidPath(s))
+			}
+			if len(started) > 0 {
+				l.printf("stopped the servers this run had started")
+			}
+			return err
+		}
+	}
+	l.printf("stack up in %.1fs; env file %s", time.Since(start).Seconds(), l.rel(l.EnvFile()))
+	l.printUI()
+	return nil
+}
+
+// printUI tells where the Web UI is and how to log in to it.
+func (l *Launcher) printUI() {
+	l.printf("Temporal Web UI: %s/namespaces/%s/workflows", TemporalUIURL(), TemporalNamespace)
+	l.printf("  log in with a dev persona on the login page (carol reads every run, erin nothing);")
+	l.printf("  to see decoded payloads, have your browser trust %s (the codec server's CA)", l.rel(devtls.FilesIn(l.path(TLSDir)).CA))
+}
+
+// upAll runs upOne for each of svcs at once; it returns the servers it started and the
+// first error.
+func (l *Launcher) upAll(ctx context.Context, svcs []*service) (started []*service, err error) {
 	var (
-		wg      sync.WaitGroup
-		errMu   sync.Mutex
-		errs    []error
-		started []*service
+		wg    sync.WaitGroup
+		errMu sync.Mutex
+		errs  []error
 	)
 	for _, s := range svcs {
 		wg.Add(1)
@@ -226,23 +272,9 @@ func (l *Launcher) Up(ctx context.Context) error {
 	}
 	wg.Wait()
 	if len(errs) > 0 {
-		for _, s := range started {
-			_ = stop(readPid(l.pidPath(s)), s.binary, s.stopSig, 20*time.Second)
-			_ = os.Remove(l.pidPath(s))
-		}
-		if len(started) > 0 {
-			l.printf("stopped the servers this run had started")
-		}
-		return errs[0]
+		return started, errs[0]
 	}
-	// The worker expands nested roles from the personas file's hierarchy.
-	l.setEnv("OIDCFLOW_ROLE_HIERARCHY", "@"+filepath.Join(l.root, "internal", "devstack", "idp", "personas.json"))
-	if err := l.writeEnv(); err != nil {
-		return err
-	}
-	l.printf("stack up in %.1fs; env file %s", time.Since(start).Seconds(), l.rel(l.EnvFile()))
-	l.printf("Temporal Web UI: %s/namespaces/%s/workflows", TemporalUIURL(), TemporalNamespace)
-	return nil
+	return started, nil
 }
 
 // upOne starts s unless it runs, waits for health and seeds it. newly reports whether this
@@ -576,6 +608,9 @@ func (l *Launcher) Seed(ctx context.Context) error {
 		}
 	}
 	for _, s := range l.services() {
+		if s.late {
+			continue // compose runs it from the env files Seed writes
+		}
 		if err := l.waitReady(ctx, s, nil); err != nil {
 			return &ServerError{Server: s.name, Ports: s.ports, Log: "its container's log", Err: err}
 		}

@@ -20,13 +20,13 @@ const (
 	// PortTemporalInternal is the internal frontend, which the server's own services use
 	// (mutual TLS with a certificate the server makes at start; no one else can call it).
 	PortTemporalInternal = 7236
-	// PortCodec is the codec server the Web UI decodes payloads through (TLS).
-	PortCodec       = 8234
-	PortVault       = 8200
-	PortHydraPublic = 4444
-	PortHydraAdmin  = 4445
-	PortIDP         = 4446
-	PortPostgres    = 5433
+	PortVault            = 8200
+	PortHydraPublic      = 4444
+	PortHydraAdmin       = 4445
+	PortIDP              = 4446
+	PortPostgres         = 5433
+	// PortCodec is the codec server's HTTPS port (`worker codec-server`).
+	PortCodec = 8234
 )
 
 // Temporal settings.
@@ -91,6 +91,9 @@ const (
 	// VaultTransitMount and VaultTransitKey name the Transit key of the worker.
 	VaultTransitMount = "transit"
 	VaultTransitKey   = "oidcflow"
+	// VaultPayloadTransitKey (aes256-gcm96) wraps the data keys that encrypt payloads
+	// (package payloadcodec); the worker may create data keys under it and decrypt them.
+	VaultPayloadTransitKey = "oidcflow-payloads"
 	// VaultAppRole is the AppRole role of the worker; VaultWorkerPolicy its only policy.
 	VaultAppRole      = "oidcflow-worker"
 	VaultWorkerPolicy = "oidcflow-worker"
@@ -139,6 +142,17 @@ const (
 	EnvEnvelopeKeysPath     = "OIDCFLOW_ENVELOPE_KEYS_PATH"
 	EnvPostgresURL          = "OIDCFLOW_POSTGRES_URL"
 	EnvVaultToken           = "VAULT_TOKEN"
+	EnvPayloadTransitKey    = "OIDCFLOW_PAYLOAD_TRANSIT_KEY"
+	EnvCodecEndpoint        = "OIDCFLOW_CODEC_ENDPOINT"
+	EnvEncryptPayloads      = "OIDCFLOW_ENCRYPT_PAYLOADS"
+	EnvCodecCAFile          = "OIDCFLOW_CODEC_CA_FILE"
+)
+
+// Codec server settings (`worker codec-server`, see codec.go).
+const (
+	// TLSDir is the folder (in the state folder) of the dev CA and the loopback certificate
+	// (package devtls).
+	TLSDir = "tls"
 )
 
 // Launcher settings read from the environment of `devstack up` (not written to the env
@@ -176,5 +190,5 @@ func TemporalAddress() string { return hostPort(PortTemporal) }
 // TemporalUIURL is the Temporal Web UI's base URL.
 func TemporalUIURL() string { return "http://" + hostPort(PortTemporalUI) }
 
-// CodecURL is the codec server's base URL.
+// CodecURL is the codec server's base URL (https: the Web UI sends access tokens only there).
 func CodecURL() string { return "https://" + hostPort(PortCodec) }

@@ -32,11 +32,12 @@ const VaultSessionIDKeyPath = VaultSessionsPrefix + "/pool/session-id-key"
 // WorkerPolicy is the Vault policy of the worker's AppRole: its sessions, its envelope
 // keys (read only), the pool's session-id key (create once and read: a worker may seed it
 // but never change or delete it), the one-time record of honoured envelopes (spend, read
-// the owner, sweep) and its Transit key; nothing else. Vault applies the most
-// specific path, so the pool rules override the sessions rules for the key.
+// the owner, sweep), its Transit key and the payload Transit key (new data keys, and
+// unwrapping them; not reading, rotating or exporting the key); nothing else. Vault applies
+// the most specific path, so the pool rules override the sessions rules for the key.
 func WorkerPolicy() string {
 	kv := VaultKVMount
-	return fmt.Sprintf(`# oidcflow worker: sessions, envelope keys (read), session-id key (create, read), one-time records, transit key
+	return fmt.Sprintf(`# oidcflow worker: sessions, envelope keys (read), session-id key (create, read), one-time records, transit keys
 path "%[1]s/data/%[2]s/*" { capabilities = ["create", "read", "update", "delete"] }
 path "%[1]s/metadata/%[2]s/*" { capabilities = ["read", "list", "delete"] }
 path "%[1]s/delete/%[2]s/*" { capabilities = ["update"] }
@@ -50,7 +51,9 @@ path "%[1]s/metadata/%[6]s/*" { capabilities = ["list", "delete"] }
 path "%[1]s/data/%[3]s" { capabilities = ["read"] }
 path "%[4]s/encrypt/%[5]s" { capabilities = ["update"] }
 path "%[4]s/decrypt/%[5]s" { capabilities = ["update"] }
-`, kv, VaultSessionsPrefix, VaultEnvelopeKeysPath, VaultTransitMount, VaultTransitKey, VaultOneTimePrefix)
+path "%[4]s/datakey/plaintext/%[7]s" { capabilities = ["update"] }
+path "%[4]s/decrypt/%[7]s" { capabilities = ["update"] }
+`, kv, VaultSessionsPrefix, VaultEnvelopeKeysPath, VaultTransitMount, VaultTransitKey, VaultOneTimePrefix, VaultPayloadTransitKey)
 }
 
 // VaultConfig is the Vault server configuration of the dev stack with file storage in
@@ -183,12 +186,14 @@ func (l *Launcher) vaultSeed(ctx context.Context) error {
 			return fmt.Errorf("mount transit: %w", err)
 		}
 	}
-	key := VaultTransitMount + "/keys/" + VaultTransitKey
-	if sec, err := c.Logical().ReadWithContext(ctx, key); err != nil {
-		return err
-	} else if sec == nil {
-		if _, err := c.Logical().WriteWithContext(ctx, key, map[string]any{"type": "aes256-gcm96"}); err != nil {
-			return fmt.Errorf("transit key: %w", err)
+	for _, name := range []string{VaultTransitKey, VaultPayloadTransitKey} {
+		key := VaultTransitMount + "/keys/" + name
+		if sec, err := c.Logical().ReadWithContext(ctx, key); err != nil {
+			return err
+		} else if sec == nil {
+			if _, err := c.Logical().WriteWithContext(ctx, key, map[string]any{"type": "aes256-gcm96"}); err != nil {
+				return fmt.Errorf("transit key %s: %w", name, err)
+			}
 		}
 	}
 	auths, err := sys.ListAuthWithContext(ctx)
@@ -229,6 +234,7 @@ func (l *Launcher) vaultSeed(ctx context.Context) error {
 		EnvVaultSecretID, secretID,
 		EnvVaultKVMount, VaultKVMount,
 		EnvVaultTransitKey, VaultTransitKey,
+		EnvPayloadTransitKey, VaultPayloadTransitKey,
 		EnvEnvelopePublicKey, pub,
 		EnvEnvelopeKeysPath, VaultEnvelopeKeysPath,
 		EnvVaultToken, in.RootToken,

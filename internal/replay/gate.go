@@ -15,6 +15,7 @@ import (
 	"slices"
 
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -66,6 +67,9 @@ type Options struct {
 	// Authenticator and PropagationSecrets are ignored: the gate's authenticator reaches
 	// nothing and the secret is a placeholder.
 	Identity *interceptors.WorkerOptions
+	// DataConverter decodes the histories' payloads: one with the pool's codec for runs of
+	// a pool that encrypts them (interceptors.NewRemoteCodec). Default: the SDK's.
+	DataConverter converter.DataConverter
 	// Logger receives the SDK's logs of each replay (a failing replay logs the workflow
 	// task's failure). Default: discarded.
 	Logger *slog.Logger
@@ -74,13 +78,14 @@ type Options struct {
 // Gate replays histories with the current workflow code and interceptors.
 type Gate struct {
 	workflows map[string]any
+	converter converter.DataConverter
 	identity  interceptors.WorkerOptions
 	logger    *slog.Logger
 }
 
 // New returns a Gate.
 func New(opts Options) (*Gate, error) {
-	g := &Gate{workflows: opts.Workflows, logger: opts.Logger}
+	g := &Gate{workflows: opts.Workflows, logger: opts.Logger, converter: opts.DataConverter}
 	if g.workflows == nil {
 		g.workflows = Shipped()
 	}
@@ -154,7 +159,7 @@ func (g *Gate) replayer(auth interceptors.Authenticator) (worker.WorkflowReplaye
 		return nil, err
 	}
 	r, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{
-		Interceptors: []interceptor.WorkerInterceptor{wi},
+		Interceptors: []interceptor.WorkerInterceptor{wi}, DataConverter: g.converter,
 	})
 	if err != nil {
 		return nil, err

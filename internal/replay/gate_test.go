@@ -12,6 +12,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/oidcflow/oidcflow/activities"
@@ -34,9 +35,13 @@ func gateWorkflows() map[string]any {
 	return wfs
 }
 
-func newGate(t *testing.T, wfs map[string]any) *replay.Gate {
+func newGate(t *testing.T, wfs map[string]any, dc ...converter.DataConverter) *replay.Gate {
 	t.Helper()
-	g, err := replay.New(replay.Options{Workflows: wfs})
+	opts := replay.Options{Workflows: wfs}
+	if len(dc) > 0 {
+		opts.DataConverter = dc[0]
+	}
+	g, err := replay.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -75,10 +76,10 @@ func TestStackReplayOpenRuns(t *testing.T) {
 	if len(runs) != 2 {
 		t.Fatalf("OpenRuns listed %d runs of %s; want 2", len(runs), queue)
 	}
-	current := newGate(t, nil)
+	current := newGate(t, nil, st.DataConverter(t))
 	wfs := replay.Shipped()
 	wfs[workflows.AccessRequestWorkflow] = timerFirst
-	changed := newGate(t, wfs)
+	changed := newGate(t, wfs, st.DataConverter(t))
 	for _, h := range runs {
 		if h.Source != "namespace "+ns || h.RunID == "" {
 			t.Errorf("open run %s: source %q, run %q", h.WorkflowID, h.Source, h.RunID)
@@ -103,8 +104,21 @@ func TestStackReplayOpenRuns(t *testing.T) {
 	}
 
 	// The command: saved histories off, the live namespace on.
-	cmd := exec.Command("go", "run", "./internal/replay/cmd/replay-check", "-saved=false", "-v",
-		"-address", st.Env("TEMPORAL_ADDRESS"), "-namespace", ns, "-task-queue", queue)
+	args := []string{"run", "./internal/replay/cmd/replay-check", "-saved=false", "-v",
+		"-address", st.Env("TEMPORAL_ADDRESS"), "-namespace", ns, "-task-queue", queue}
+	if st.Authorizes() { // as the operator, who may read runs and decode their payloads
+		tok, err := st.OperatorTokenSource().Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := filepath.Join(t.TempDir(), "api-key")
+		if err := os.WriteFile(key, []byte(tok.AccessToken), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-api-key-file", key,
+			"-codec-endpoint", st.Env("OIDCFLOW_CODEC_ENDPOINT"), "-codec-ca-file", st.Env("OIDCFLOW_CODEC_CA_FILE"))
+	}
+	cmd := exec.Command("go", args...)
 	cmd.Dir = moduleRoot
 	cmd.Env = os.Environ()
 	var out bytes.Buffer

@@ -164,10 +164,11 @@ func identityClient(t *testing.T, st *testharness.Stack, tok *oauth2.Token) clie
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := interceptors.Dial(ctx, interceptors.DialOptions{
-		Client:      client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")},
-		TokenSource: oauth2.StaticTokenSource(tok),
-		PublicKey:   st.Env("OIDCFLOW_ENVELOPE_PUBLIC_KEY"),
-		Bearer:      st.Authorizes(),
+		Client:        client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")},
+		TokenSource:   oauth2.StaticTokenSource(tok),
+		PublicKey:     st.Env("OIDCFLOW_ENVELOPE_PUBLIC_KEY"),
+		Bearer:        st.Authorizes(),
+		CodecEndpoint: st.Env("OIDCFLOW_CODEC_ENDPOINT"), CodecCAFile: st.Env("OIDCFLOW_CODEC_CA_FILE"),
 	})
 	if err != nil {
 		t.Fatalf("dial Temporal: %v", err)

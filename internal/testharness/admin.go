@@ -55,6 +55,9 @@ func (s *Stack) NewClient(t testing.TB, opts ClientOptions) *Client {
 		"redirect_uris":              []string{s.env["OIDCFLOW_REDIRECT_URL"]},
 		"token_endpoint_auth_method": "none",
 	}
+	if aud := s.env["OIDCFLOW_TEMPORAL_AUDIENCE"]; aud != "" {
+		body["audience"] = []string{aud} // its access tokens reach the Temporal frontend
+	}
 	if _, err := s.call(ctx, http.MethodPost, admin+"/admin/clients", body, nil); err != nil {
 		t.Fatalf("testharness: create client: %v", err)
 	}

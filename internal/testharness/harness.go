@@ -15,11 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -42,6 +44,8 @@ type Stack struct {
 	path string
 	env  map[string]string
 	http *http.Client
+	// overrides win over the env file in worker processes (WithPlainTemporal).
+	overrides map[string]string
 }
 
 var (
@@ -313,5 +317,8 @@ func (s *Stack) WorkerEnv(queue string, extra ...string) ([]string, error) {
 	}
 	env = append(env, "OIDCFLOW_ENV_FILE="+envFile, "OIDCFLOW_TASK_QUEUE="+queue,
 		"OIDCFLOW_HTTP_ADDR=127.0.0.1:0", "OIDCFLOW_LOG_FORMAT=json")
+	for _, k := range slices.Sorted(maps.Keys(s.overrides)) {
+		env = append(env, k+"="+s.overrides[k])
+	}
 	return append(env, extra...), nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
@@ -24,14 +25,31 @@ func (s *Stack) Authorizes() bool {
 
 // TemporalOptions are client options for the stack's frontend and namespace that send ts's
 // access token as the bearer token, when the frontend authorizes its callers (TLS off:
-// the dev frontend is plaintext on loopback). A nil ts sends none.
+// the dev frontend is plaintext on loopback), and encode and decode payloads through the
+// stack's codec server with it, when the stack's workers encrypt them. A nil ts sends none.
 func (s *Stack) TemporalOptions(ts oauth2.TokenSource) client.Options {
 	opts := client.Options{HostPort: s.env["TEMPORAL_ADDRESS"], Namespace: s.env["TEMPORAL_NAMESPACE"]}
-	if ts != nil && s.Authorizes() {
+	if ts == nil {
+		return opts
+	}
+	if s.Authorizes() {
 		opts.Credentials = workercreds.TemporalCredentials(ts)
 		opts.ConnectionOptions.TLSDisabled = interceptors.IsLoopback(opts.HostPort)
 	}
+	if s.env["OIDCFLOW_CODEC_ENDPOINT"] != "" {
+		if codec, err := s.remoteCodec(ts); err == nil {
+			opts.DataConverter = converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), codec)
+		}
+	}
 	return opts
+}
+
+// remoteCodec is the stack's codec server, called with ts's access token.
+func (s *Stack) remoteCodec(ts oauth2.TokenSource) (converter.PayloadCodec, error) {
+	return interceptors.NewRemoteCodec(interceptors.RemoteCodecOptions{
+		Endpoint: s.env["OIDCFLOW_CODEC_ENDPOINT"], CAFile: s.env["OIDCFLOW_CODEC_CA_FILE"],
+		Namespace: s.env["TEMPORAL_NAMESPACE"], TokenSource: ts,
+	})
 }
 
 // ClientCredentials is the client credentials configuration of a confidential client of
@@ -87,4 +105,18 @@ func (s *Stack) DialTemporal(t testing.TB, opts client.Options) client.Client {
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+// DataConverter reads the stack's payloads: through its codec server as the operator when
+// the stack's workers encrypt them (OIDCFLOW_CODEC_ENDPOINT), else the SDK's converter.
+func (s *Stack) DataConverter(t testing.TB) converter.DataConverter {
+	t.Helper()
+	if s.env["OIDCFLOW_CODEC_ENDPOINT"] == "" {
+		return converter.GetDefaultDataConverter()
+	}
+	codec, err := s.remoteCodec(s.OperatorTokenSource())
+	if err != nil {
+		t.Fatalf("testharness: codec: %v", err)
+	}
+	return converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), codec)
 }

@@ -79,7 +79,10 @@ func TestUpgradeFinishesRunsOfAnEarlierRelease(t *testing.T) {
 
 // upgrade is the upgrade scenario with startNew as the new worker.
 func upgrade(t *testing.T, startNew newWorker) {
-	st := testharness.Load(t)
+	// The earlier release predates Temporal authorization: its clients send no token. The
+	// upgrade runs on a Temporal server that authorizes no one, as a deployment that
+	// upgrades oidcflow before it turns authorization on.
+	st := testharness.Load(t).WithPlainTemporal(t)
 	old := buildRelease(t, earlierRelease)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

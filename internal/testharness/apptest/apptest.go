@@ -119,6 +119,8 @@ func ClientWithToken(t testing.TB, st *testharness.Stack, ts oauth2.TokenSource)
 		TokenSource: ts,
 		PublicKey:   st.Env("OIDCFLOW_ENVELOPE_PUBLIC_KEY"),
 		Bearer:      st.Authorizes(),
+		// Payloads go through the pool's codec server when the pool encrypts them.
+		CodecEndpoint: st.Env("OIDCFLOW_CODEC_ENDPOINT"), CodecCAFile: st.Env("OIDCFLOW_CODEC_CA_FILE"),
 	})
 	if err != nil {
 		t.Fatalf("dial Temporal: %v", err)

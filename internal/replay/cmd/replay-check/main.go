@@ -31,7 +31,10 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"golang.org/x/oauth2"
 
+	"github.com/oidcflow/oidcflow/interceptors"
 	"github.com/oidcflow/oidcflow/internal/conformance"
 	"github.com/oidcflow/oidcflow/internal/replay"
 	"github.com/oidcflow/oidcflow/workflows"
@@ -56,6 +59,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	saved := fs.Bool("saved", true, "replay saved histories (the folders given, or every testdata folder with an index under the module root)")
 	keyFile := fs.String("api-key-file", "", "file holding a Temporal API key to send as bearer token (TLS then, but on loopback)")
 	verbose := fs.Bool("v", false, "list every history replayed")
+	codecEndpoint := fs.String("codec-endpoint", os.Getenv("OIDCFLOW_CODEC_ENDPOINT"),
+		"the pool's codec server, to decode the live runs' encrypted payloads with the API key's token (default $OIDCFLOW_CODEC_ENDPOINT)")
+	codecCA := fs.String("codec-ca-file", os.Getenv("OIDCFLOW_CODEC_CA_FILE"), "CA file of the codec server's certificate (default $OIDCFLOW_CODEC_CA_FILE)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: replay-check [flags] [folder of saved histories ...]")
 		fs.PrintDefaults()
@@ -69,7 +75,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	wfs[conformance.WorkflowName] = conformance.Workflow
 	wfs[conformance.ChildName] = conformance.Child
 	wfs[conformance.PingerName] = conformance.Pinger
-	g, err := replay.New(replay.Options{Workflows: wfs})
+	opts := replay.Options{Workflows: wfs}
+	if *address != "" && *keyFile != "" && *codecEndpoint != "" {
+		dc, err := codecConverter(*keyFile, *namespace, *codecEndpoint, *codecCA)
+		if err != nil {
+			fmt.Fprintln(stderr, "replay-check:", err)
+			return 2
+		}
+		opts.DataConverter = dc
+	}
+	g, err := replay.New(opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "replay-check:", err)
 		return 2
@@ -175,6 +190,21 @@ func (c *checker) live(ctx context.Context, address, namespace, queue, filter, k
 		c.running++
 	}
 	return nil
+}
+
+// codecConverter decodes payloads through the pool's codec server, as the holder of the
+// API key in keyFile (a reader of namespace at least).
+func codecConverter(keyFile, namespace, endpoint, caFile string) (converter.DataConverter, error) {
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("-api-key-file: %w", err)
+	}
+	codec, err := interceptors.NewRemoteCodec(interceptors.RemoteCodecOptions{Endpoint: endpoint, CAFile: caFile, Namespace: namespace,
+		TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: strings.TrimSpace(string(key))})})
+	if err != nil {
+		return nil, err
+	}
+	return converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), codec), nil
 }
 
 // moduleRoot is the folder holding go.mod at or above the working directory.
