@@ -24,6 +24,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/oidcflow/oidcflow/internal/app"
+	"github.com/oidcflow/oidcflow/internal/devstack"
+	"github.com/oidcflow/oidcflow/internal/devtls"
 	"github.com/oidcflow/oidcflow/internal/testharness"
 	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
 	"github.com/oidcflow/oidcflow/workflows"
@@ -426,14 +428,14 @@ func uiAPI(b *browser, path string) (int, string, error) {
 
 func compact(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// codecTLSDir returns the folder of the dev stack's TLS files: that of OIDCFLOW_CODEC_CA_FILE,
-// or the stack's state folder's tls/ (where the launcher makes them) before the env file
-// names the codec.
-func codecTLSDir(st *testharness.Stack) string {
+// codecTLS returns the dev stack's TLS files (package devtls): in the folder of
+// OIDCFLOW_CODEC_CA_FILE, or in the stack's state folder (where the launcher makes them)
+// before the env file names the codec server.
+func codecTLS(st *testharness.Stack) devtls.Files {
 	if ca := st.Env("OIDCFLOW_CODEC_CA_FILE"); ca != "" {
-		return filepath.Dir(ca)
+		return devtls.FilesIn(filepath.Dir(ca))
 	}
-	return filepath.Join(filepath.Dir(st.EnvFile()), "tls")
+	return devtls.FilesIn(filepath.Join(filepath.Dir(st.EnvFile()), devstack.TLSDir))
 }
 
 // codecTrustFlags returns the Chromium flag that trusts the codec server's certificate by
@@ -441,7 +443,7 @@ func codecTLSDir(st *testharness.Stack) string {
 // or nothing when the stack has no codec certificate.
 func codecTrustFlags(t *testing.T, st *testharness.Stack) []string {
 	t.Helper()
-	path := filepath.Join(codecTLSDir(st), "cert.pem")
+	path := codecTLS(st).Cert
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		t.Logf("no codec certificate at %s: the browser trusts no extra key", path)
@@ -472,12 +474,8 @@ func checkCodecRefuses(t *testing.T, st *testharness.Stack, b *browser) {
 	if endpoint == "" {
 		endpoint, required = "https://127.0.0.1:8234", false
 	}
-	roots := x509.NewCertPool()
-	caFile := filepath.Join(codecTLSDir(st), "ca.pem")
-	pemData, err := os.ReadFile(caFile)
-	if err == nil && !roots.AppendCertsFromPEM(pemData) {
-		err = errors.New("no PEM certificate in it")
-	}
+	caFile := codecTLS(st).CA
+	roots, err := codecTLS(st).CertPool()
 	switch {
 	case err != nil && required:
 		t.Fatalf("the codec server's CA %s: %v", caFile, err)
