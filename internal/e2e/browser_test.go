@@ -93,6 +93,9 @@ func TestWebUIShowsRequesterAndApprovers(t *testing.T) {
 	if !containsAll(txt, "Requester", `"bob"`, id, "Completed") {
 		t.Errorf("the filtered list does not show the Requester filter and the completed run; page text:\n%s", tail(txt, 3000))
 	}
+	if seen := runData(b, txt, id, run.GetRunID()); seen == "" {
+		t.Errorf("runData, which tells that erin sees no run, does not see the run carol sees; page text:\n%s", tail(txt, 3000))
+	}
 
 	// Open the run from the list.
 	if err := b.eval(`document.querySelector(`+strconv.Quote(link)+`).click()`, nil); err != nil {
@@ -192,7 +195,9 @@ func TestWebUIRefusesAPersonWithoutPermission(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_ = op.TerminateWorkflow(ctx, id, run.GetRunID(), "test over")
+		if err := op.TerminateWorkflow(ctx, id, run.GetRunID(), "test over"); err != nil {
+			t.Logf("terminate bob's run %s: %v", id, err)
+		}
 	})
 	if _, err := op.DescribeWorkflowExecution(ctx, id, run.GetRunID()); err != nil {
 		t.Fatalf("the operator cannot see bob's run either: %v", err)
@@ -291,10 +296,10 @@ func loginToUI(t *testing.T, b *browser, st *testharness.Stack, start, persona s
 		reclick = 45 * time.Second // a page that did not move on after a click gets another
 	)
 	var (
-		deadline          = time.Now().Add(timeout)
-		picked, sawLogin  bool
-		lastURL, lastText string
-		clicked           time.Time
+		deadline         = time.Now().Add(timeout)
+		picked, sawLogin bool
+		lastURL          string
+		clicked          time.Time
 	)
 	for {
 		here := b.location()
@@ -332,10 +337,9 @@ func loginToUI(t *testing.T, b *browser, st *testharness.Stack, start, persona s
 			}
 		}
 		if time.Now().After(deadline) {
-			lastText = b.text()
 			shot := save(t, "webui-login-"+persona+".png", b.screenshot(false))
 			t.Fatalf("%s's login through the Web UI did not finish within %s (saw the UI's login page: %t, clicked the persona: %t); now at %s (screenshot %s); page text:\n%s",
-				persona, timeout, sawLogin, picked, here, shot, tail(lastText, 2000))
+				persona, timeout, sawLogin, picked, here, shot, tail(b.text(), 2000))
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -396,13 +400,14 @@ func refusedHint(b *browser) string {
 	return ""
 }
 
-// runData describes what of run (workflow id, run id) the page shows, or "".
+// runData describes what the page shows of run (workflow id, run id, input) or of any other
+// run (links to runs' pages, as the list's rows are), or "".
 func runData(b *browser, text, id, runID string) string {
 	var n int
-	_ = b.eval(`document.querySelectorAll('a[href*="/workflows/`+id+`/"]').length`, &n)
+	_ = b.eval(`Array.from(document.querySelectorAll('a[href]')).filter(a => /\/workflows\/[^\/?#]+\/[^\/?#]+/.test(new URL(a.href, location.href).pathname)).length`, &n)
 	switch {
 	case n > 0:
-		return strconv.Itoa(n) + " link(s) to the run"
+		return strconv.Itoa(n) + " link(s) to runs"
 	case strings.Contains(text, id):
 		return "the workflow id " + id
 	case strings.Contains(text, runID):
