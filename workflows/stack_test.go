@@ -742,7 +742,7 @@ func TestStackWorkerKilledDuringGrantAndRevoke(t *testing.T) {
 	}
 	var gr activities.GrantAccessResult
 	var rr activities.RevokeAccessResult
-	dc := converter.GetDefaultDataConverter()
+	dc := st.DataConverter(t)
 	if err := dc.FromPayloads(grants[0].Result, &gr); err != nil {
 		t.Fatal(err)
 	}

@@ -169,12 +169,16 @@ func (r *rig) keepAlive(ctx context.Context, t *testing.T, c client.Client) (str
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = c.TerminateWorkflow(context.Background(), id, "", "test over") })
+	operator := r.st.OperatorClient(t)
+	t.Cleanup(func() { _ = operator.TerminateWorkflow(context.Background(), id, "", "test over") })
+	// The attacker reads payloads as anyone with read permission may (through the codec
+	// server, where the pool encrypts them).
+	dc := r.st.DataConverter(t)
 	for {
 		for _, e := range testharness.History(ctx, t, c, id, run.GetRunID()) {
 			if a := e.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == "RefreshSession" {
 				var in activities.RefreshSessionInput
-				if err := json.Unmarshal(a.GetInput().GetPayloads()[0].GetData(), &in); err != nil {
+				if err := dc.FromPayloads(a.GetInput(), &in); err != nil {
 					t.Fatal(err)
 				}
 				return id, in.SessionID, map[string]*commonpb.Payload{interceptors.SessionHeader: a.GetHeader().GetFields()[interceptors.SessionHeader]}

@@ -8,7 +8,6 @@ import (
 
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/oidcflow/oidcflow/internal/testharness/apptest"
@@ -71,7 +70,7 @@ func TestAttackForgedListing(t *testing.T) {
 				Sub string `json:"sub"`
 			}
 			if p := d.RawResponse.GetWorkflowExecutionInfo().GetMemo().GetFields()[key]; p != nil {
-				if err := converter.GetDefaultDataConverter().FromPayload(p, &who); err != nil {
+				if err := r.st.DataConverter(t).FromPayload(p, &who); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -203,10 +203,15 @@ func (s *Stack) putPersona(t testing.TB, name string, p idp.Persona) {
 
 // NewPersona adds a persona for this test only (name made unique from base) and removes it
 // when t ends; tests that change roles use one so that tests running in parallel, in other
-// packages too, never see the change. It returns the persona as stored (Name and Subject
-// filled).
+// packages too, never see the change. Unless p names a Temporal permission of the stack's
+// namespace, it gets write there, as a person who starts runs has. It returns the persona as
+// stored (Name and Subject filled).
 func (s *Stack) NewPersona(t testing.TB, base string, p idp.Persona) idp.Persona {
 	t.Helper()
+	ns := s.env["TEMPORAL_NAMESPACE"]
+	if !slices.ContainsFunc(p.Permissions, func(x string) bool { return strings.HasPrefix(x, ns+":") }) {
+		p.Permissions = append(slices.Clone(p.Permissions), ns+":write")
+	}
 	p.Name = base + "-" + random()[:8]
 	p.Subject = p.Name
 	if p.Email == "" {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/oidcflow/oidcflow/internal/devstack"
@@ -96,12 +97,12 @@ func probe(ctx context.Context, addr, ns string) error {
 		return err
 	}
 	defer c.Close()
-	sa, err := c.GetSearchAttributes(pctx)
+	sa, err := c.OperatorService().ListSearchAttributes(pctx, &operatorservice.ListSearchAttributesRequest{Namespace: ns})
 	if err != nil {
 		return err
 	}
 	for n := range devstack.SearchAttributes {
-		if _, ok := sa.GetKeys()[n]; !ok {
+		if _, ok := sa.GetCustomAttributes()[n]; !ok {
 			return fmt.Errorf("search attribute %s not registered yet", n)
 		}
 	}

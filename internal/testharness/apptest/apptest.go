@@ -5,8 +5,11 @@ package apptest
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,24 +112,52 @@ func Client(t testing.TB, st *testharness.Stack, persona string) (client.Client,
 	return ClientWithToken(t, st, oauth2.StaticTokenSource(tok)), tok
 }
 
-// ClientWithToken dials Temporal with the given token source.
+// ClientWithToken dials Temporal with the given token source: its tokens are sealed into
+// every start, signal and update. Where the frontend authorizes its callers, the calls carry
+// the same person's access token from a login of its own through the starter client (an
+// hour long), as the person's own program would: the pool holds the refresh token of ts, and
+// tests give ts lifetimes of seconds. Payloads go through the codec server with it when the
+// pool encrypts them.
 func ClientWithToken(t testing.TB, st *testharness.Stack, ts oauth2.TokenSource) client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	var bearer oauth2.TokenSource
+	if st.Authorizes() || st.Env("OIDCFLOW_CODEC_ENDPOINT") != "" {
+		bearer = oauth2.StaticTokenSource(st.Login(t, subject(t, ts)))
+	}
 	c, err := interceptors.Dial(ctx, interceptors.DialOptions{
-		Client:      client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")},
+		Client:      st.TemporalOptions(bearer),
 		TokenSource: ts,
 		PublicKey:   st.Env("OIDCFLOW_ENVELOPE_PUBLIC_KEY"),
-		Bearer:      st.Authorizes(),
-		// Payloads go through the pool's codec server when the pool encrypts them.
-		CodecEndpoint: st.Env("OIDCFLOW_CODEC_ENDPOINT"), CodecCAFile: st.Env("OIDCFLOW_CODEC_CA_FILE"),
 	})
 	if err != nil {
 		t.Fatalf("dial Temporal: %v", err)
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+// subject is the sub of ts's ID token (read, not verified: the test's own token).
+func subject(t testing.TB, ts oauth2.TokenSource) string {
+	t.Helper()
+	tok, err := ts.Token()
+	if err != nil {
+		t.Fatalf("token: %v", err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	parts := strings.Split(raw, ".")
+	var claims struct {
+		Sub string `json:"sub"`
+	}
+	if len(parts) != 3 {
+		t.Fatal("the token has no ID token")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil || json.Unmarshal(b, &claims) != nil || claims.Sub == "" {
+		t.Fatalf("the ID token names no subject (%v)", err)
+	}
+	return claims.Sub
 }
 
 type testWriter struct{ t testing.TB }
