@@ -206,10 +206,12 @@ func TestConformance(t *testing.T) {
 func replaySignalEnvelope(ctx context.Context, t *testing.T, st *testharness.Stack, c client.Client, workflowID string) {
 	t.Helper()
 	var copied *commonpb.Payload
+	dc := st.DataConverter(t) // the signal's value is encrypted where the pool encrypts payloads
 	for deadline := time.Now().Add(30 * time.Second); copied == nil; time.Sleep(200 * time.Millisecond) {
 		for _, e := range history(ctx, t, c, workflowID, "").Events {
 			if a := e.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetInput() != nil {
-				if p := a.GetHeader().GetFields()[interceptors.EnvelopeHeader]; p != nil && string(a.GetInput().Payloads[0].Data) == `"client"` {
+				var value string
+				if p := a.GetHeader().GetFields()[interceptors.EnvelopeHeader]; p != nil && dc.FromPayloads(a.GetInput(), &value) == nil && value == "client" {
 					copied = p
 				}
 			}
