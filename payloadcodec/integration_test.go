@@ -2,13 +2,10 @@ package payloadcodec_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"testing"
 	"time"
 
-	vault "github.com/hashicorp/vault/api"
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/converter"
 	"google.golang.org/protobuf/proto"
@@ -21,28 +18,10 @@ import (
 // key of its own (random name, deleted at the end), across a key rotation.
 func TestVaultTransit(t *testing.T) {
 	s := testharness.Load(t)
-	cfg := vault.DefaultConfig()
-	cfg.Address = s.Env("VAULT_ADDR")
-	vc, err := vault.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc.SetToken(s.Env("VAULT_TOKEN"))
+	vc, key := s.TransitKey(t, "test-payloads")
+	path := payloadcodec.DefaultTransitMount + "/keys/" + key
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	key := "test-payloads-" + hex.EncodeToString(b)
-	path := payloadcodec.DefaultTransitMount + "/keys/" + key
-	if _, err := vc.Logical().WriteWithContext(ctx, path, map[string]any{"type": "aes256-gcm96"}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_, _ = vc.Logical().WriteWithContext(ctx, path+"/config", map[string]any{"deletion_allowed": true})
-		_, _ = vc.Logical().DeleteWithContext(ctx, path)
-	})
 
 	transit := payloadcodec.NewVaultTransit(vc, "")
 	c, err := payloadcodec.New(payloadcodec.Options{Transit: transit, Key: key})

@@ -36,7 +36,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(2)
 	}
-	if err := run(); err != nil {
+	if err := withSetup(run); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)
 	}
@@ -44,7 +44,7 @@ func main() {
 
 // command picks what the arguments ask for: no argument runs a pool member, "codec-server"
 // the codec server.
-func command(args []string) (func() error, error) {
+func command(args []string) (runner, error) {
 	switch {
 	case len(args) == 0:
 		return runWorker, nil
@@ -55,8 +55,12 @@ func command(args []string) (func() error, error) {
 	}
 }
 
-// runCodecServer serves the payload codec until SIGTERM or SIGINT.
-func runCodecServer() error {
+// runner is one of the binary's commands.
+type runner func(ctx context.Context, env *config.Env, logger *slog.Logger) error
+
+// withSetup reads the configuration, sets the logger up and runs run with a context that
+// ends at SIGTERM or SIGINT.
+func withSetup(run runner) error {
 	env, err := config.FromEnvironment()
 	if err != nil {
 		return err
@@ -68,6 +72,11 @@ func runCodecServer() error {
 	slog.SetDefault(logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	return run(ctx, env, logger)
+}
+
+// runCodecServer serves the payload codec until ctx ends.
+func runCodecServer(ctx context.Context, env *config.Env, logger *slog.Logger) error {
 	s, err := app.NewCodecServer(ctx, app.CodecServerOptions{Env: env, Logger: logger})
 	if err != nil {
 		return err
@@ -75,20 +84,8 @@ func runCodecServer() error {
 	return s.Run(ctx)
 }
 
-func runWorker() error {
-	env, err := config.FromEnvironment()
-	if err != nil {
-		return err
-	}
-	logger, err := newLogger(env)
-	if err != nil {
-		return err
-	}
-	slog.SetDefault(logger)
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-
+// runWorker runs a pool member until ctx ends, then drains it.
+func runWorker(ctx context.Context, env *config.Env, logger *slog.Logger) error {
 	var ready atomic.Bool
 	w, err := app.NewWorker(ctx, app.WorkerOptions{Env: env, Logger: logger})
 	if err != nil {

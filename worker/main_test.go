@@ -8,7 +8,7 @@ import (
 func TestCommand(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
-		want func() error
+		want runner
 	}{
 		{nil, runWorker},
 		{[]string{"codec-server"}, runCodecServer},

@@ -2,10 +2,8 @@ package app_test
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -16,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	vault "github.com/hashicorp/vault/api"
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/converter"
 
@@ -70,7 +67,7 @@ func TestCodecServerOnStack(t *testing.T) {
 		// and a payload key of the test's own instead.
 		t.Logf("the stack's worker policy has no payload Transit key yet (`make up` adds it); the server uses the root token: %v", err)
 		over["OIDCFLOW_VAULT_AUTH"], over["VAULT_TOKEN"] = "token", s.Env("VAULT_TOKEN")
-		over["OIDCFLOW_PAYLOAD_TRANSIT_KEY"] = ownTransitKey(t, ctx, s)
+		_, over["OIDCFLOW_PAYLOAD_TRANSIT_KEY"] = s.TransitKey(t, "test-codec")
 	case err != nil:
 		t.Fatal(err)
 	default:
@@ -138,31 +135,6 @@ func TestCodecServerOnStack(t *testing.T) {
 	} else if got != http.StatusUnauthorized {
 		t.Errorf("access token not for Temporal: %d, want 401", got)
 	}
-}
-
-// ownTransitKey creates a Transit key with a random name, deleted when t ends.
-func ownTransitKey(t *testing.T, ctx context.Context, s *testharness.Stack) string {
-	cfg := vault.DefaultConfig()
-	cfg.Address = s.Env("VAULT_ADDR")
-	vc, err := vault.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc.SetToken(s.Env("VAULT_TOKEN"))
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "test-codec-" + hex.EncodeToString(b)
-	path := payloadcodec.DefaultTransitMount + "/keys/" + name
-	if _, err := vc.Logical().WriteWithContext(ctx, path, map[string]any{"type": "aes256-gcm96"}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_, _ = vc.Logical().WriteWithContext(ctx, path+"/config", map[string]any{"deletion_allowed": true})
-		_, _ = vc.Logical().DeleteWithContext(ctx, path)
-	})
-	return name
 }
 
 // forTemporal reads (without verifying) whether a JWT's aud holds audience.
