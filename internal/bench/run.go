@@ -240,7 +240,9 @@ func sideBySide(ctx context.Context, o *Options, r *Result) error {
 	// The plain side starts as the worker client; the oidcflow side as the person.
 	copts := st.TemporalOptions(st.WorkerTokenSource())
 	copts.Logger = quiet
-	plainClient, err := client.DialContext(ctx, copts)
+	plainOpts := copts
+	plainOpts.DataConverter = nil // the plain worker keeps payloads as they are
+	plainClient, err := client.DialContext(ctx, plainOpts)
 	if err != nil {
 		return fmt.Errorf("bench: dial Temporal: %w", err)
 	}
