@@ -199,7 +199,7 @@ func TestWebUIRefusesAPersonWithoutPermission(t *testing.T) {
 			t.Logf("terminate bob's run %s: %v", id, err)
 		}
 	})
-	if _, err := op.DescribeWorkflowExecution(ctx, id, run.GetRunID()); err != nil {
+	if _, err := op.DescribeWorkflow(ctx, id, run.GetRunID()); err != nil {
 		t.Fatalf("the operator cannot see bob's run either: %v", err)
 	}
 
