@@ -326,6 +326,31 @@ func (p *Pool) Close() {
 	}
 }
 
+// ApplyTemporalAuth sets opts up to authenticate as the worker c describes: with
+// TemporalAuthClientCredentials, a bearer token of WorkerClientID for TemporalAudience on
+// every call (TLS stays off towards a loopback frontend, the dev server's); with
+// TemporalAuthNone, nothing. ctx must live as long as the client: the token is renewed with
+// it.
+func (c Config) ApplyTemporalAuth(ctx context.Context, opts *client.Options) error {
+	c = c.withDefaults()
+	if c.TemporalAuth != TemporalAuthClientCredentials {
+		return nil
+	}
+	ts, err := workercreds.TokenSource(ctx, workercreds.Options{
+		Issuer: c.Issuer, ClientID: c.WorkerClientID, ClientSecret: c.WorkerClientSecret,
+		Audience: c.TemporalAudience,
+	})
+	if err != nil {
+		return err
+	}
+	opts.Credentials = workercreds.TemporalCredentials(ts)
+	// Bearer tokens ask for TLS; a loopback frontend (the dev server) has none.
+	if interceptors.IsLoopback(opts.HostPort) {
+		opts.ConnectionOptions.TLSDisabled = true
+	}
+	return nil
+}
+
 // dialTemporal connects to c.TemporalAddress / c.Namespace as the worker, with data
 // converter dc.
 func dialTemporal(ctx context.Context, c Config, dc converter.DataConverter) (client.Client, error) {
@@ -341,19 +366,8 @@ func dialTemporal(ctx context.Context, c Config, dc converter.DataConverter) (cl
 	if c.Tracing {
 		opts.Interceptors = []interceptor.ClientInterceptor{c.Telemetry.TracingInterceptor()}
 	}
-	if c.TemporalAuth == TemporalAuthClientCredentials {
-		ts, err := workercreds.TokenSource(ctx, workercreds.Options{
-			Issuer: c.Issuer, ClientID: c.WorkerClientID, ClientSecret: c.WorkerClientSecret,
-			Audience: c.TemporalAudience,
-		})
-		if err != nil {
-			return nil, err
-		}
-		opts.Credentials = workercreds.TemporalCredentials(ts)
-		// Bearer tokens ask for TLS; a loopback frontend (the dev server) has none.
-		if interceptors.IsLoopback(opts.HostPort) {
-			opts.ConnectionOptions.TLSDisabled = true
-		}
+	if err := c.ApplyTemporalAuth(ctx, &opts); err != nil {
+		return nil, err
 	}
 	if c.Hooks.Client != nil {
 		c.Hooks.Client(&opts)

@@ -23,12 +23,11 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
-	"github.com/oidcflow/oidcflow/interceptors"
 	"github.com/oidcflow/oidcflow/internal/app"
 	"github.com/oidcflow/oidcflow/internal/config"
 	"github.com/oidcflow/oidcflow/internal/lifetimes"
+	"github.com/oidcflow/oidcflow/pool"
 	"github.com/oidcflow/oidcflow/telemetry"
-	"github.com/oidcflow/oidcflow/tokenstore/workercreds"
 )
 
 // The kinds of worker RunWorker runs.
@@ -108,16 +107,13 @@ func RunWorker(ctx context.Context, opts WorkerOptions) error {
 			HostPort: opts.Env.String("TEMPORAL_ADDRESS"), Namespace: opts.Env.String("TEMPORAL_NAMESPACE"),
 			Logger: sdklog.NewStructuredLogger(opts.Logger),
 		}
-		if opts.Env.String("OIDCFLOW_TEMPORAL_AUTH") == "client-credentials" {
-			// The plain worker authenticates as the pool's does: the worker client's token.
-			ts, err := workercreds.TokenSource(ctx, workercreds.Options{Issuer: opts.Env.String("OIDCFLOW_ISSUER"),
-				ClientID: opts.Env.String("OIDCFLOW_WORKER_CLIENT_ID"), ClientSecret: opts.Env.String("OIDCFLOW_WORKER_CLIENT_SECRET"),
-				Audience: opts.Env.String("OIDCFLOW_TEMPORAL_AUDIENCE")})
-			if err != nil {
-				return fmt.Errorf("%w: %w", ErrWorker, err)
-			}
-			copts.Credentials = workercreds.TemporalCredentials(ts)
-			copts.ConnectionOptions.TLSDisabled = interceptors.IsLoopback(copts.HostPort)
+		// The plain worker authenticates as the pool's does.
+		cfg, err := pool.FromLookup(opts.Env.Lookup)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrWorker, err)
+		}
+		if err := cfg.ApplyTemporalAuth(ctx, &copts); err != nil {
+			return fmt.Errorf("%w: %w", ErrWorker, err)
 		}
 		c, err := client.DialContext(ctx, copts)
 		if err != nil {
