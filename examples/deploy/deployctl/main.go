@@ -29,7 +29,7 @@ func main() {
 	c, err := login.Dial(ctx, login.DialOptions{Source: ts, PublicKey: os.Getenv("OIDCFLOW_ENVELOPE_PUBLIC_KEY"),
 		Client: client.Options{HostPort: os.Getenv("TEMPORAL_ADDRESS"), Namespace: os.Getenv("TEMPORAL_NAMESPACE")},
 		// A frontend that authorizes its callers takes the person's access token.
-		Bearer:        os.Getenv("OIDCFLOW_TEMPORAL_AUTH") == "client-credentials",
+		Bearer:        os.Getenv("OIDCFLOW_TEMPORAL_AUTH") != "" && os.Getenv("OIDCFLOW_TEMPORAL_AUTH") != "none",
 		CodecEndpoint: os.Getenv("OIDCFLOW_CODEC_ENDPOINT"), CodecCAFile: os.Getenv("OIDCFLOW_CODEC_CA_FILE")})
 	if err != nil {
 		log.Fatal(err)
