@@ -94,6 +94,13 @@ func (c *FreshCache) Fresh(ctx context.Context, id string) (Session, error) {
 		c.forget(id)
 		return s, err
 	}
+	c.store(s, now, revokes)
+	return s, nil
+}
+
+// store remembers s, answered by a call that began at now when revokes Revoke calls had
+// been made, unless a Revoke overlapped the call or s is already due.
+func (c *FreshCache) store(s Session, now time.Time, revokes uint64) {
 	// MaxAge counts from before the call, Due from the answer.
 	until := now.Add(c.maxAge)
 	if d := c.due(s); d.Before(until) {
@@ -102,13 +109,28 @@ func (c *FreshCache) Fresh(ctx context.Context, id string) (Session, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.revokes != revokes || !c.now().Before(until) {
-		delete(c.entries, id)
-		return s, nil
+		delete(c.entries, s.ID)
+		return
 	}
-	if _, ok := c.entries[id]; !ok && len(c.entries) >= c.size {
+	if _, ok := c.entries[s.ID]; !ok && len(c.entries) >= c.size {
 		c.evict()
 	}
-	c.entries[id] = freshEntry{s: s.clone(), until: until}
+	c.entries[s.ID] = freshEntry{s: s.clone(), until: until}
+}
+
+// Remember runs create, which writes a new session to the store, and remembers the session
+// it returns as Fresh would have: that is the copy Vault now holds, so the run's first
+// activity need not read it back. A Revoke that overlaps the call leaves nothing remembered.
+func (c *FreshCache) Remember(create func() (Session, error)) (Session, error) {
+	now := c.now()
+	c.mu.Lock()
+	revokes := c.revokes
+	c.mu.Unlock()
+	s, err := create()
+	if err != nil {
+		return s, err
+	}
+	c.store(s, now, revokes)
 	return s, nil
 }
 

@@ -242,3 +242,56 @@ func TestFreshCacheBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestFreshCacheRemember: a session remembered as it was created is served without reaching
+// the Refresher (the run's first check reads no Vault) until its refresh is due; a failed
+// create and a create that a Revoke overlapped are not remembered. Without the overlap
+// check, a deposit racing the last holder's end would bring the revoked session back.
+func TestFreshCacheRemember(t *testing.T) {
+	e := newEnv(t)
+	r := e.refresher(t, nil) // skew 30s
+	c, cr := e.freshCache(t, r, time.Hour)
+	ctx := context.Background()
+	var s Session
+	got, err := c.Remember(func() (Session, error) { s = e.session(t, 10*time.Minute); return s, nil })
+	if err != nil || got.ID != s.ID {
+		t.Fatalf("Remember = %v, %v", got, err)
+	}
+	if got, err := c.Fresh(ctx, s.ID); err != nil || got.AccessToken != "AT-SECRET-initial" {
+		t.Fatalf("Fresh = %v, %v", got, err)
+	}
+	if n := cr.fresh.Load(); n != 0 {
+		t.Errorf("a remembered session reached the Refresher %d times, want 0", n)
+	}
+	e.clock.Advance(10*time.Minute - 29*time.Second) // due: the Refresher refreshes it
+	if _, err := c.Fresh(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := cr.fresh.Load(); n != 1 {
+		t.Errorf("a due session reached the Refresher %d times, want 1", n)
+	}
+
+	failed := errors.New("conflict")
+	if _, err := c.Remember(func() (Session, error) { return Session{ID: "x"}, failed }); !errors.Is(err, failed) {
+		t.Errorf("a failed create: %v", err)
+	}
+	var other Session
+	_, err = c.Remember(func() (Session, error) {
+		other = e.session(t, time.Hour)
+		if err := c.Revoke(ctx, other.ID); err != nil { // the last holder ends it meanwhile
+			t.Fatal(err)
+		}
+		return other, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Len() != 1 {
+		t.Errorf("%d sessions remembered; want only the first (not a failed or revoked one)", c.Len())
+	}
+	_, err = c.Fresh(ctx, other.ID)
+	e.errs = append(e.errs, err)
+	if !errors.Is(err, ErrNotFound) {
+		t.Errorf("a create that a Revoke overlapped: %v; want the session gone", err)
+	}
+}

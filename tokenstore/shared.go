@@ -82,6 +82,12 @@ type SharedSessions struct {
 	onFresh   func(context.Context, string, error)
 }
 
+// rememberer is a SessionRefresher that keeps a session as it was created (FreshCache), so
+// that the first check of a new session needs no Vault read.
+type rememberer interface {
+	Remember(create func() (Session, error)) (Session, error)
+}
+
 // NewSharedSessions returns the SharedSessions of opts.
 func NewSharedSessions(opts SharedSessionsOptions) (*SharedSessions, error) {
 	if opts.Store == nil || opts.Refresher == nil {
@@ -136,21 +142,28 @@ func (s *SharedSessions) Deposit(ctx context.Context, id *identity.Identity, tok
 			}
 		}
 	}()
-	_, err = s.store.Create(ctx, Session{
-		ID:       sid,
-		Subject:  id.Subject,
-		Issuer:   id.Issuer,
-		Audience: id.Audience,
-		ClientID: id.ClientID,
-		// The refresh check (OIDC Core 12.2) compares the refreshed azp with the original.
-		AuthorizedParty: id.ClientID,
-		AccessToken:     tok.AccessToken,
-		IDToken:         idToken,
-		RefreshToken:    tok.RefreshToken,
-		TokenType:       "Bearer",
-		Expiry:          tok.Expiry,
-		IDTokenExpiry:   id.Expiry, // the verified exp: the refresh is due before it
-	})
+	create := func() (Session, error) {
+		return s.store.Create(ctx, Session{
+			ID:       sid,
+			Subject:  id.Subject,
+			Issuer:   id.Issuer,
+			Audience: id.Audience,
+			ClientID: id.ClientID,
+			// The refresh check (OIDC Core 12.2) compares the refreshed azp with the original.
+			AuthorizedParty: id.ClientID,
+			AccessToken:     tok.AccessToken,
+			IDToken:         idToken,
+			RefreshToken:    tok.RefreshToken,
+			TokenType:       "Bearer",
+			Expiry:          tok.Expiry,
+			IDTokenExpiry:   id.Expiry, // the verified exp: the refresh is due before it
+		})
+	}
+	if r, ok := s.refresher.(rememberer); ok {
+		_, err = r.Remember(create)
+	} else {
+		_, err = create()
+	}
 	if errors.Is(err, ErrConflict) {
 		existing, err := s.store.Get(ctx, sid)
 		if err != nil {
