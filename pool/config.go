@@ -156,6 +156,12 @@ type Config struct {
 	// MaxConcurrentWorkflowTasks caps concurrent workflow task executions.
 	// OIDCFLOW_MAX_CONCURRENT_WORKFLOW_TASKS; default 0: the SDK's default.
 	MaxConcurrentWorkflowTasks int
+	// Pollers is how the worker polls its task queue: "autoscaling" scales the pollers of
+	// workflow and of activity tasks, each between 1 and 100, on the server's feedback
+	// (worker.NewPollerBehaviorAutoscaling), so that a backlog on the sticky queue does not
+	// hold up new runs; a number N keeps at most N pollers of each
+	// (worker.NewPollerBehaviorSimpleMaximum). OIDCFLOW_POLLERS; default "autoscaling".
+	Pollers string
 	// ShutdownTimeout is how long Run lets in-flight activities finish once its context is
 	// done. OIDCFLOW_SHUTDOWN_TIMEOUT; default 30s.
 	ShutdownTimeout time.Duration
@@ -339,6 +345,7 @@ func (c *Config) fields() []field {
 		{"SweepInterval", "OIDCFLOW_SWEEP_INTERVAL", &c.SweepInterval},
 		{"MaxConcurrentActivities", "OIDCFLOW_MAX_CONCURRENT_ACTIVITIES", &c.MaxConcurrentActivities},
 		{"MaxConcurrentWorkflowTasks", "OIDCFLOW_MAX_CONCURRENT_WORKFLOW_TASKS", &c.MaxConcurrentWorkflowTasks},
+		{"Pollers", "OIDCFLOW_POLLERS", &c.Pollers},
 		{"ShutdownTimeout", "OIDCFLOW_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout},
 		{"DeploymentName", "OIDCFLOW_DEPLOYMENT_NAME", &c.DeploymentName},
 		{"BuildID", "OIDCFLOW_BUILD_ID", &c.BuildID},
@@ -416,6 +423,9 @@ func (c Config) Validate() error {
 	}
 	if c.SweepInterval > 0 && c.SweepInterval < MinSweepInterval {
 		bad("OIDCFLOW_SWEEP_INTERVAL", "SweepInterval", "is %s; use 0 (leave the schedule alone) or at least %s", c.SweepInterval, MinSweepInterval)
+	}
+	if _, err := c.pollerBehavior(); err != nil {
+		bad("OIDCFLOW_POLLERS", "Pollers", "%s", err)
 	}
 	switch c.TemporalAuth {
 	case TemporalAuthNone:
@@ -500,4 +510,16 @@ func (c Config) validateVersioning(bad func(env, field, format string, args ...a
 			bad("OIDCFLOW_BUILD_ID", "BuildID", "is %d bytes long; at most %d", len(id), maxVersionPart)
 		}
 	}
+}
+
+// pollerBehavior returns the worker's poller behaviour of c.Pollers (after withDefaults).
+func (c Config) pollerBehavior() (worker.PollerBehavior, error) {
+	if c.Pollers == "autoscaling" {
+		return worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{}), nil
+	}
+	n, err := strconv.Atoi(c.Pollers)
+	if err != nil || n < 2 {
+		return nil, fmt.Errorf("is %q; use autoscaling or a number of at least 2", c.Pollers)
+	}
+	return worker.NewPollerBehaviorSimpleMaximum(worker.PollerBehaviorSimpleMaximumOptions{MaximumNumberOfPollers: n}), nil
 }

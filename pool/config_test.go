@@ -43,6 +43,8 @@ func TestValidateNamesTheVariable(t *testing.T) {
 		{"OIDCFLOW_SWEEP_INTERVAL", "SweepInterval", func(c *Config) { c.SweepInterval = time.Second }},
 		{"OIDCFLOW_SHUTDOWN_TIMEOUT", "ShutdownTimeout", func(c *Config) { c.ShutdownTimeout = -1 }},
 		{"OIDCFLOW_MAX_CONCURRENT_ACTIVITIES", "MaxConcurrentActivities", func(c *Config) { c.MaxConcurrentActivities = -1 }},
+		{"OIDCFLOW_POLLERS", "Pollers", func(c *Config) { c.Pollers = "many" }},
+		{"OIDCFLOW_POLLERS", "Pollers", func(c *Config) { c.Pollers = "1" }},
 		{"OIDCFLOW_TEMPORAL_AUTH", "TemporalAuth", func(c *Config) { c.TemporalAuth = "mtls" }},
 		{"OIDCFLOW_WORKER_CLIENT_SECRET", "WorkerClientSecret", func(c *Config) { c.TemporalAuth = TemporalAuthClientCredentials }},
 		{"OIDCFLOW_VAULT_AUTH", "VaultAuth", func(c *Config) { c.VaultAuth = "userpass" }},

@@ -257,7 +257,13 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	if p.Client, err = dialTemporal(ctx, cfg, parts.DataConverter()); err != nil {
 		return nil, err
 	}
+	pollers, err := cfg.pollerBehavior()
+	if err != nil {
+		return nil, err
+	}
 	wo := worker.Options{
+		WorkflowTaskPollerBehavior:             pollers,
+		ActivityTaskPollerBehavior:             pollers,
 		Interceptors:                           parts.Interceptors,
 		MaxConcurrentActivityExecutionSize:     cfg.MaxConcurrentActivities,
 		MaxConcurrentWorkflowTaskExecutionSize: cfg.MaxConcurrentWorkflowTasks,
