@@ -58,7 +58,7 @@ func StartWorker(t testing.TB, opts app.WorkerOptions) *app.Worker {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		opts.Logger = Logger(t, slog.LevelWarn)
 	}
 	w, err := app.NewWorker(ctx, opts)
 	if err != nil {
@@ -158,6 +158,11 @@ func subject(t testing.TB, ts oauth2.TokenSource) string {
 		t.Fatalf("the ID token names no subject (%v)", err)
 	}
 	return claims.Sub
+}
+
+// Logger logs at level and above to t's log, which go test shows when t fails.
+func Logger(t testing.TB, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
 }
 
 type testWriter struct{ t testing.TB }
