@@ -19,8 +19,9 @@ REPLAY_FLAGS     ?=
 # RECORD_ESCALATION=1 makes record-histories record the escalated AccessRequest too (an hour).
 RECORD_ESCALATION ?=
 # BENCH_FLAGS go to the benchmark (`go run ./internal/bench/cmd/bench -h`): for a quick look
-# BENCH_FLAGS='-runs 30 -runs-1 20 -sessions 5 -session-duration 1m'; the issue's long rows
-# BENCH_FLAGS='-sessions 300 -session-duration 5m'.
+# BENCH_FLAGS='-runs 30 -runs-1 20 -sessions 5 -session-duration 1m'; the defaults measure
+# 300 runs per side and repeat at 10 and 50 in flight, 100 at 1, and long runs of 100, 300
+# and 1000 sessions for 5 minutes each (about 50 minutes on 2 cores).
 BENCH_FLAGS ?=
 
 .PHONY: tools checkers postgres browser devstack up down status checks replay-check record-histories test demo bench bench-readme

@@ -185,7 +185,7 @@ func TestMarkdownRendersEveryPart(t *testing.T) {
 		Levels:       []Level{{InFlight: 10, PerRun: PerRun{Vault: map[string]float64{VaultRead: 7}, IdP: map[string]float64{}}}},
 		History:      &History{Sample: 5},
 		Verification: &Verification{Alg: "RS256"},
-		LongRun:      &LongRun{Sessions: 20, ReuseReports: -1},
+		LongRuns:     []*LongRun{{Sessions: 20, ReuseReports: -1}},
 	}
 	md := Markdown(r)
 	for _, want := range []string{"2 × Test CPU", "2026-01-02 03:04 UTC", "| 10 |", "| 7.00 |", "History of a run", "RS256", "| 20 |", "n/a"} {

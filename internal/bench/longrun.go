@@ -28,14 +28,14 @@ type session struct {
 	err     error
 }
 
-// longRun logs o.Sessions people in through a client of its own whose tokens live
+// longRun logs n people in through a client of its own whose tokens live
 // o.TokenTTL, starts one lifetimes.Steps run per login on a fresh oidcflow worker (one step
 // every o.StepEvery for o.SessionDuration, each refreshing the session when it is due), and
 // measures the refreshes and the worker's load.
-func longRun(ctx context.Context, o *Options) (*LongRun, error) {
+func longRun(ctx context.Context, o *Options, n int) (*LongRun, error) {
 	st := o.Stack
 	fmt.Fprintf(o.Log, "bench: long run: %d sessions on %s tokens, a step every %s for %s\n",
-		o.Sessions, o.TokenTTL, o.StepEvery, o.SessionDuration)
+		n, o.TokenTTL, o.StepEvery, o.SessionDuration)
 	cl, err := newShortClient(ctx, st, o.TokenTTL)
 	if err != nil {
 		return nil, err
@@ -71,7 +71,7 @@ func longRun(ctx context.Context, o *Options) (*LongRun, error) {
 	}
 	steps := int(o.SessionDuration/o.StepEvery) + 1
 	in := lifetimes.Input{Steps: steps, Every: o.StepEvery}
-	sessions := make([]*session, o.Sessions)
+	sessions := make([]*session, n)
 	begin := time.Now()
 	sem := make(chan struct{}, o.LoginConcurrency)
 	var wg sync.WaitGroup
@@ -112,8 +112,8 @@ func longRun(ctx context.Context, o *Options) (*LongRun, error) {
 	}
 	d := delta(before, after)
 
-	lr := &LongRun{Sessions: o.Sessions, Duration: o.SessionDuration.String(), Wall: wall.Round(time.Second).String(),
-		StepsExpected: steps * o.Sessions, IdPGrants: -1, ReuseReports: -1}
+	lr := &LongRun{Sessions: n, Duration: o.SessionDuration.String(), Wall: wall.Round(time.Second).String(),
+		StepsExpected: steps * n, IdPGrants: -1, ReuseReports: -1}
 	var lateness, startDelays []float64
 	for _, s := range sessions {
 		if s.err != nil {
@@ -182,8 +182,8 @@ func longRun(ctx context.Context, o *Options) (*LongRun, error) {
 	lr.WorkerCPUPercent = d.CPUSeconds / wall.Seconds() * 100
 	lr.WorkerRSSMiB = float64(after.RSSBytes) / (1 << 20)
 	lr.WorkerPeakRSSMiB = float64(after.PeakRSSBytes) / (1 << 20)
-	fmt.Fprintf(o.Log, "bench: long run: %d of %d steps on time, %d late, %d missed, %d failed runs, %.0f rotations, %.2f grants per rotation\n",
-		lr.OnTime, lr.StepsExpected, lr.Late, lr.Missed, lr.FailedRuns, lr.Rotations, lr.GrantsPerRotation)
+	fmt.Fprintf(o.Log, "bench: long run of %d: %d of %d steps on time, %d late, %d missed, %d failed runs, %.0f rotations, %.2f grants per rotation\n",
+		n, lr.OnTime, lr.StepsExpected, lr.Late, lr.Missed, lr.FailedRuns, lr.Rotations, lr.GrantsPerRotation)
 	return lr, nil
 }
 

@@ -80,20 +80,23 @@ func Markdown(r *Result) string {
 		p("\nVerification of the stack's own %s ID token against its keys, per call: %.0f µs uncached, %.1f µs cached. ", v.Alg, v.UncachedMicros, v.CachedMicros)
 		p("An activity's session check (\"session check, mean\" above) is the session's read (its in-process copy, or Vault when its refresh is due or the copy is older than 30 s), a cached verification and the refresh check.\n")
 	}
-	if lr := r.LongRun; lr != nil {
-		p("\nLong run: %d concurrent sessions (independent logins, %s access and ID tokens), each one identity-checked step every %s for %s on one oidcflow worker; a step more than %s after it was due is late.\n\n",
-			lr.Sessions, r.Params.TokenTTL, r.Params.StepEvery, lr.Duration, r.Params.LateAfter)
+	if len(r.LongRuns) > 0 {
+		lr := r.LongRuns[0]
+		p("\nLong runs: N concurrent sessions (independent logins, %s access and ID tokens), each one identity-checked step every %s for %s on one oidcflow worker; a step more than %s after it was due is late.\n\n",
+			r.Params.TokenTTL, r.Params.StepEvery, lr.Duration, r.Params.LateAfter)
 		p("| sessions | steps on time | late | missed | failed runs | lateness p50 / p99 / max | start p99 | rotations | IdP grants per rotation | reuse reports | Vault ops/min | Vault ops per rotation | worker CPU | worker RSS (peak) |\n")
 		p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-		grants := fmt.Sprintf("%.2f", lr.GrantsPerRotation)
-		reuse := fmt.Sprintf("%.0f", lr.ReuseReports)
-		if lr.ReuseReports < 0 {
-			reuse = "n/a"
+		for _, lr := range r.LongRuns {
+			grants := fmt.Sprintf("%.2f", lr.GrantsPerRotation)
+			reuse := fmt.Sprintf("%.0f", lr.ReuseReports)
+			if lr.ReuseReports < 0 {
+				reuse = "n/a"
+			}
+			p("| %d | %d of %d | %d | %d | %d | %.1f / %.1f / %.1f s | %.1f s | %.0f | %s | %s | %.0f | %.1f | %.0f%% of a core | %.0f MiB (%.0f) |\n",
+				lr.Sessions, lr.OnTime, lr.StepsExpected, lr.Late, lr.Missed, lr.FailedRuns,
+				lr.LatenessP50, lr.LatenessP99, lr.LatenessMax, lr.StartDelayP99, lr.Rotations, grants, reuse,
+				lr.VaultOpsPerMinute, lr.VaultOpsPerRotation, lr.WorkerCPUPercent, lr.WorkerRSSMiB, lr.WorkerPeakRSSMiB)
 		}
-		p("| %d | %d of %d | %d | %d | %d | %.1f / %.1f / %.1f s | %.1f s | %.0f | %s | %s | %.0f | %.1f | %.0f%% of a core | %.0f MiB (%.0f) |\n",
-			lr.Sessions, lr.OnTime, lr.StepsExpected, lr.Late, lr.Missed, lr.FailedRuns,
-			lr.LatenessP50, lr.LatenessP99, lr.LatenessMax, lr.StartDelayP99, lr.Rotations, grants, reuse,
-			lr.VaultOpsPerMinute, lr.VaultOpsPerRotation, lr.WorkerCPUPercent, lr.WorkerRSSMiB, lr.WorkerPeakRSSMiB)
 		p("\nIdP grants are the refresh grants the IdP served this benchmark's client (its token hook's log), or the worker's token requests where that log is missing; reuse reports are Hydra's refresh token reuse detections while the row ran (any client).\n")
 	}
 	return b.String()

@@ -18,7 +18,8 @@ type Result struct {
 	Levels       []Level       `json:"levels"`
 	History      *History      `json:"history,omitempty"`
 	Verification *Verification `json:"verification,omitempty"`
-	LongRun      *LongRun      `json:"long_run,omitempty"`
+	// LongRuns are the long-run rows, one per number of sessions.
+	LongRuns []*LongRun `json:"long_runs,omitempty"`
 	// Failed is the error that ended an incomplete run ("" for a complete one).
 	Failed string `json:"failed,omitempty"`
 }
@@ -41,7 +42,7 @@ type Params struct {
 	Repeats         int    `json:"repeats"`
 	Persona         string `json:"persona"`
 	HistorySample   int    `json:"history_sample"`
-	Sessions        int    `json:"sessions"`
+	Sessions        []int  `json:"sessions"`
 	SessionDuration string `json:"session_duration"`
 	StepEvery       string `json:"step_every"`
 	TokenTTL        string `json:"token_ttl"`

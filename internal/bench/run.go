@@ -51,9 +51,9 @@ type Options struct {
 	// HistorySample is how many runs of each side (at the first level) have their history
 	// measured. Default 5.
 	HistorySample int
-	// Sessions is the long run's number of concurrent sessions (independent logins); negative
-	// skips the long run. Default 20.
-	Sessions int
+	// Sessions are the long runs' numbers of concurrent sessions (independent logins), one
+	// long run each, in order; a single negative number skips them. Default 20.
+	Sessions []int
 	// SessionDuration is how long each long-run session runs steps. Default 2m.
 	SessionDuration time.Duration
 	// StepEvery is the pause between a session's steps. Default 20s.
@@ -97,8 +97,8 @@ func (o *Options) defaults() {
 	if o.HistorySample <= 0 {
 		o.HistorySample = 5
 	}
-	if o.Sessions == 0 {
-		o.Sessions = 20
+	if len(o.Sessions) == 0 {
+		o.Sessions = []int{20}
 	}
 	if o.SessionDuration <= 0 {
 		o.SessionDuration = 2 * time.Minute
@@ -144,13 +144,20 @@ func Run(ctx context.Context, opts Options) (*Result, string, error) {
 		} else if err := sideBySide(ctx, &opts, r); err != nil {
 			return err
 		}
-		if opts.Sessions <= 0 {
-			r.Params.Sessions = 0
-			return nil
+		for _, n := range opts.Sessions {
+			if n <= 0 {
+				r.Params.Sessions = nil
+				return nil
+			}
+			lr, err := longRun(ctx, &opts, n)
+			if lr != nil {
+				r.LongRuns = append(r.LongRuns, lr)
+			}
+			if err != nil {
+				return err
+			}
 		}
-		lr, err := longRun(ctx, &opts)
-		r.LongRun = lr
-		return err
+		return nil
 	}()
 	if err != nil {
 		// What was measured is kept, beside latest.json, not in its place.

@@ -54,8 +54,8 @@ func run(args []string) error {
 	fs.IntVar(&o.Repeats, "repeats", 3, "repeats of each level (the table shows their median and range)")
 	fs.StringVar(&o.Persona, "persona", "bob", "dev persona that starts the oidcflow runs")
 	fs.IntVar(&o.HistorySample, "history", 5, "runs of each side whose histories are compared")
-	fs.IntVar(&o.Sessions, "sessions", 20, "long run: concurrent sessions (the performance goals' rows: 100, 300, 1000); -1 skips it")
-	fs.DurationVar(&o.SessionDuration, "session-duration", 2*time.Minute, "long run: how long each session runs steps (the performance goals': 5m)")
+	sessions := fs.String("sessions", "100,300,1000", "long runs: numbers of concurrent sessions, comma-separated, one long run each; -1 skips them")
+	fs.DurationVar(&o.SessionDuration, "session-duration", 5*time.Minute, "long runs: how long each session runs steps")
 	fs.DurationVar(&o.StepEvery, "every", 20*time.Second, "long run: pause between a session's steps")
 	fs.DurationVar(&o.TokenTTL, "ttl", 30*time.Second, "long run: access and ID token lifetime")
 	fs.DurationVar(&o.LateAfter, "late", 5*time.Second, "long run: a step this much after it was due is late")
@@ -68,15 +68,12 @@ func run(args []string) error {
 	if strings.TrimSpace(*inFlight) == "" {
 		o.SkipSideBySide = true
 	}
-	for f := range strings.SplitSeq(*inFlight, ",") {
-		if f = strings.TrimSpace(f); f == "" {
-			continue
-		}
-		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 {
-			return fmt.Errorf("-in-flight: %q is not a positive number", f)
-		}
-		o.InFlight = append(o.InFlight, n)
+	var err error
+	if o.InFlight, err = numbers("-in-flight", *inFlight, 1); err != nil {
+		return err
+	}
+	if o.Sessions, err = numbers("-sessions", *sessions, -1); err != nil {
+		return err
 	}
 	st, err := testharness.Open()
 	if err != nil {
@@ -152,4 +149,20 @@ func worker(args []string) error {
 		return nil
 	}
 	return err
+}
+
+// numbers parses a comma-separated list of numbers of at least least.
+func numbers(flagName, list string, least int) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(list, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < least || n == 0 {
+			return nil, fmt.Errorf("%s: %q is not a number of runs or sessions", flagName, f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
