@@ -19,7 +19,9 @@ import (
 
 func TestRemoteCodec(t *testing.T) {
 	var gotAuth, gotNS, gotPath string
+	var calls int
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
 		gotAuth, gotNS, gotPath = r.Header.Get("Authorization"), r.Header.Get("X-Namespace"), r.URL.Path
 		b, _ := io.ReadAll(r.Body)
 		var in commonpb.Payloads
@@ -42,6 +44,17 @@ func TestRemoteCodec(t *testing.T) {
 	codec, err := NewRemoteCodec(RemoteCodecOptions{Endpoint: srv.URL + "/", CAFile: ca, Namespace: "oidcflow", TokenSource: ts})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, empty := range [][]*commonpb.Payload{nil, {}} {
+		if out, err := codec.Encode(empty); err != nil || len(out) != 0 {
+			t.Errorf("Encode(%v) = %v, %v", empty, out, err)
+		}
+		if out, err := codec.Decode(empty); err != nil || len(out) != 0 {
+			t.Errorf("Decode(%v) = %v, %v", empty, out, err)
+		}
+	}
+	if calls != 0 {
+		t.Errorf("no payloads: %d calls to the codec server, want 0", calls)
 	}
 	in := []*commonpb.Payload{{Metadata: map[string][]byte{"encoding": []byte("json/plain")}, Data: []byte(`"x"`)}}
 	out, err := codec.Encode(in)
