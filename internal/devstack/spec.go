@@ -1,13 +1,14 @@
 // Package devstack runs the oidcflow development stack on loopback: a Temporal dev server
-// with its Web UI, a Vault server with file storage, Ory Hydra with a SQLite database, our
-// login/consent app for Hydra (package idp) and PostgreSQL. It starts, seeds, checks and
-// stops them; state lives in the clone's .stack folder.
+// with its Web UI, a Vault server with file storage, Ory Hydra with its database in
+// PostgreSQL, our login/consent app for Hydra (package idp) and the codec server. It starts,
+// seeds, checks and stops them; state lives in the clone's .stack folder.
 //
 // The constants in this file are the single source of truth for ports, env names, client
 // ids and seeded paths: docker-compose.yml is tested against them.
 //
 // devstack is for development and tests only: Vault's unseal key and root token are kept
-// on disk (mode 0600), logins are password-less, and nothing uses TLS.
+// on disk (mode 0600), logins are password-less, and only the codec server and Temporal's
+// internal frontend use TLS.
 package devstack
 
 // Host is the only address every server binds to.
