@@ -157,9 +157,10 @@ type Config struct {
 	// OIDCFLOW_MAX_CONCURRENT_WORKFLOW_TASKS; default 0: the SDK's default.
 	MaxConcurrentWorkflowTasks int
 	// Pollers is how the worker polls its task queue: "autoscaling" scales the pollers of
-	// workflow and of activity tasks, each between 1 and 100, on the server's feedback
+	// workflow and of activity tasks, each between 2 and 100, on the server's feedback
 	// (worker.NewPollerBehaviorAutoscaling), so that a backlog on the sticky queue does not
-	// hold up new runs; a number N keeps at most N pollers of each
+	// hold up new runs, while an idle worker keeps a poller on its sticky queue and one on
+	// the normal queue; a number N keeps at most N pollers of each
 	// (worker.NewPollerBehaviorSimpleMaximum). OIDCFLOW_POLLERS; default "autoscaling".
 	Pollers string
 	// ShutdownTimeout is how long Run lets in-flight activities finish once its context is
@@ -515,7 +516,7 @@ func (c Config) validateVersioning(bad func(env, field, format string, args ...a
 // pollerBehavior returns the worker's poller behaviour of c.Pollers (after withDefaults).
 func (c Config) pollerBehavior() (worker.PollerBehavior, error) {
 	if c.Pollers == "autoscaling" {
-		return worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{}), nil
+		return worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{MinimumNumberOfPollers: 2}), nil
 	}
 	n, err := strconv.Atoi(c.Pollers)
 	if err != nil || n < 2 {
