@@ -3,7 +3,6 @@ package lifetimes_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -58,8 +57,6 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		r.workers = append(r.workers, apptest.StartWorker(t, app.WorkerOptions{
 			Env:      apptest.Env(t, st, "OIDCFLOW_TASK_QUEUE", r.queue, "OIDCFLOW_CLIENT_ID", r.cl.ID),
 			Register: lifetimes.Register,
-			// Info: a failed test shows every session the worker refreshed, revoked or swept.
-			Logger: apptest.Logger(t, slog.LevelInfo),
 			Refresher: func(ro *tokenstore.RefresherOptions) {
 				ro.AfterIdPAnswer = func(context.Context, string) error { r.answers.Add(1); return nil }
 				if o.refresher != nil {

@@ -58,7 +58,8 @@ func StartWorker(t testing.TB, opts app.WorkerOptions) *app.Worker {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if opts.Logger == nil {
-		opts.Logger = Logger(t, slog.LevelWarn)
+		// Info: a failed test shows every session the worker refreshed, revoked or swept.
+		opts.Logger = Logger(t, slog.LevelInfo)
 	}
 	w, err := app.NewWorker(ctx, opts)
 	if err != nil {
