@@ -81,9 +81,8 @@ func Markdown(r *Result) string {
 		p("An activity's session check (\"session check, mean\" above) is the session's read (its in-process copy, or Vault when its refresh is due or the copy is older than 30 s), a cached verification and the refresh check.\n")
 	}
 	if len(r.LongRuns) > 0 {
-		lr := r.LongRuns[0]
 		p("\nLong runs: N concurrent sessions (independent logins, %s access and ID tokens), each one identity-checked step every %s for %s on one oidcflow worker; a step more than %s after it was due is late.\n\n",
-			r.Params.TokenTTL, r.Params.StepEvery, lr.Duration, r.Params.LateAfter)
+			r.Params.TokenTTL, r.Params.StepEvery, r.Params.SessionDuration, r.Params.LateAfter)
 		p("| sessions | steps on time | late | missed | failed runs | lateness p50 / p99 / max | start p99 | rotations | IdP grants per rotation | reuse reports | Vault ops/min | Vault ops per rotation | worker CPU | worker RSS (peak) |\n")
 		p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, lr := range r.LongRuns {

@@ -59,7 +59,7 @@ func StartWorker(t testing.TB, opts app.WorkerOptions) *app.Worker {
 	defer cancel()
 	if opts.Logger == nil {
 		// Info: a failed test shows every session the worker refreshed, revoked or swept.
-		opts.Logger = Logger(t, slog.LevelInfo)
+		opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	w, err := app.NewWorker(ctx, opts)
 	if err != nil {
@@ -159,11 +159,6 @@ func subject(t testing.TB, ts oauth2.TokenSource) string {
 		t.Fatalf("the ID token names no subject (%v)", err)
 	}
 	return claims.Sub
-}
-
-// Logger logs at level and above to t's log, which go test shows when t fails.
-func Logger(t testing.TB, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
 }
 
 type testWriter struct{ t testing.TB }
