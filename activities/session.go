@@ -20,11 +20,11 @@ type SessionRefresher interface {
 	RefreshDue(s tokenstore.Session) time.Time
 }
 
-// SessionActivities keep a person's token session (in Vault) alive for a long run. Ending a
-// session is not an activity: the worker interceptor releases a run's hold when the run
-// closes, and the last holder revokes (tokenstore); the pool's sweeper removes what a dead
-// run left behind. Their inputs and results hold the session id and times only, never a token, so history
-// stays free of secrets.
+// SessionActivities keep a person's token session (in Vault) alive for a long run and end it
+// when the run closes: the worker interceptor schedules EndSession, which releases the run's
+// hold, and the last holder revokes (tokenstore); the pool's sweeper removes what a dead run
+// left behind. Their inputs and results hold the session id and times only, never a token, so
+// history stays free of secrets.
 //
 // Suggested activity options: StartToCloseTimeout of at least 2 minutes (a refresh may wait
 // for another worker's claim, tokenstore.RefresherOptions.ClaimTTL), and the default retry
@@ -36,6 +36,9 @@ type SessionActivities struct {
 	// Sweeper removes what dead runs left in the token store (the pool's sweeper calls
 	// SweepSessions). Default none: SweepSessions does nothing.
 	Sweeper SessionSweeper
+	// Sessions ends runs' sessions (EndSession; the pool's tokenstore.SharedSessions).
+	// Default none: EndSession fails, and the pool's sweeper ends what the run left.
+	Sessions SessionEnder
 	// Logger receives one record per call (never a token). Default slog.Default().
 	Logger *slog.Logger
 }
@@ -143,6 +146,38 @@ func (a *SessionActivities) SweepSessions(ctx context.Context, _ SweepSessionsIn
 			"one_time_removed", res.OneTimeRemoved)
 	}
 	return res, errors.Join(errs...)
+}
+
+// SessionEnder is what EndSession needs of a *tokenstore.SharedSessions.
+type SessionEnder interface {
+	End(ctx context.Context, sessionID, holder string) error
+}
+
+// EndSessionInput names the session a closing run held, and the run (its holder name).
+type EndSessionInput struct {
+	SessionID string `json:"session_id"`
+	Holder    string `json:"holder"`
+}
+
+// EndSession releases a closing run's hold on its session; the last holder revokes the
+// tokens at the IdP and destroys the session (tokenstore.SharedSessions.End). Only the pool
+// may run it (identity.RequirePool): the worker interceptor schedules it once the run's
+// workflow function has returned (interceptors.EndSessionActivity). Ending a hold that is
+// already gone succeeds, so retries are safe.
+func (a *SessionActivities) EndSession(ctx context.Context, in EndSessionInput) error {
+	if err := identity.RequirePool(ctx); err != nil {
+		return identity.ApplicationError(err)
+	}
+	if a.Sessions == nil {
+		return temporal.NewNonRetryableApplicationError("activities: EndSession needs SessionActivities.Sessions "+
+			"(the pool sets it); the pool's sweeper ends the session instead", TypeInvalidInput, nil)
+	}
+	if err := a.Sessions.End(ctx, in.SessionID, in.Holder); err != nil {
+		a.logger().WarnContext(ctx, "activities: ending a session failed", "session", in.SessionID, "err", err)
+		return sessionError(err)
+	}
+	a.logger().DebugContext(ctx, "activities: session released", "session", in.SessionID, "holder", in.Holder)
+	return nil
 }
 
 func (a *SessionActivities) logger() *slog.Logger {

@@ -143,3 +143,33 @@ func TestSweepSessionsRunsBothSteps(t *testing.T) {
 		t.Fatalf("SweepSessions = %+v, %v; one-time step ran: %v", res, err, s.oneTimeSwept)
 	}
 }
+
+type endLog struct{ ended []string }
+
+func (e *endLog) End(_ context.Context, sessionID, holder string) error {
+	e.ended = append(e.ended, sessionID+" "+holder)
+	return nil
+}
+
+// TestEndSession: only the pool ends a session (a person's identity does not, even for the
+// session it holds), and a pool without Sessions fails the call for good, so the run closes
+// and the sweeper ends the session.
+func TestEndSession(t *testing.T) {
+	log := &endLog{}
+	a := &SessionActivities{Refresher: &fakeRefresher{}, Sessions: log}
+	in := EndSessionInput{SessionID: "s1", Holder: "wf-1"}
+	var appErr *temporal.ApplicationError
+	if err := a.EndSession(as("s1"), in); !errors.As(err, &appErr) || appErr.Type() != identity.TypeUnauthenticated {
+		t.Fatalf("a person's EndSession: %v, want %s", err, identity.TypeUnauthenticated)
+	}
+	if err := a.EndSession(identity.WithPool(context.Background()), in); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(log.ended) != "[s1 wf-1]" {
+		t.Fatalf("ended %v", log.ended)
+	}
+	a.Sessions = nil
+	if err := a.EndSession(identity.WithPool(context.Background()), in); !errors.As(err, &appErr) || !appErr.NonRetryable() {
+		t.Fatalf("EndSession without Sessions: %v, want a non-retryable error", err)
+	}
+}

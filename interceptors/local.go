@@ -137,12 +137,15 @@ func (l *localActivities) OidcflowEnd(ctx context.Context, in endInput) error {
 // retries of transient failures.
 func (l *localActivities) laContext(ctx workflow.Context) workflow.Context {
 	return workflow.WithLocalActivityOptions(identity.AsPool(ctx), workflow.LocalActivityOptions{
-		StartToCloseTimeout:    l.timeout,
-		ScheduleToCloseTimeout: 10 * time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
-		},
+		StartToCloseTimeout: l.timeout, ScheduleToCloseTimeout: retryFor, RetryPolicy: retries(),
 	})
+}
+
+// retryFor bounds the retries of oidcflow's own activities' transient failures.
+const retryFor = 10 * time.Minute
+
+func retries() *temporal.RetryPolicy {
+	return &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second}
 }
 
 func (l *localActivities) open(ctx workflow.Context, op Operation, sealed []byte) (*identity.Identity, error) {
@@ -162,8 +165,8 @@ func (l *localActivities) resume(ctx workflow.Context, in resumeInput) (*identit
 	return id, err
 }
 
-// end closes a session even when the run was cancelled; a failure is logged, not returned:
-// the session then expires in the token store.
+// end releases holder's hold on a session (an update's caller, say) even when the run was
+// cancelled; a failure is logged, not returned: the pool's sweeper removes what is left.
 func (l *localActivities) end(ctx workflow.Context, sessionID, holder string) {
 	if sessionID == "" {
 		return
@@ -172,6 +175,46 @@ func (l *localActivities) end(ctx workflow.Context, sessionID, holder string) {
 	defer cancel()
 	if err := workflow.ExecuteLocalActivity(l.laContext(dctx), l.OidcflowEnd,
 		endInput{Session: sessionID, Holder: holder}).Get(dctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("session not ended; the pool's sweeper removes it", "error", err.Error())
+	}
+}
+
+// EndSessionActivity is the activity type that ends a run's session when the run closes:
+// activities.SessionActivities.EndSession, which the pool registers. A worker built on
+// NewWorkerInterceptor without the pool registers it too.
+const EndSessionActivity = "EndSession"
+
+// endByActivity is the workflow.GetVersion change id of ending a run's session from a
+// regular activity. A local activity ran before the server had accepted the run's end: when
+// it refused the last workflow task (a timer fired or a signal arrived meanwhile), the retried
+// task could take another path, and the run's next step found its session revoked. An
+// activity's side effect happens only once the task that scheduled it is in history, so the
+// run's path is settled by then. Runs that began before replay their local activity.
+const endByActivity = "oidcflow-end-by-activity"
+
+// endSessionInput is the input of EndSessionActivity (activities.EndSessionInput).
+type endSessionInput struct {
+	SessionID string `json:"session_id"`
+	Holder    string `json:"holder"`
+}
+
+// endRun ends the run's session as the run closes, cancelled or not; a failure is logged,
+// not returned: the pool's sweeper removes what is left.
+func (l *localActivities) endRun(ctx workflow.Context, sessionID, holder string) {
+	if sessionID == "" {
+		return
+	}
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	if workflow.GetVersion(dctx, endByActivity, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		l.end(ctx, sessionID, holder)
+		return
+	}
+	actx := workflow.WithActivityOptions(identity.AsPool(dctx), workflow.ActivityOptions{
+		StartToCloseTimeout: l.timeout, ScheduleToCloseTimeout: retryFor, RetryPolicy: retries(),
+	})
+	if err := workflow.ExecuteActivity(actx, EndSessionActivity,
+		endSessionInput{SessionID: sessionID, Holder: holder}).Get(dctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("session not ended; the pool's sweeper removes it", "error", err.Error())
 	}
 }

@@ -121,7 +121,8 @@ type ListingKey interface {
 // NewWorkerInterceptor returns the worker interceptor: it verifies the identity that arrives
 // with starts, updates and signals, records it in history, propagates it to activities,
 // local activities, child workflows, continue-as-new and external signals, and refuses every
-// activity task that carries neither a person's reference nor the pool's.
+// activity task that carries neither a person's reference nor the pool's. The worker must
+// also register EndSessionActivity (activities.SessionActivities), which ends runs' sessions.
 func NewWorkerInterceptor(opts WorkerOptions) (interceptor.WorkerInterceptor, error) {
 	if opts.Authenticator == nil {
 		return nil, fmt.Errorf("interceptors: WorkerOptions.Authenticator is required")
@@ -235,7 +236,7 @@ func (w *workflowInbound) ExecuteWorkflow(ctx workflow.Context, in *interceptor.
 	result, err := w.Next.ExecuteWorkflow(ctx, in)
 	var can *workflow.ContinueAsNewError
 	if w.state.owner && !errors.As(err, &can) {
-		w.root.la.end(ctx, w.state.starter.SessionID, info.WorkflowExecution.ID)
+		w.root.la.endRun(ctx, w.state.starter.SessionID, info.WorkflowExecution.ID)
 	}
 	return result, err
 }

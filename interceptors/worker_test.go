@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/identity"
 	"github.com/oidcflow/oidcflow/interceptors/envelope"
 )
@@ -112,6 +113,7 @@ func newEnv(t *testing.T, auth Authenticator, anonymous ...string) *testsuite.Te
 		t.Fatal(err)
 	}
 	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{wi}})
+	env.RegisterActivity(&activities.SessionActivities{Sessions: auth}) // EndSessionActivity
 	return env
 }
 

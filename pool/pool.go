@@ -146,8 +146,9 @@ func NewParts(ctx context.Context, cfg Config) (*Parts, error) {
 	if err != nil {
 		return nil, err
 	}
+	observed := cfg.Telemetry.Authenticator(auth)
 	wi, err := interceptors.NewWorkerInterceptor(interceptors.WorkerOptions{
-		Authenticator:           cfg.Telemetry.Authenticator(auth),
+		Authenticator:           observed,
 		PropagationSecrets:      secrets,
 		AllowAnonymous:          append(slices.Clone(cfg.AllowAnonymous), workflows.SweeperWorkflow),
 		IdentityWorkflows:       cfg.IdentityWorkflows,
@@ -167,7 +168,10 @@ func NewParts(ctx context.Context, cfg Config) (*Parts, error) {
 	if cfg.Hooks.Interceptors != nil {
 		p.Interceptors = cfg.Hooks.Interceptors(p.Interceptors)
 	}
-	p.SessionActivities = &activities.SessionActivities{Refresher: refresher, Sweeper: p.leftovers, Logger: cfg.Logger}
+	// EndSession ends a run's session through the same Authenticator as the interceptor's
+	// local activities (interceptors.EndSessionActivity).
+	p.SessionActivities = &activities.SessionActivities{Refresher: refresher, Sweeper: p.leftovers,
+		Sessions: observed, Logger: cfg.Logger}
 	return p, nil
 }
 

@@ -12,6 +12,7 @@
 //	wi, err := interceptors.NewWorkerInterceptor(interceptors.WorkerOptions{Authenticator: auth, ...})
 //	w := worker.New(c, queue, worker.Options{Interceptors: []interceptor.WorkerInterceptor{
 //		tel.TracingInterceptor(), wi, tel.Denials()}})
+//	w.RegisterActivity(&activities.SessionActivities{Refresher: refresher, Sessions: auth})
 //	http.Handle("/metrics", tel)
 //
 // The tracing interceptor goes first, so that the workflow and activity spans it opens are

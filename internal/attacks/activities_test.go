@@ -98,7 +98,7 @@ func TestAttackAnonymousPoolActivities(t *testing.T) {
 	arg := func(v any) json.RawMessage { b, _ := json.Marshal(v); return b }
 	attacks := []evilInput{
 		{Activity: "RefreshSession", Arg: arg(activities.RefreshSessionInput{SessionID: sessionID})},
-		{Activity: "EndSession", Arg: arg(map[string]string{"session_id": sessionID})},
+		{Activity: "EndSession", Arg: arg(activities.EndSessionInput{SessionID: sessionID, Holder: victim})},
 		{Activity: "Notify", Arg: arg(activities.NotifyInput{Event: "access.granted", Text: "<!channel> all approved"})},
 		{Activity: "RevokeAccess", Arg: arg(activities.RevokeAccessInput{RequestID: victim, Requester: "bob"})},
 		{Activity: "GrantAccess", Arg: arg(activities.GrantAccessInput{RequestID: "evil", Requester: "erin",
@@ -129,14 +129,7 @@ func TestAttackAnonymousPoolActivities(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				err = run.Get(ctx, nil)
-				if in.Activity == "EndSession" { // no longer an activity at all
-					if err == nil {
-						t.Fatal("EndSession ran")
-					}
-					continue
-				}
-				wantRefused(t, in.Activity, err)
+				wantRefused(t, in.Activity, run.Get(ctx, nil))
 			}
 		})
 	}
