@@ -346,7 +346,18 @@ func (r *runner) update(ctx context.Context, workflowID, name string, arg any, h
 	if err != nil {
 		return r.workflowError(workflowID, name, err)
 	}
+	if st.State.Final() {
+		waitClosed(ctx, c, workflowID, h.RunID())
+	}
 	return r.printRequest(RequestJSON{WorkflowID: workflowID, State: st.State, Status: &st, UIURL: r.uiURL(workflowID)}, headline)
+}
+
+// waitClosed waits a little for a run whose request reached a final state to close (it ends
+// its session first), so that a new request under the same id starts a run of its own.
+func waitClosed(ctx context.Context, c temporalClient, workflowID, runID string) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_ = c.GetWorkflow(ctx, workflowID, runID).Get(ctx, nil) // its outcome is in the status shown
 }
 
 // workflowError turns an update or query failure into a message that says what happened.
@@ -459,6 +470,9 @@ func (r *runner) decide(ctx context.Context, workflowID, name, comment string, s
 			strings.TrimPrefix(app.Message(), "workflows: "), workflowID, name)}
 	case err != nil:
 		return r.workflowError(workflowID, name, err)
+	}
+	if res.State.Final() {
+		waitClosed(ctx, c, workflowID, h.RunID())
 	}
 	out := RequestJSON{WorkflowID: workflowID, RunID: res.RunID, State: res.State, Status: &res, UIURL: r.uiURL(workflowID)}
 	return r.emit(out, func(w io.Writer) {
