@@ -31,7 +31,7 @@ func TestStackReplayOpenRuns(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	bob := identityClient(t, st, st.Login(t, "bob"))
+	bob := identityClient(t, st, st.Login(t, "bob"), true)
 	accessID, keepID := "replay-live-access-"+queue, "replay-live-keepalive-"+queue
 	access, err := bob.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: accessID, TaskQueue: queue},
 		workflows.AccessRequestWorkflow, accessInput("replay gate: live", time.Hour, nil))

@@ -68,9 +68,12 @@ func TestStackRecordHistories(t *testing.T) {
 	st := testharness.Load(t)
 	r := &recorder{st: st, c: plainClient(t, st), queue: taskQueue("replay-record"), bare: taskQueue("replay-record-bare")}
 	r.cl = st.NewClient(t, testharness.ClientOptions{AccessTokenTTL: 3 * time.Second, IDTokenTTL: 3 * time.Second})
-	startWorker(t, st, r.queue, nil, "OIDCFLOW_CLIENT_ID="+r.cl.ID, "OIDCFLOW_SWEEP_INTERVAL=10s")
+	// The gate replays saved histories offline, without Vault: the recording workers and
+	// clients write payloads unencrypted.
+	plain := "OIDCFLOW_ENCRYPT_PAYLOADS=false"
+	startWorker(t, st, r.queue, nil, "OIDCFLOW_CLIENT_ID="+r.cl.ID, "OIDCFLOW_SWEEP_INTERVAL=10s", plain)
 	t.Cleanup(func() { r.deleteSchedule() })
-	startWorker(t, st, r.bare, []string{"OIDCFLOW_POSTGRES_URL"}, "OIDCFLOW_CLIENT_ID="+r.cl.ID, "OIDCFLOW_SWEEP_INTERVAL=0")
+	startWorker(t, st, r.bare, []string{"OIDCFLOW_POSTGRES_URL"}, "OIDCFLOW_CLIENT_ID="+r.cl.ID, "OIDCFLOW_SWEEP_INTERVAL=0", plain)
 
 	t.Run("states", func(t *testing.T) {
 		for _, s := range []struct {
@@ -111,7 +114,7 @@ func (r *recorder) as(t *testing.T, persona string) (client.Client, *oauth2.Toke
 	t.Helper()
 	tok := r.cl.Login(t, persona)
 	r.keep(tok)
-	return identityClient(t, r.st, tok), tok
+	return identityClient(t, r.st, tok, false), tok
 }
 
 // keep remembers tok's strings for the leak check.
@@ -539,7 +542,7 @@ func recordKeepAliveParked(t *testing.T, r *recorder) {
 	tok := r.cl.Login(t, "bob")
 	r.keep(tok)
 	r.keep(r.cl.Refresh(t, tok)) // the refresh token the run deposits is spent now
-	bob := identityClient(t, r.st, tok)
+	bob := identityClient(t, r.st, tok, false)
 	id := r.id("keepalive-parked")
 	in := workflows.KeepAliveInput{Until: time.Now().Add(30 * time.Minute), Every: time.Minute}
 	run := r.start(t, ctx, bob, r.queue, id, workflows.KeepAliveWorkflow, in)

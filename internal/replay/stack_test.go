@@ -158,18 +158,21 @@ func plainClient(t *testing.T, st *testharness.Stack) client.Client {
 }
 
 // identityClient dials Temporal with a client that seals tok into every start, signal and
-// update.
-func identityClient(t *testing.T, st *testharness.Stack, tok *oauth2.Token) client.Client {
+// update; with codec, it encrypts payloads through the stack's codec server as starters do.
+func identityClient(t *testing.T, st *testharness.Stack, tok *oauth2.Token, codec bool) client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := interceptors.Dial(ctx, interceptors.DialOptions{
-		Client:        client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")},
-		TokenSource:   oauth2.StaticTokenSource(tok),
-		PublicKey:     st.Env("OIDCFLOW_ENVELOPE_PUBLIC_KEY"),
-		Bearer:        st.Authorizes(),
-		CodecEndpoint: st.Env("OIDCFLOW_CODEC_ENDPOINT"), CodecCAFile: st.Env("OIDCFLOW_CODEC_CA_FILE"),
-	})
+	o := interceptors.DialOptions{
+		Client:      client.Options{HostPort: st.Env("TEMPORAL_ADDRESS"), Namespace: st.Env("TEMPORAL_NAMESPACE")},
+		TokenSource: oauth2.StaticTokenSource(tok),
+		PublicKey:   st.Env("OIDCFLOW_ENVELOPE_PUBLIC_KEY"),
+		Bearer:      st.Authorizes(),
+	}
+	if codec {
+		o.CodecEndpoint, o.CodecCAFile = st.Env("OIDCFLOW_CODEC_ENDPOINT"), st.Env("OIDCFLOW_CODEC_CA_FILE")
+	}
+	c, err := interceptors.Dial(ctx, o)
 	if err != nil {
 		t.Fatalf("dial Temporal: %v", err)
 	}
