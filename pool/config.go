@@ -161,7 +161,7 @@ type Config struct {
 	// (worker.NewPollerBehaviorAutoscaling), so that a backlog on the sticky queue does not
 	// hold up new runs, while an idle worker keeps a poller on its sticky queue and one on
 	// the normal queue; a number N keeps at most N pollers of each
-	// (worker.NewPollerBehaviorSimpleMaximum). OIDCFLOW_POLLERS; default "2", the SDK's.
+	// (worker.NewPollerBehaviorSimpleMaximum). OIDCFLOW_POLLERS; default "autoscaling".
 	Pollers string
 	// ShutdownTimeout is how long Run lets in-flight activities finish once its context is
 	// done. OIDCFLOW_SHUTDOWN_TIMEOUT; default 30s.

@@ -74,7 +74,7 @@ var Vars = []Var{
 	{"OIDCFLOW_HTTP_ADDR", "127.0.0.1:9090", "worker's metrics (/metrics) and health (/healthz, /readyz) listener", false},
 	{"OIDCFLOW_MAX_CONCURRENT_ACTIVITIES", "0", "worker's max concurrent activity executions (0: SDK default)", false},
 	{"OIDCFLOW_MAX_CONCURRENT_WORKFLOW_TASKS", "0", "worker's max concurrent workflow task executions (0: SDK default)", false},
-	{"OIDCFLOW_POLLERS", "2", "how the worker polls its task queue: a number N (at most N pollers of workflow and of activity tasks; 2 is the SDK's default) or `autoscaling` (they scale on the server's feedback, 2 to 100 each; see \"Running a worker pool\")", false},
+	{"OIDCFLOW_POLLERS", "autoscaling", "how the worker polls its task queue: `autoscaling` (the pollers of workflow and of activity tasks scale on the server's feedback, 2 to 100 each; see \"Running a worker pool\") or a number N of at least 2 (at most N pollers of each kind; 2 is the SDK's default)", false},
 	{"OIDCFLOW_DEPLOYMENT_NAME", "", "Temporal Worker Deployment the worker belongs to (Worker Deployment Versioning; no `.` or `:`); required with OIDCFLOW_BUILD_ID", false},
 	{"OIDCFLOW_BUILD_ID", "", "this worker's build within OIDCFLOW_DEPLOYMENT_NAME (an image tag or commit); set, the worker is versioned and gets only the runs Temporal routes to its build (see \"Deploying a new version\"); empty: versioning off, the worker takes every task of its queue", false},
 	{"OIDCFLOW_DEPLOYMENT_SET_CURRENT_IF_UNSET", "false", "`true`: when the deployment has never had a current version (its first build), the worker makes its own build current; it never replaces a current version or an operator's choice (dev and first deploys)", false},
