@@ -20,7 +20,7 @@ import (
 
 const lastTaskWorkflow = "LifetimesLastTask"
 
-// holds are the gates of the Hold local activity, by workflow id.
+// holds are the gates of the hold local activity, by workflow id.
 var holds sync.Map
 
 type gate struct {
@@ -28,8 +28,8 @@ type gate struct {
 	once             sync.Once
 }
 
-// Hold waits until the test opens its run's gate.
-func Hold(ctx context.Context) error {
+// hold waits until the test opens its run's gate.
+func hold(ctx context.Context) error {
 	g, ok := holds.Load(activity.GetInfo(ctx).WorkflowExecution.ID)
 	if !ok {
 		return nil
@@ -53,7 +53,7 @@ func lastTask(ctx workflow.Context) (*lifetimes.Result, error) {
 	}
 	workflow.GetSignalChannel(ctx, lifetimes.FinishSignal).Receive(ctx, nil)
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: time.Minute})
-	if err := workflow.ExecuteLocalActivity(lctx, Hold).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteLocalActivity(lctx, hold).Get(ctx, nil); err != nil {
 		return res, err
 	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute})
