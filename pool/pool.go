@@ -47,7 +47,8 @@ type Parts struct {
 	// Interceptors are the worker interceptors: tracing (Config.Tracing), identity, then
 	// denial counting.
 	Interceptors []interceptor.WorkerInterceptor
-	// SessionActivities keep sessions fresh and sweep them; New registers them.
+	// SessionActivities keep sessions fresh, end them as runs close (the interceptor
+	// schedules EndSession) and sweep them; New registers them.
 	SessionActivities *activities.SessionActivities
 	// PayloadCodec encrypts payloads (Config.EncryptPayloads); nil when it is off.
 	PayloadCodec *payloadcodec.Codec
