@@ -192,7 +192,8 @@ const EndSessionActivity = "EndSession"
 // run's path is settled by then. Runs that began before replay their local activity.
 const endByActivity = "oidcflow-end-by-activity"
 
-// endSessionInput is the input of EndSessionActivity (activities.EndSessionInput).
+// endSessionInput is the input of EndSessionActivity: activities.EndSessionInput, which this
+// package may not import (activities sits above it).
 type endSessionInput struct {
 	SessionID string `json:"session_id"`
 	Holder    string `json:"holder"`

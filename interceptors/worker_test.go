@@ -172,7 +172,9 @@ func TestWorkerPropagatesIdentityToActivities(t *testing.T) {
 	if got := strings.Join(seen, ","); got != "workflow:bob,activity:bob,local:bob" {
 		t.Fatalf("seen %s", got)
 	}
-	if len(auth.ended) != 1 {
+	// The run's session reaches EndSession by name: interceptors' input and activities'
+	// EndSessionInput agree (the layers keep them two types).
+	if len(auth.ended) != 1 || auth.ended[0] != "s-bob-start" {
 		t.Fatalf("sessions ended: %v, want the run's one session", auth.ended)
 	}
 }
