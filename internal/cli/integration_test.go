@@ -35,6 +35,9 @@ func newStackUser(t *testing.T, st *testharness.Stack, persona, queue string) *s
 	return &stackUser{t: t, st: st, persona: persona, vars: map[string]string{
 		"OIDCFLOW_TOKEN_CACHE": filepath.Join(t.TempDir(), persona, "tokens.json"),
 		"OIDCFLOW_TASK_QUEUE":  queue,
+		// A free port, so logins of tests that run side by side (or beside `make demo`)
+		// never compete for the registered one.
+		"OIDCFLOW_REDIRECT_URL": login.DefaultRedirectURL,
 	}}
 }
 

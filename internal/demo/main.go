@@ -174,8 +174,13 @@ func step(format string, args ...any) {
 // starter runs one starter command as persona; with out set it parses the --json output.
 func (s *story) starter(persona string, out any, args ...string) error {
 	env, err := config.New(func(name string) (string, bool) {
-		if name == "OIDCFLOW_TOKEN_CACHE" {
+		switch name {
+		case "OIDCFLOW_TOKEN_CACHE":
 			return filepath.Join(s.cache, persona+".json"), true
+		case "OIDCFLOW_REDIRECT_URL":
+			// A free port: the demo's logins must not wait for, or collide with, any other
+			// `starter login` on this machine. Hydra accepts any loopback port.
+			return login.DefaultRedirectURL, true
 		}
 		return os.LookupEnv(name)
 	})
