@@ -121,8 +121,9 @@ func (s *SharedSessions) SessionID(refreshToken string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// Deposit stores tok, the tokens of id (verified), for holder (a workflow id, or
-// "<workflow id>/update/<update id>") and returns the session id. A deposit of a refresh
+// Deposit stores tok, the tokens of id (verified), for holder (a run chain, "<workflow
+// id>/chain/<first run id>"; an update, "<workflow id>/update/<update id>"; or, as earlier
+// releases held, a workflow id) and returns the session id. A deposit of a refresh
 // token already deposited joins its session, which may hold rotated tokens by now; one for
 // another subject or issuer is refused with an error wrapping identity.ErrUnauthenticated. A
 // failed deposit leaves no hold behind.
@@ -201,14 +202,23 @@ func (s *SharedSessions) CurrentIDToken(ctx context.Context, sessionID string) (
 
 // End releases holder's hold on the session; when no holder is left, it revokes the refresh
 // token at the identity provider and destroys the session and its holder list. Ending a hold
-// that is not there is not an error (a retry). A holder list of a newer format fails it with
-// a *FormatError before anything is written or revoked.
+// that is not there is not an error (a retry). A run chain's holder that is not there
+// releases its workflow id's hold instead: a run an earlier release of the pool started held
+// so. A holder list of a newer format fails it with a *FormatError before anything is
+// written or revoked.
 func (s *SharedSessions) End(ctx context.Context, sessionID, holder string) error {
 	if err := ValidateSessionID(sessionID); err != nil {
 		return err
 	}
-	if _, err := s.hold(ctx, sessionID, holder, false); err != nil {
+	released, err := s.hold(ctx, sessionID, holder, false)
+	if err != nil {
 		return err
+	}
+	if chain := chainOf(holder); chain != "" && !released {
+		// A run that an earlier release of the pool started held as its workflow id.
+		if _, err := s.hold(ctx, sessionID, strings.TrimSuffix(holder, chain), false); err != nil {
+			return err
+		}
 	}
 	left, err := s.holders(ctx, sessionID)
 	if err != nil || len(left.list) > 0 {
@@ -306,8 +316,8 @@ type WorkflowStates interface {
 // Sweep releases the holds of workflows that are closed and ends every session left without
 // a holder: revocation at the IdP and the Vault secret destroyed, as the last End would have
 // done. Terminated and reset runs never call End; this is how their sessions go. It returns
-// how many sessions it ended. A hold is a workflow id, or an update of one ("<workflow
-// id>/update/<update id>"): both go once the workflow is closed. A hold of a workflow
+// how many sessions it ended. A hold is a run chain of a workflow, an update of one, or a
+// workflow id (see Deposit): each goes once the workflow is closed. A hold of a workflow
 // Temporal does not know is left alone, and so is a holder list that is empty (a deposit in
 // flight).
 //
@@ -347,7 +357,7 @@ sessions:
 		}
 		gone := 0
 		for _, holder := range h.list {
-			workflowID, _, _ := strings.Cut(holder, "/update/")
+			workflowID := holderWorkflow(holder)
 			closed, err := runs.Closed(ctx, workflowID)
 			if err != nil {
 				return ended, err
@@ -371,6 +381,24 @@ sessions:
 		return ended, fmt.Errorf("tokenstore: sweep skipped %d session(s) stored in a newer format, left to a newer worker (the first: %w)", skipped, first)
 	}
 	return ended, nil
+}
+
+// chainOf returns the "/chain/<first run id>" end of a run chain's holder, else "". Run ids
+// hold no "/".
+func chainOf(holder string) string {
+	i := strings.LastIndex(holder, "/chain/")
+	if i < 0 || strings.Contains(holder[i+len("/chain/"):], "/") {
+		return ""
+	}
+	return holder[i:]
+}
+
+// holderWorkflow returns the workflow id of a holder.
+func holderWorkflow(holder string) string {
+	if wf, _, ok := strings.Cut(holder, "/update/"); ok {
+		return wf
+	}
+	return strings.TrimSuffix(holder, chainOf(holder))
 }
 
 // listFolder returns the keys of a KV v2 folder at <mount>/metadata/<folder> (sub-folders end

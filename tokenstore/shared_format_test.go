@@ -304,3 +304,53 @@ func TestCheckStoredFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestRunChainHolders: each run chain of a workflow holds apart; ending one leaves the next
+// chain's hold (and the session) alone. A chain's end releases the workflow id's hold that a
+// run an earlier release started holds instead, so such a run still ends its session.
+func TestRunChainHolders(t *testing.T) {
+	_, s, rl := formatShared(t)
+	ctx := context.Background()
+	id := &identity.Identity{Subject: "bob", Issuer: "https://idp.example.test/", ClientID: "starter", Expiry: time.Now().Add(time.Hour)}
+	tok := &oauth2.Token{AccessToken: "a", RefreshToken: "r"}
+	sid, err := s.Deposit(ctx, id, tok, "wf/chain/r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Deposit(ctx, id, tok, "wf/chain/r2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.End(ctx, sid, "wf/chain/r1"); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := s.Holders(ctx, sid); !slices.Equal(h, []string{"wf/chain/r2"}) || len(rl.list()) != 0 {
+		t.Fatalf("after the first chain's end: holders %q, revoked %q; want the second chain's hold, none", h, rl.list())
+	}
+	if err := s.End(ctx, sid, "wf/chain/r2"); err != nil || len(rl.list()) != 1 {
+		t.Fatalf("after the last chain's end: %v, revoked %q; want the session revoked", err, rl.list())
+	}
+
+	legacy, err := s.Deposit(ctx, id, &oauth2.Token{AccessToken: "a", RefreshToken: "r-legacy"}, "wf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.End(ctx, legacy, "wf/chain/r3"); err != nil || len(rl.list()) != 2 {
+		t.Fatalf("a chain's end over a workflow id's hold: %v, revoked %q; want the session revoked", err, rl.list())
+	}
+}
+
+func TestHolderWorkflow(t *testing.T) {
+	for holder, want := range map[string]string{
+		"wf":                     "wf",
+		"wf/chain/r1":            "wf",
+		"a/chain/b/chain/r1":     "a/chain/b",
+		"wf/update/u1":           "wf",
+		"wf/update/u/chain/x":    "wf",
+		"wf/chain/not/a/run/id":  "wf/chain/not/a/run/id",
+		"orders/2026/chain/r-1a": "orders/2026",
+	} {
+		if got := holderWorkflow(holder); got != want {
+			t.Errorf("holderWorkflow(%q) = %q, want %q", holder, got, want)
+		}
+	}
+}
