@@ -21,6 +21,7 @@ type localActivities struct {
 	auth    Authenticator
 	keys    macKeys
 	timeout time.Duration
+	closes  *CloseWatch // nil: runs end their sessions in EndSessionActivity
 }
 
 // openInput is the input of the OidcflowOpen local activity.
@@ -184,13 +185,26 @@ func (l *localActivities) end(ctx workflow.Context, sessionID, holder string) {
 // NewWorkerInterceptor without the pool registers it too.
 const EndSessionActivity = "EndSession"
 
-// endByActivity is the workflow.GetVersion change id of ending a run's session from a
-// regular activity. A local activity ran before the server had accepted the run's end: when
-// it refused the last workflow task (a timer fired or a signal arrived meanwhile), the retried
-// task could take another path, and the run's next step found its session revoked. An
-// activity's side effect happens only once the task that scheduled it is in history, so the
-// run's path is settled by then. Runs that began before replay their local activity.
+// endByActivity is the workflow.GetVersion change id of how a run's session ends.
+//
+// DefaultVersion: a local activity in the run's last workflow task. It ran before the server
+// had accepted the run's end: when the server refused that task (a timer fired or a signal
+// arrived meanwhile), the retried task could take another path, and the run's next step found
+// its session revoked. Runs that began before replay it.
+//
+// 1: a regular activity, EndSessionActivity, after the workflow function returned. Its side
+// effect happens only once the task that scheduled it is in history, so the run's path is
+// settled by then; it costs one more round trip through the server. Runs whose workflow task
+// did not pass through a CloseWatch still end so.
+//
+// 2: nothing in the run; the CloseWatch ends the session once the server accepted the task
+// that ends the run.
 const endByActivity = "oidcflow-end-by-activity"
+
+const (
+	endInRun    workflow.Version = 1
+	endAfterRun workflow.Version = 2
+)
 
 // endSessionInput is the input of EndSessionActivity: activities.EndSessionInput, which this
 // package may not import (activities sits above it).
@@ -207,8 +221,20 @@ func (l *localActivities) endRun(ctx workflow.Context, sessionID, holder string)
 	}
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
-	if workflow.GetVersion(dctx, endByActivity, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	runID := workflow.GetInfo(ctx).WorkflowExecution.RunID
+	// Which way a new end goes depends on this worker; history keeps the choice for replay.
+	newest := endInRun
+	if workflow.IsReplaying(dctx) || l.closes.watching(runID) {
+		newest = endAfterRun
+	}
+	switch workflow.GetVersion(dctx, endByActivity, workflow.DefaultVersion, newest) {
+	case workflow.DefaultVersion:
 		l.end(ctx, sessionID, holder)
+		return
+	case endAfterRun:
+		if !workflow.IsReplaying(dctx) && l.closes != nil {
+			l.closes.endAtClose(runID, sessionID, holder)
+		}
 		return
 	}
 	actx := workflow.WithActivityOptions(identity.AsPool(dctx), workflow.ActivityOptions{

@@ -109,6 +109,10 @@ type WorkerOptions struct {
 	// history holds them, so they are decoded with it before their digest is matched with the
 	// sender's envelope. Default none: arguments are digested as they arrive.
 	PayloadCodec converter.PayloadCodec
+	// CloseWatch, installed on the worker's client too (CloseWatch.DialOption), ends each
+	// run's session once the server accepted the run's end, instead of in one more activity
+	// before it. Default none: runs end their sessions in EndSessionActivity.
+	CloseWatch *CloseWatch
 }
 
 // ListingKey is a search attribute key the worker owns; every temporal.SearchAttributeKey*
@@ -122,7 +126,8 @@ type ListingKey interface {
 // with starts, updates and signals, records it in history, propagates it to activities,
 // local activities, child workflows, continue-as-new and external signals, and refuses every
 // activity task that carries neither a person's reference nor the pool's. The worker must
-// also register EndSessionActivity (activities.SessionActivities), which ends runs' sessions.
+// also register EndSessionActivity (activities.SessionActivities), which ends the sessions of
+// runs that WorkerOptions.CloseWatch does not see close.
 func NewWorkerInterceptor(opts WorkerOptions) (interceptor.WorkerInterceptor, error) {
 	if opts.Authenticator == nil {
 		return nil, fmt.Errorf("interceptors: WorkerOptions.Authenticator is required")
@@ -138,7 +143,10 @@ func NewWorkerInterceptor(opts WorkerOptions) (interceptor.WorkerInterceptor, er
 		opts.ReferenceTTL = time.Hour
 	}
 	w := &workerInterceptor{opts: opts, keys: keys}
-	w.la = &localActivities{auth: opts.Authenticator, keys: keys, timeout: opts.VerifyTimeout}
+	w.la = &localActivities{auth: opts.Authenticator, keys: keys, timeout: opts.VerifyTimeout, closes: opts.CloseWatch}
+	if opts.CloseWatch != nil {
+		opts.CloseWatch.bind(opts.Authenticator.End)
+	}
 	return w, nil
 }
 
@@ -236,7 +244,7 @@ func (w *workflowInbound) ExecuteWorkflow(ctx workflow.Context, in *interceptor.
 	result, err := w.Next.ExecuteWorkflow(ctx, in)
 	var can *workflow.ContinueAsNewError
 	if w.state.owner && !errors.As(err, &can) {
-		w.root.la.endRun(ctx, w.state.starter.SessionID, info.WorkflowExecution.ID)
+		w.root.la.endRun(ctx, w.state.starter.SessionID, runHolder(info))
 	}
 	return result, err
 }
@@ -275,7 +283,7 @@ func (w *workflowInbound) startIdentity(ctx workflow.Context, info *workflow.Inf
 			RunStart: info.WorkflowStartTime,
 			At:       info.WorkflowStartTime, // the server's, so a backlog does not age it
 			Digest:   digest,
-			Holder:   info.WorkflowExecution.ID,
+			Holder:   runHolder(info),
 		}
 		w.state.owner = true
 		return w.root.la.open(ctx, op, sealed)
@@ -332,7 +340,7 @@ func (w *workflowInbound) ExecuteUpdate(ctx workflow.Context, in *interceptor.Up
 		Holder: info.WorkflowExecution.ID + "/update/" + updateID,
 	}
 	if in.Name == identity.ReconsentUpdate {
-		op.Holder = info.WorkflowExecution.ID
+		op.Holder = runHolder(info)
 	}
 	caller, err := w.root.la.open(ctx, op, sealed)
 	if err != nil {
@@ -344,6 +352,14 @@ func (w *workflowInbound) ExecuteUpdate(ctx workflow.Context, in *interceptor.Up
 		w.root.la.end(ctx, caller.SessionID, op.Holder)
 	}
 	return result, err
+}
+
+// runHolder is the hold of a run's chain (the run, and the runs it continues as new as) on
+// its session: "<workflow id>/chain/<first run id>" (tokenstore.SharedSessions). A new run
+// under the same workflow id holds apart, so the late end of the run before it, which the
+// CloseWatch sends once the server accepted it, releases only that run's hold.
+func runHolder(info *workflow.Info) string {
+	return info.WorkflowExecution.ID + "/chain/" + info.FirstRunID
 }
 
 // envelopeKey names a sealed envelope in the run's seen set. Only the sealer can make another

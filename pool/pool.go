@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"golang.org/x/oauth2"
+	"google.golang.org/grpc"
 
 	"github.com/oidcflow/oidcflow/activities"
 	"github.com/oidcflow/oidcflow/identity"
@@ -47,9 +48,13 @@ type Parts struct {
 	// Interceptors are the worker interceptors: tracing (Config.Tracing), identity, then
 	// denial counting.
 	Interceptors []interceptor.WorkerInterceptor
-	// SessionActivities keep sessions fresh, end them as runs close (the interceptor
-	// schedules EndSession) and sweep them; New registers them.
+	// SessionActivities keep sessions fresh, end the sessions of runs that CloseWatch does
+	// not see close (the interceptor schedules EndSession) and sweep them; New registers them.
 	SessionActivities *activities.SessionActivities
+	// CloseWatch ends each run's session once the server accepted the run's end; New
+	// installs it on the worker's client (CloseWatch.DialOption). A worker built from Parts
+	// on a client without it ends sessions in EndSession, one round trip more per run.
+	CloseWatch *interceptors.CloseWatch
 	// PayloadCodec encrypts payloads (Config.EncryptPayloads); nil when it is off.
 	PayloadCodec *payloadcodec.Codec
 
@@ -148,7 +153,9 @@ func NewParts(ctx context.Context, cfg Config) (*Parts, error) {
 		return nil, err
 	}
 	observed := cfg.Telemetry.Authenticator(auth)
+	p.CloseWatch = interceptors.NewCloseWatch(cfg.Logger)
 	wi, err := interceptors.NewWorkerInterceptor(interceptors.WorkerOptions{
+		CloseWatch:              p.CloseWatch,
 		Authenticator:           observed,
 		PropagationSecrets:      secrets,
 		AllowAnonymous:          append(slices.Clone(cfg.AllowAnonymous), workflows.SweeperWorkflow),
@@ -259,7 +266,7 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	}
 	cfg = parts.cfg
 	p := &Pool{Parts: parts}
-	if p.Client, err = dialTemporal(ctx, cfg, parts.DataConverter()); err != nil {
+	if p.Client, err = dialTemporal(ctx, cfg, parts.DataConverter(), parts.CloseWatch.DialOption()); err != nil {
 		return nil, err
 	}
 	pollers, err := cfg.pollerBehavior()
@@ -363,8 +370,8 @@ func (c Config) ApplyTemporalAuth(ctx context.Context, opts *client.Options) err
 }
 
 // dialTemporal connects to c.TemporalAddress / c.Namespace as the worker, with data
-// converter dc.
-func dialTemporal(ctx context.Context, c Config, dc converter.DataConverter) (client.Client, error) {
+// converter dc and the dial options given.
+func dialTemporal(ctx context.Context, c Config, dc converter.DataConverter, dial ...grpc.DialOption) (client.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	opts := client.Options{
@@ -374,6 +381,7 @@ func dialTemporal(ctx context.Context, c Config, dc converter.DataConverter) (cl
 		Logger:         sdklog.NewStructuredLogger(c.Logger),
 		MetricsHandler: c.Telemetry.MetricsHandler(),
 	}
+	opts.ConnectionOptions.DialOptions = dial
 	if c.Tracing {
 		opts.Interceptors = []interceptor.ClientInterceptor{c.Telemetry.TracingInterceptor()}
 	}
