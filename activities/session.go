@@ -21,9 +21,10 @@ type SessionRefresher interface {
 }
 
 // SessionActivities keep a person's token session (in Vault) alive for a long run and end it
-// when the run closes: the worker interceptor schedules EndSession, which releases the run's
-// hold, and the last holder revokes (tokenstore); the pool's sweeper removes what a dead run
-// left behind. Their inputs and results hold the session id and times only, never a token, so
+// when the run closes: the pool's interceptors.CloseWatch releases the run's hold once the
+// server accepted the run's end, or, for a run whose tasks it did not see, the worker
+// interceptor schedules EndSession, which does; the last holder revokes (tokenstore). The
+// pool's sweeper removes what a dead run left behind. Their inputs and results hold the session id and times only, never a token, so
 // history stays free of secrets.
 //
 // Suggested activity options: StartToCloseTimeout of at least 2 minutes (a refresh may wait
@@ -161,8 +162,9 @@ type EndSessionInput struct {
 
 // EndSession releases a closing run's hold on its session; the last holder revokes the
 // tokens at the IdP and destroys the session (tokenstore.SharedSessions.End). Only the pool
-// may run it (identity.RequirePool): the worker interceptor schedules it once the run's
-// workflow function has returned (interceptors.EndSessionActivity). Ending a hold that is
+// may run it (identity.RequirePool): the worker interceptor schedules it once the workflow
+// function of a run that no interceptors.CloseWatch sees has returned
+// (interceptors.EndSessionActivity). Ending a hold that is
 // already gone succeeds, so retries are safe.
 func (a *SessionActivities) EndSession(ctx context.Context, in EndSessionInput) error {
 	if err := identity.RequirePool(ctx); err != nil {

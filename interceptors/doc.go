@@ -22,11 +22,12 @@
 // activity task needs one kind or the other: a task scheduled by a workflow the pool does not
 // run is refused before any activity code runs.
 //
-// When a run's workflow function returns, the worker interceptor ends the run's session from
-// a regular activity under the pool's authority (EndSessionActivity): its side effect, the
-// revocation, happens only once the server has accepted the run's end. Every worker that uses
-// NewWorkerInterceptor registers activities.SessionActivities with Sessions set (package pool
-// does).
+// A run's session ends only once the server has accepted the run's end: the CloseWatch on the
+// worker's connection (WorkerOptions.CloseWatch) ends it right after; a run whose workflow
+// task did not pass through one ends it from a regular activity under the pool's authority
+// (EndSessionActivity), which the server dispatches only after accepting the task that
+// scheduled it. Every worker that uses NewWorkerInterceptor registers
+// activities.SessionActivities with Sessions set (package pool does).
 //
 // A workflow started without an envelope fails at once with a non-retryable
 // identity.TypeUnauthenticated error, unless its type is listed in

@@ -177,7 +177,7 @@ func NewParts(ctx context.Context, cfg Config) (*Parts, error) {
 		p.Interceptors = cfg.Hooks.Interceptors(p.Interceptors)
 	}
 	// EndSession ends a run's session through the same Authenticator as the interceptor's
-	// local activities (interceptors.EndSessionActivity).
+	// local activities and CloseWatch (interceptors.EndSessionActivity).
 	p.SessionActivities = &activities.SessionActivities{Refresher: refresher, Sweeper: p.leftovers,
 		Sessions: observed, Logger: cfg.Logger}
 	return p, nil
