@@ -280,17 +280,3 @@ func FuzzOwnerComment(f *testing.F) {
 		}
 	})
 }
-
-func TestIsUUID(t *testing.T) {
-	for s, want := range map[string]bool{
-		"0193a1c2-7d1e-7a55-9f7e-2f0b7f2b6c11": true,
-		"0193A1C2-7D1E-7A55-9F7E-2F0B7F2B6C11": true,
-		"default-test-run-id":                  false,
-		"0193a1c2-7d1e-7a55-9f7e-2f0b7f2b6c1":  false,
-		"0193a1c2x7d1e-7a55-9f7e-2f0b7f2b6c11": false,
-		"0193a1c2-7d1e-7a55-9f7e-2f0b7f2b6c1g": false,
-		"":                                     false,
-	} {
-		require.Equal(t, want, isUUID(s), s)
-	}
-}

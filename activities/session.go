@@ -164,8 +164,7 @@ type EndSessionInput struct {
 // tokens at the IdP and destroys the session (tokenstore.SharedSessions.End). Only the pool
 // may run it (identity.RequirePool): the worker interceptor schedules it once the workflow
 // function of a run that no interceptors.CloseWatch sees has returned
-// (interceptors.EndSessionActivity). Ending a hold that is
-// already gone succeeds, so retries are safe.
+// (interceptors.EndSessionActivity). Ending a hold that is already gone succeeds.
 func (a *SessionActivities) EndSession(ctx context.Context, in EndSessionInput) error {
 	if err := identity.RequirePool(ctx); err != nil {
 		return identity.ApplicationError(err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -14,6 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/oidcflow/oidcflow/identity"
+	"github.com/oidcflow/oidcflow/tokenstore"
 )
 
 // Runs tells whether a workflow run is still running. The sweep asks it about the run that
@@ -36,7 +36,7 @@ type TemporalRuns struct {
 // Running implements Runs. A run id that is no UUID was never issued by Temporal (Temporal
 // would refuse the question as malformed), so such a run is not running.
 func (r TemporalRuns) Running(ctx context.Context, workflowID, runID string) (bool, error) {
-	if runID != "" && !isUUID(runID) {
+	if runID != "" && !tokenstore.IsRunID(runID) {
 		return false, nil
 	}
 	d, err := r.Client.DescribeWorkflow(ctx, workflowID, runID)
@@ -50,10 +50,12 @@ func (r TemporalRuns) Running(ctx context.Context, workflowID, runID string) (bo
 	return d.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
 }
 
-// Closed reports whether Temporal knows the workflow and none of its runs is running. A
-// workflow it does not know (never started, or deleted after its retention) is not reported
-// closed: the token store's sweep leaves holds it cannot place alone.
-func (r TemporalRuns) Closed(ctx context.Context, workflowID string) (bool, error) {
+// Closed implements tokenstore.WorkflowStates: whether Temporal knows the workflow and none of
+// its runs (with firstRunID: of that run chain) is running. Only one run of a workflow runs
+// at a time, the latest, so a chain whose runs are not the latest is over. A workflow it does
+// not know (never started, or deleted after its retention) is not reported closed: the token
+// store's sweep leaves holds it cannot place alone.
+func (r TemporalRuns) Closed(ctx context.Context, workflowID, firstRunID string) (bool, error) {
 	d, err := r.Client.DescribeWorkflow(ctx, workflowID, "")
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
@@ -62,27 +64,10 @@ func (r TemporalRuns) Closed(ctx context.Context, workflowID string) (bool, erro
 	if err != nil {
 		return false, err
 	}
+	if latest := d.RawResponse.GetWorkflowExecutionInfo().GetFirstRunId(); firstRunID != "" && latest != "" && latest != firstRunID {
+		return true, nil
+	}
 	return d.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
-}
-
-// isUUID reports whether s has the textual form of a UUID (RFC 9562 section 4).
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i, c := range s {
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // SweepGrantsInput is the input of SweepGrants. It has no fields: a sweep decides from the
@@ -158,7 +143,7 @@ func (a *DatabaseActivities) sweep(ctx context.Context) (SweepGrantsResult, erro
 		case r.expired:
 			// Judged again under the lock: a grant may have set a new VALID UNTIL since.
 			still = func(cur managedRole) bool { return cur.expired }
-		case r.WorkflowID != "" && isUUID(r.RunID) && a.Runs != nil:
+		case r.WorkflowID != "" && tokenstore.IsRunID(r.RunID) && a.Runs != nil:
 			// A run id that is no Temporal run's (a grant made outside a workflow, as tests
 			// do) names nothing to ask about: such a role goes by its VALID UNTIL only.
 			running, err := a.Runs.Running(ctx, r.WorkflowID, r.RunID)

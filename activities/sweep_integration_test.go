@@ -300,3 +300,30 @@ func TestRevokeKeepsRoleWhoseSessionsCannotEnd(t *testing.T) {
 	require.Equal(t, 1, sessions)
 	r.waitEnded(t, ctx, conn, pid)
 }
+
+// TemporalRuns.Closed on the real server: a workflow id's earlier run chain is closed once a
+// later chain of it runs; the running chain is not; a workflow Temporal does not know is not.
+func TestIntegrationTemporalRunsChains(t *testing.T) {
+	r := newSweepRig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	runs := TemporalRuns{Client: r.temporal}
+	id, first := r.run(t, ctx, "chains")
+	closed := func(chain string) bool {
+		t.Helper()
+		c, err := runs.Closed(ctx, id, chain)
+		require.NoError(t, err)
+		return c
+	}
+	require.False(t, closed(first), "the running chain")
+	require.False(t, closed(""), "the workflow, while a run runs")
+	require.NoError(t, r.temporal.TerminateWorkflow(ctx, id, first, "next chain"))
+	require.True(t, closed(first), "a chain whose run ended")
+	_, second := r.run(t, ctx, "chains")
+	require.True(t, closed(first), "an earlier chain, while a later one runs")
+	require.False(t, closed(second), "the later, running chain")
+	require.False(t, closed(""), "the workflow, while a run runs")
+	unknown, err := runs.Closed(ctx, id+"-never-started", first)
+	require.NoError(t, err)
+	require.False(t, unknown, "a workflow Temporal does not know")
+}

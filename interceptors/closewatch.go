@@ -19,27 +19,29 @@ import (
 //
 // Install it on the worker's client with DialOption, and give the same CloseWatch to
 // NewWorkerInterceptor. A run whose workflow task did not pass through it (another client's
-// poll, an eager start) ends its session with the activity. When the worker stops between
-// the server's acceptance and the session's end, the pool's sweeper ends the session.
+// poll, an eager start) ends its session with the activity. When the end does not happen
+// (the worker stopped between the server's acceptance and the end, or the server's answer
+// was lost), the pool's sweeper ends the session once no run of the run's chain is running.
 type CloseWatch struct {
 	logger *slog.Logger
+	ends   sync.WaitGroup // session ends in progress
 
-	mu      sync.Mutex
-	end     func(ctx context.Context, sessionID, holder string) error
-	tasks   map[string]watchedTask // by task token
-	running map[string]int         // runs with a workflow task in flight: how many
-	pending map[string]runEnd      // by run id: the session to end once the run closed
+	mu        sync.Mutex
+	end       func(ctx context.Context, sessionID, holder string) error
+	tasks     map[string]*watchedTask // by task token
+	current   map[string]string       // run id -> token of its latest task in flight
+	lastSweep time.Time
 }
 
+// watchedTask is a workflow task in flight, and the session its run asked the watch to end
+// if this task's completion closes the run.
 type watchedTask struct {
 	runID  string
 	polled time.Time
+	end    *runEnd
 }
 
-type runEnd struct {
-	sessionID, holder string
-	at                time.Time // when a poll first saw it pending
-}
+type runEnd struct{ sessionID, holder string }
 
 // NewCloseWatch returns a CloseWatch that logs the sessions it could not end to logger
 // (default slog.Default()).
@@ -47,8 +49,7 @@ func NewCloseWatch(logger *slog.Logger) *CloseWatch {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &CloseWatch{logger: logger, tasks: map[string]watchedTask{}, running: map[string]int{},
-		pending: map[string]runEnd{}}
+	return &CloseWatch{logger: logger, tasks: map[string]*watchedTask{}, current: map[string]string{}}
 }
 
 // DialOption installs the watch on a Temporal client's connection:
@@ -58,37 +59,58 @@ func (c *CloseWatch) DialOption() grpc.DialOption {
 	return grpc.WithChainUnaryInterceptor(c.intercept)
 }
 
-// staleTask is when a task the worker never answered (it stopped, or the server timed the
-// task out) is forgotten.
+// Wait waits until the session ends in progress are done, or ctx is. Call it after the
+// worker stopped, while the worker's Vault token is still good.
+func (c *CloseWatch) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		c.ends.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// staleTask is when a task the worker never answered, or whose answer failed (it stopped,
+// the server timed the task out), is forgotten.
 const staleTask = 15 * time.Minute
 
+// intercept watches the calls of the worker's client. The SDK retries a failed call through
+// it with the same task token, and a task the worker gives up comes back with a new token, so
+// a failed answer changes nothing here: only a completion the server accepted ends a session,
+// and only the one the run asked for in that very task.
 func (c *CloseWatch) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
 	invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	err := invoker(ctx, method, req, reply, cc, opts...)
+	if err != nil {
+		return err
+	}
 	switch r := req.(type) {
 	case *workflowservice.PollWorkflowTaskQueueRequest:
-		if resp, ok := reply.(*workflowservice.PollWorkflowTaskQueueResponse); ok && err == nil {
+		if resp, ok := reply.(*workflowservice.PollWorkflowTaskQueueResponse); ok {
 			c.polled(resp)
 		}
 	case *workflowservice.RespondWorkflowTaskCompletedRequest:
-		runID := c.answered(r.TaskToken)
-		if resp, ok := reply.(*workflowservice.RespondWorkflowTaskCompletedResponse); ok && err == nil {
+		if r.GetIntermediatePage() { // a completion in pages: the last one answers the task
+			break
+		}
+		task := c.answered(r.TaskToken)
+		if resp, ok := reply.(*workflowservice.RespondWorkflowTaskCompletedResponse); ok {
 			c.polled(resp.WorkflowTask)
-			if closes(r) {
-				c.closed(runID)
-			}
-		} else if runID != "" {
-			// Refused: the run goes on, and its next task decides again.
-			c.mu.Lock()
-			delete(c.pending, runID)
-			c.mu.Unlock()
+		}
+		if task != nil && task.end != nil && closes(r) {
+			c.endSession(*task.end)
 		}
 	case *workflowservice.RespondWorkflowTaskFailedRequest:
 		c.answered(r.TaskToken)
 	case *workflowservice.RespondQueryTaskCompletedRequest:
 		c.answered(r.TaskToken)
 	}
-	return err
+	return nil
 }
 
 // polled notes a workflow task the worker received.
@@ -99,41 +121,34 @@ func (c *CloseWatch) polled(t *workflowservice.PollWorkflowTaskQueueResponse) {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for token, task := range c.tasks {
-		if now.Sub(task.polled) > staleTask {
-			c.forget(token, task)
-		}
-	}
-	for runID, e := range c.pending {
-		switch {
-		case e.at.IsZero(): // endAtClose, called from workflow code, reads no clock
-			e.at = now
-			c.pending[runID] = e
-		case now.Sub(e.at) > staleTask:
-			delete(c.pending, runID)
+	if now.Sub(c.lastSweep) > time.Minute {
+		c.lastSweep = now
+		for token, task := range c.tasks {
+			if now.Sub(task.polled) > staleTask {
+				c.forget(token, task)
+			}
 		}
 	}
 	runID := t.WorkflowExecution.RunId
-	c.tasks[string(t.TaskToken)] = watchedTask{runID: runID, polled: now}
-	c.running[runID]++
+	c.tasks[string(t.TaskToken)] = &watchedTask{runID: runID, polled: now}
+	c.current[runID] = string(t.TaskToken)
 }
 
-// answered forgets the task of token and returns its run ("" when the task was not seen).
-func (c *CloseWatch) answered(token []byte) string {
+// answered forgets the task of token and returns it (nil when the task was not seen).
+func (c *CloseWatch) answered(token []byte) *watchedTask {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	task, ok := c.tasks[string(token)]
-	if !ok {
-		return ""
+	task := c.tasks[string(token)]
+	if task != nil {
+		c.forget(string(token), task)
 	}
-	c.forget(string(token), task)
-	return task.runID
+	return task
 }
 
-func (c *CloseWatch) forget(token string, task watchedTask) {
+func (c *CloseWatch) forget(token string, task *watchedTask) {
 	delete(c.tasks, token)
-	if c.running[task.runID]--; c.running[task.runID] <= 0 {
-		delete(c.running, task.runID)
+	if c.current[task.runID] == token {
+		delete(c.current, task.runID)
 	}
 }
 
@@ -149,40 +164,38 @@ func closes(r *workflowservice.RespondWorkflowTaskCompletedRequest) bool {
 	return false
 }
 
-// closed ends the session of run, if it asked for that, now that the server accepted its end.
-func (c *CloseWatch) closed(runID string) {
+// endSession ends a closed run's session in the background, retrying transient failures
+// for a while.
+func (c *CloseWatch) endSession(e runEnd) {
 	c.mu.Lock()
-	e, ok := c.pending[runID]
-	delete(c.pending, runID)
 	end := c.end
 	c.mu.Unlock()
-	if !ok || end == nil {
+	if end == nil {
 		return
 	}
-	go c.endSession(end, e)
-}
-
-// endSession ends a closed run's session, retrying transient failures for a while.
-func (c *CloseWatch) endSession(end func(context.Context, string, string) error, e runEnd) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	wait := 500 * time.Millisecond
-	for {
-		err := end(ctx, e.sessionID, e.holder)
-		if err == nil {
-			return
+	c.ends.Add(1)
+	go func() {
+		defer c.ends.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		wait := 500 * time.Millisecond
+		for {
+			err := end(ctx, e.sessionID, e.holder)
+			if err == nil {
+				return
+			}
+			if isIdentityError(err) || ctx.Err() != nil {
+				c.logger.Warn("session of a closed run not ended; the pool's sweeper ends it", "session", e.sessionID,
+					"holder", e.holder, "err", err)
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+				wait = min(2*wait, 15*time.Second)
+			}
 		}
-		if isIdentityError(err) || ctx.Err() != nil {
-			c.logger.Warn("session of a closed run not ended; the pool's sweeper ends it", "session", e.sessionID,
-				"holder", e.holder, "err", err)
-			return
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-			wait = min(2*wait, 15*time.Second)
-		}
-	}
+	}()
 }
 
 // bind gives the watch the worker's way to end sessions (NewWorkerInterceptor).
@@ -200,12 +213,16 @@ func (c *CloseWatch) watching(runID string) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.running[runID] > 0
+	_, ok := c.current[runID]
+	return ok
 }
 
-// endAtClose asks the watch to end the session once the server accepted the run's end.
+// endAtClose asks the watch to end the session if the completion of the run's task in
+// flight closes the run and the server accepts it.
 func (c *CloseWatch) endAtClose(runID, sessionID, holder string) {
 	c.mu.Lock()
-	c.pending[runID] = runEnd{sessionID: sessionID, holder: holder}
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	if task := c.tasks[c.current[runID]]; task != nil {
+		task.end = &runEnd{sessionID: sessionID, holder: holder}
+	}
 }

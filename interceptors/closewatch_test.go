@@ -91,8 +91,10 @@ func (h *watchHarness) wantNoneEnded() {
 }
 
 // TestCloseWatchEndsAfterTheServerAcceptedTheEnd: a run's session ends only once the server
-// accepted a completion that closes the run; a refused one ends nothing, and the run's next
-// task decides again.
+// accepted a completion that closes the run, in the task in which the run asked for it. A
+// refused completion ends nothing, and the session it asked for is not ended by a later
+// task that closes the run without asking (a continue-as-new, whose next run goes on with
+// the session).
 func TestCloseWatchEndsAfterTheServerAcceptedTheEnd(t *testing.T) {
 	h := newWatchHarness(t)
 	complete := enumspb.COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION
@@ -104,25 +106,54 @@ func TestCloseWatchEndsAfterTheServerAcceptedTheEnd(t *testing.T) {
 	h.watch.endAtClose("r1", "s1", "wf")
 	h.call(completion("t1", complete), nil, serviceerror.NewInvalidArgument("UnhandledCommand"))
 	h.wantNoneEnded()
-	if h.watch.watching("r1") {
-		t.Fatal("a refused task is still in flight")
-	}
 
-	// The retried task takes another path: it schedules an activity; the server also
-	// returns the run's next task with its answer.
+	// The server hands the run's task out again; this time it continues as new.
 	h.poll("t2", "r1")
-	h.call(completion("t2", enumspb.COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK),
-		&workflowservice.RespondWorkflowTaskCompletedResponse{WorkflowTask: task("t3", "r1")}, nil)
+	h.call(completion("t2", enumspb.COMMAND_TYPE_CONTINUE_AS_NEW_WORKFLOW_EXECUTION), &workflowservice.RespondWorkflowTaskCompletedResponse{}, nil)
 	h.wantNoneEnded()
-	if !h.watch.watching("r1") {
+
+	// Another run: it schedules an activity, and the server returns its next task with the
+	// answer; that task ends the run.
+	h.poll("t3", "r2")
+	h.call(completion("t3", enumspb.COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK),
+		&workflowservice.RespondWorkflowTaskCompletedResponse{WorkflowTask: task("t4", "r2")}, nil)
+	h.wantNoneEnded()
+	if !h.watch.watching("r2") {
 		t.Fatal("the task returned with the answer is not watched")
 	}
-	h.watch.endAtClose("r1", "s1", "wf")
-	h.call(completion("t3", enumspb.COMMAND_TYPE_RECORD_MARKER, complete), &workflowservice.RespondWorkflowTaskCompletedResponse{}, nil)
-	h.wantEnded("s1")
-	if h.watch.watching("r1") || len(h.watch.tasks) != 0 || len(h.watch.pending) != 0 {
-		t.Fatalf("left behind: tasks %v, pending %v", h.watch.tasks, h.watch.pending)
+	h.watch.endAtClose("r2", "s2", "wf")
+	h.call(completion("t4", enumspb.COMMAND_TYPE_RECORD_MARKER, complete), &workflowservice.RespondWorkflowTaskCompletedResponse{}, nil)
+	h.wantEnded("s2")
+	if h.watch.watching("r2") || len(h.watch.current) != 0 {
+		t.Fatalf("left behind: current %v", h.watch.current)
 	}
+	if err := h.watch.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCloseWatchRetriesAndPages: a completion the SDK sends again after a transient failure,
+// and one sent in pages (the last page answers the task), still end the session.
+func TestCloseWatchRetriesAndPages(t *testing.T) {
+	h := newWatchHarness(t)
+	complete := enumspb.COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION
+	h.poll("t1", "r1")
+	h.watch.endAtClose("r1", "s1", "wf")
+	h.call(completion("t1", complete), nil, serviceerror.NewUnavailable("try again"))
+	h.wantNoneEnded()
+	h.call(completion("t1", complete), &workflowservice.RespondWorkflowTaskCompletedResponse{}, nil)
+	h.wantEnded("s1")
+
+	h.poll("t2", "r2")
+	h.watch.endAtClose("r2", "s2", "wf")
+	page := completion("t2", enumspb.COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK)
+	page.IntermediatePage = true
+	h.call(page, &workflowservice.RespondWorkflowTaskCompletedResponse{}, nil)
+	h.wantNoneEnded()
+	last := completion("t2", complete)
+	last.PageNumber = 1
+	h.call(last, &workflowservice.RespondWorkflowTaskCompletedResponse{}, nil)
+	h.wantEnded("s2")
 }
 
 // TestCloseWatchEveryEnd: failing, cancelling and continuing as new close a run too; a run
@@ -153,12 +184,12 @@ func TestCloseWatchForgetsAnsweredAndStaleTasks(t *testing.T) {
 	h.poll("lost", "r3")
 	h.watch.endAtClose("r3", "s3", "wf")
 	h.watch.mu.Lock()
-	h.watch.tasks["lost"] = watchedTask{runID: "r3", polled: time.Now().Add(-staleTask - time.Second)}
-	h.watch.pending["r3"] = runEnd{sessionID: "s3", holder: "wf", at: time.Now().Add(-staleTask - time.Second)}
+	h.watch.tasks["lost"].polled = time.Now().Add(-staleTask - time.Second)
+	h.watch.lastSweep = time.Time{}
 	h.watch.mu.Unlock()
 	h.poll("next", "r4")
-	if len(h.watch.tasks) != 1 || len(h.watch.running) != 1 || len(h.watch.pending) != 0 {
-		t.Fatalf("left behind: tasks %v, running %v, pending %v", h.watch.tasks, h.watch.running, h.watch.pending)
+	if len(h.watch.tasks) != 1 || len(h.watch.current) != 1 || !h.watch.watching("r4") {
+		t.Fatalf("left behind: tasks %v, current %v", h.watch.tasks, h.watch.current)
 	}
 }
 

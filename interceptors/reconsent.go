@@ -22,7 +22,7 @@ func (w *workflowInbound) reconsent(ctx workflow.Context) error {
 	*starter = *caller // every holder of the run's identity now sees the new session and claims
 	w.state.adopted[caller.SessionID] = true
 	if w.state.owner && old != caller.SessionID {
-		w.root.la.end(ctx, old, workflow.GetInfo(ctx).WorkflowExecution.ID)
+		w.root.la.end(ctx, old, runHolder(workflow.GetInfo(ctx)))
 	}
 	w.state.owner = true
 	w.state.reconsents++

@@ -354,10 +354,11 @@ func (w *workflowInbound) ExecuteUpdate(ctx workflow.Context, in *interceptor.Up
 	return result, err
 }
 
-// runHolder is the hold of a run's chain (the run, and the runs it continues as new as) on
-// its session: "<workflow id>/chain/<first run id>" (tokenstore.SharedSessions). A new run
-// under the same workflow id holds apart, so the late end of the run before it, which the
-// CloseWatch sends once the server accepted it, releases only that run's hold.
+// runHolder is the hold of a run's chain (the run, and the runs that continue it: continue-
+// as-new, retries, cron) on its session: "<workflow id>/chain/<first run id>"
+// (tokenstore.SharedSessions). A new chain under the same workflow id holds apart, so the
+// late end of the run before it, which the CloseWatch sends once the server accepted it,
+// releases only that run's hold.
 func runHolder(info *workflow.Info) string {
 	return info.WorkflowExecution.ID + "/chain/" + info.FirstRunID
 }

@@ -300,8 +300,8 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 
 // Run creates or updates the pool's sweeper schedule (EnsureSweeperSchedule, unless
 // Config.SweepInterval is negative), keeps the worker's Vault token alive, starts polling and
-// blocks until ctx is done; then it stops, letting in-flight activities finish within
-// Config.ShutdownTimeout. It returns nil after a clean stop. With Config.SetCurrentIfUnset,
+// blocks until ctx is done; then it stops, letting in-flight activities, and the ends of
+// sessions of runs that just closed, finish within Config.ShutdownTimeout each. It returns nil after a clean stop. With Config.SetCurrentIfUnset,
 // once polling it makes its build the deployment's current version if the deployment never
 // had one (SetCurrentIfUnset); a failure there is logged, not returned.
 func (p *Pool) Run(ctx context.Context) error {
@@ -332,6 +332,12 @@ func (p *Pool) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	p.Worker.Stop() // drains in-flight activities for up to WorkerStopTimeout
+	// The sessions of runs that closed just before the stop end while Vault still answers.
+	wctx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := p.CloseWatch.Wait(wctx); err != nil {
+		p.cfg.Logger.Warn("pool: stopped before every closed run's session ended; the sweeper ends the rest", "err", err)
+	}
 	return nil
 }
 

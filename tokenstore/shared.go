@@ -204,8 +204,10 @@ func (s *SharedSessions) CurrentIDToken(ctx context.Context, sessionID string) (
 // token at the identity provider and destroys the session and its holder list. Ending a hold
 // that is not there is not an error (a retry). A run chain's holder that is not there
 // releases its workflow id's hold instead: a run an earlier release of the pool started held
-// so. A holder list of a newer format fails it with a *FormatError before anything is
-// written or revoked.
+// so. (A retry of an End that released the chain's hold and then failed does that too: while
+// runs of an earlier release still run, it may release one of theirs under the same workflow
+// id, whose session the sweeper then ends with the run.) A holder list of a newer format
+// fails it with a *FormatError before anything is written or revoked.
 func (s *SharedSessions) End(ctx context.Context, sessionID, holder string) error {
 	if err := ValidateSessionID(sessionID); err != nil {
 		return err
@@ -310,7 +312,10 @@ func (s *SharedSessions) hold(ctx context.Context, sid, holder string, add bool)
 // WorkflowStates tells whether Temporal knows a workflow and none of its runs is running;
 // activities.TemporalRuns is one.
 type WorkflowStates interface {
-	Closed(ctx context.Context, workflowID string) (bool, error)
+	// Closed reports whether Temporal knows the workflow and none of its runs is running.
+	// With firstRunID, only the runs of that chain count: the chain is closed too when the
+	// workflow's latest run belongs to another chain.
+	Closed(ctx context.Context, workflowID, firstRunID string) (bool, error)
 }
 
 // Sweep releases the holds of workflows that are closed and ends every session left without
@@ -357,8 +362,8 @@ sessions:
 		}
 		gone := 0
 		for _, holder := range h.list {
-			workflowID := holderWorkflow(holder)
-			closed, err := runs.Closed(ctx, workflowID)
+			workflowID, chain := holderChain(holder)
+			closed, err := runs.Closed(ctx, workflowID, chain)
 			if err != nil {
 				return ended, err
 			}
@@ -383,22 +388,45 @@ sessions:
 	return ended, nil
 }
 
-// chainOf returns the "/chain/<first run id>" end of a run chain's holder, else "". Run ids
-// hold no "/".
+// chainOf returns the "/chain/<first run id>" end of a run chain's holder, else "".
 func chainOf(holder string) string {
-	i := strings.LastIndex(holder, "/chain/")
-	if i < 0 || strings.Contains(holder[i+len("/chain/"):], "/") {
+	const sep = "/chain/"
+	i := strings.LastIndex(holder, sep)
+	if i < 0 || !IsRunID(holder[i+len(sep):]) {
 		return ""
 	}
 	return holder[i:]
 }
 
-// holderWorkflow returns the workflow id of a holder.
-func holderWorkflow(holder string) string {
+// holderChain returns the workflow id of a holder and, for a run chain's, the chain's first
+// run id.
+func holderChain(holder string) (workflowID, firstRunID string) {
 	if wf, _, ok := strings.Cut(holder, "/update/"); ok {
-		return wf
+		return wf, ""
 	}
-	return strings.TrimSuffix(holder, chainOf(holder))
+	chain := chainOf(holder)
+	return strings.TrimSuffix(holder, chain), strings.TrimPrefix(chain, "/chain/")
+}
+
+// IsRunID reports whether s has the textual form of a Temporal run id: a UUID (RFC 9562
+// section 4).
+func IsRunID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // listFolder returns the keys of a KV v2 folder at <mount>/metadata/<folder> (sub-folders end

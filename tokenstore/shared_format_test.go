@@ -284,7 +284,11 @@ func (g getThenRevoke) Revoke(ctx context.Context, id string) error {
 
 type fakeClosed map[string]bool
 
-func (f fakeClosed) Closed(_ context.Context, workflowID string) (bool, error) {
+// Closed: a chain's own entry ("<workflow id>/chain/<first run id>"), else the workflow's.
+func (f fakeClosed) Closed(_ context.Context, workflowID, firstRunID string) (bool, error) {
+	if closed, ok := f[workflowID+"/chain/"+firstRunID]; ok && firstRunID != "" {
+		return closed, nil
+	}
 	return f[workflowID], nil
 }
 
@@ -305,52 +309,99 @@ func TestCheckStoredFormat(t *testing.T) {
 	}
 }
 
+// Run ids of the chains in the tests below.
+const (
+	run1 = "0193a1c2-7d1e-7a55-9f7e-2f0b7f2b6c11"
+	run2 = "0193a1c2-7d1e-7a55-9f7e-2f0b7f2b6c12"
+	run3 = "0193a1c2-7d1e-7a55-9f7e-2f0b7f2b6c13"
+)
+
 // TestRunChainHolders: each run chain of a workflow holds apart; ending one leaves the next
-// chain's hold (and the session) alone. A chain's end releases the workflow id's hold that a
+// chain's hold (and the session) alone, and a chain's end leaves the workflow id's own hold
+// alone when the chain's hold was there. A chain's end releases the workflow id's hold that a
 // run an earlier release started holds instead, so such a run still ends its session.
 func TestRunChainHolders(t *testing.T) {
 	_, s, rl := formatShared(t)
 	ctx := context.Background()
 	id := &identity.Identity{Subject: "bob", Issuer: "https://idp.example.test/", ClientID: "starter", Expiry: time.Now().Add(time.Hour)}
 	tok := &oauth2.Token{AccessToken: "a", RefreshToken: "r"}
-	sid, err := s.Deposit(ctx, id, tok, "wf/chain/r1")
+	sid, err := s.Deposit(ctx, id, tok, "wf/chain/"+run1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Deposit(ctx, id, tok, "wf/chain/r2"); err != nil {
+	for _, h := range []string{"wf/chain/" + run2, "wf"} {
+		if _, err := s.Deposit(ctx, id, tok, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.End(ctx, sid, "wf/chain/"+run1); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.End(ctx, sid, "wf/chain/r1"); err != nil {
-		t.Fatal(err)
+	if h, _ := s.Holders(ctx, sid); !slices.Equal(h, []string{"wf/chain/" + run2, "wf"}) || len(rl.list()) != 0 {
+		t.Fatalf("after the first chain's end: holders %q, revoked %q; want the others' holds, none", h, rl.list())
 	}
-	if h, _ := s.Holders(ctx, sid); !slices.Equal(h, []string{"wf/chain/r2"}) || len(rl.list()) != 0 {
-		t.Fatalf("after the first chain's end: holders %q, revoked %q; want the second chain's hold, none", h, rl.list())
+	for _, h := range []string{"wf/chain/" + run2, "wf"} {
+		if err := s.End(ctx, sid, h); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := s.End(ctx, sid, "wf/chain/r2"); err != nil || len(rl.list()) != 1 {
-		t.Fatalf("after the last chain's end: %v, revoked %q; want the session revoked", err, rl.list())
+	if len(rl.list()) != 1 {
+		t.Fatalf("after the last hold's end: revoked %q; want the session revoked", rl.list())
 	}
 
 	legacy, err := s.Deposit(ctx, id, &oauth2.Token{AccessToken: "a", RefreshToken: "r-legacy"}, "wf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.End(ctx, legacy, "wf/chain/r3"); err != nil || len(rl.list()) != 2 {
+	if err := s.End(ctx, legacy, "wf/chain/"+run3); err != nil || len(rl.list()) != 2 {
 		t.Fatalf("a chain's end over a workflow id's hold: %v, revoked %q; want the session revoked", err, rl.list())
 	}
 }
 
-func TestHolderWorkflow(t *testing.T) {
-	for holder, want := range map[string]string{
-		"wf":                     "wf",
-		"wf/chain/r1":            "wf",
-		"a/chain/b/chain/r1":     "a/chain/b",
-		"wf/update/u1":           "wf",
-		"wf/update/u/chain/x":    "wf",
-		"wf/chain/not/a/run/id":  "wf/chain/not/a/run/id",
-		"orders/2026/chain/r-1a": "orders/2026",
+// TestSweepRunChains: the sweep ends a chain's hold once that chain is over, even while a
+// later chain of the same workflow id runs, and keeps the running chain's.
+func TestSweepRunChains(t *testing.T) {
+	fv, s, rl := formatShared(t)
+	sid := NewSessionID()
+	seedSession(fv, sid, map[string]any{"format": HolderListFormat, "holders": []any{"wf/chain/" + run1, "wf/chain/" + run2}})
+	runs := fakeClosed{"wf": false, "wf/chain/" + run1: true, "wf/chain/" + run2: false}
+	if n, err := s.Sweep(context.Background(), runs); err != nil || n != 0 {
+		t.Fatalf("sweep: %d, %v; want 0 ended", n, err)
+	}
+	if h, _ := s.Holders(context.Background(), sid); !slices.Equal(h, []string{"wf/chain/" + run2}) || len(rl.list()) != 0 {
+		t.Fatalf("holders after the sweep %q, revoked %q; want the running chain's only", h, rl.list())
+	}
+}
+
+func TestHolderChain(t *testing.T) {
+	for holder, want := range map[string][2]string{
+		"wf":                                   {"wf", ""},
+		"wf/chain/" + run1:                     {"wf", run1},
+		"a/chain/b/chain/" + run1:              {"a/chain/b", run1},
+		"wf/update/u1":                         {"wf", ""},
+		"wf/update/u/chain/" + run1:            {"wf", ""},
+		"wf/chain/not-a-run-id":                {"wf/chain/not-a-run-id", ""},
+		"orders/2026/chain/" + run2:            {"orders/2026", run2},
+		"wf/chain/" + run1 + "/chain/whatever": {"wf/chain/" + run1 + "/chain/whatever", ""},
 	} {
-		if got := holderWorkflow(holder); got != want {
-			t.Errorf("holderWorkflow(%q) = %q, want %q", holder, got, want)
+		if wf, chain := holderChain(holder); wf != want[0] || chain != want[1] {
+			t.Errorf("holderChain(%q) = %q, %q; want %q, %q", holder, wf, chain, want[0], want[1])
+		}
+	}
+}
+
+func TestIsRunID(t *testing.T) {
+	for s, want := range map[string]bool{
+		"0193a1c2-7d1e-7a55-9f7e-2f0b7f2b6c11": true,
+		"0193A1C2-7D1E-7A55-9F7E-2F0B7F2B6C11": true,
+		"default-test-run-id":                  false,
+		"0193a1c2-7d1e-7a55-9f7e-2f0b7f2b6c1":  false,
+		"0193a1c2x7d1e-7a55-9f7e-2f0b7f2b6c11": false,
+		"0193a1c2-7d1e-7a55-9f7e-2f0b7f2b6c1g": false,
+		"":                                     false,
+	} {
+		if got := IsRunID(s); got != want {
+			t.Errorf("IsRunID(%q) = %v, want %v", s, got, want)
 		}
 	}
 }

@@ -134,7 +134,7 @@ func TestIntegrationSharedSessionsDepositRefusedLeavesNoHolder(t *testing.T) {
 // fakeRuns says which workflows are closed.
 type fakeRuns map[string]bool
 
-func (f fakeRuns) Closed(_ context.Context, workflowID string) (bool, error) {
+func (f fakeRuns) Closed(_ context.Context, workflowID, _ string) (bool, error) {
 	return f[workflowID], nil
 }
 

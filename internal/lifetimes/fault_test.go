@@ -278,5 +278,6 @@ func TestFaultCrashBeforeWrite(t *testing.T) {
 			t.Errorf("after re-consent: %d steps, %d parks; want 8 steps, one park, a new session at the end", len(final.Steps), final.Parks)
 		}
 		sessionGone(ctx, t, r.workers[0], final.SessionID)
+		sessionGone(ctx, t, r.workers[0], final.Steps[0].SessionID) // the re-consent ended the old one
 	})
 }
