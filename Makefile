@@ -116,8 +116,8 @@ test: tools postgres browser devstack
 	(cd examples && OIDCFLOW_REQUIRE_STACK=1 $(GO) test -timeout 10m $(TEST_FLAGS) ./...) || status=$$?; \
 	echo "test: the Temporal server's authorizer and the server itself (tools/temporal, a module of its own)"; \
 	(cd tools/temporal && OIDCFLOW_TEMPORAL_SERVER_BIN=$(CURDIR)/bin/temporal-server $(GO) test -trimpath -timeout 10m $(TEST_FLAGS) ./...) || status=$$?; \
-	echo "test: fault tests (they pause and restart Vault and Hydra, so they run alone)"; \
-	OIDCFLOW_REQUIRE_STACK=1 OIDCFLOW_FAULTS=1 $(GO) test -timeout 15m -count=1 -run Fault ./internal/lifetimes || status=$$?; \
+	echo "test: fault tests (they pause and restart Vault and Hydra, and rotate its signing key, so they run alone)"; \
+	OIDCFLOW_REQUIRE_STACK=1 OIDCFLOW_FAULTS=1 $(GO) test -timeout 15m -count=1 -p 1 -run Fault ./internal/lifetimes ./identity || status=$$?; \
 	[ -n "$$was_up" ] || $(DEVSTACK) down; \
 	exit $$status
 

@@ -93,7 +93,7 @@ var Vars = []Var{
 	{"OIDCFLOW_REFRESH_TOKEN_TTL", "720h", "dev stack (`make up`): Hydra's refresh token lifetime", false},
 	{"OIDCFLOW_POSTGRES_BIN", "", "dev stack: folder of the PostgreSQL server binaries (default: the newest under /usr/lib/postgresql)", false},
 	{"OIDCFLOW_IDP_HOOK_KEY", "", "dev stack: key Hydra's token hook presents to the login/consent app (set by the launcher)", true},
-	{"OIDCFLOW_FAULTS", "", "tests: `1` runs the fault tests, which pause and restart the stack's Vault and Hydra (`make test` runs them alone, after the rest)", false},
+	{"OIDCFLOW_FAULTS", "", "tests: `1` runs the fault tests, which pause and restart the stack's Vault and Hydra and rotate Hydra's signing key (`make test` runs them alone, after the rest)", false},
 	{"OIDCFLOW_POOL_RUNS", "200", "tests: how many access requests the worker pool test runs", false},
 	{"OIDCFLOW_REQUIRE_STACK", "", "tests: `1` makes integration tests fail instead of skip without a dev stack (`make test` sets it)", false},
 }

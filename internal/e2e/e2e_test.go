@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/oidcflow/oidcflow/internal/leakcheck"
@@ -78,7 +79,9 @@ func accessInput(reason string, d time.Duration) workflows.AccessRequestInput {
 // (workflows.ApproveAccess: that run, that request digest) and waits for its result. The run
 // registers its handlers once its identity is verified; a query or update sent in the same
 // instant as the start is refused (leaving no trace), so both are sent again until ctx ends:
-// on a busy machine the worker may take the run's first task seconds after the start.
+// on a busy machine the worker may take the run's first task seconds after the start. So is
+// an update the server turns away while the run's workflow task is on its third attempt or
+// later (WorkflowNotReady: a worker died holding it, or it timed out on a busy machine).
 func approve(ctx context.Context, c client.Client, workflowID string) (workflows.AccessStatus, error) {
 	var st workflows.AccessStatus
 	for {
@@ -94,7 +97,8 @@ func approve(ctx context.Context, c client.Client, workflowID string) (workflows
 				err = h.Get(ctx, &st)
 			}
 		}
-		if (qerr != nil || (err != nil && strings.Contains(err.Error(), "unknown update"))) && ctx.Err() == nil {
+		var notReady *serviceerror.WorkflowNotReady
+		if (qerr != nil || errors.As(err, &notReady) || (err != nil && strings.Contains(err.Error(), "unknown update"))) && ctx.Err() == nil {
 			time.Sleep(200 * time.Millisecond)
 			continue
 		}
