@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/oidcflow/oidcflow/identity"
@@ -743,5 +744,21 @@ func TestDecisionRefusedByAnOlderWorker(t *testing.T) {
 	res := f.run("approve", "access-1")
 	if res.code != ExitError || !strings.Contains(res.stderr, "upgrade the worker pool") || len(f.tc.sent) != 0 {
 		t.Errorf("exit %d, %s; sent %d updates", res.code, res.stderr, len(f.tc.sent))
+	}
+}
+
+// TestDecisionWhileTheRunsTaskFails: the server turns an update away while the run's workflow
+// task is failing (WorkflowNotReady); the approver learns that nothing was decided and what
+// to do.
+func TestDecisionWhileTheRunsTaskFails(t *testing.T) {
+	f := newFixture(t)
+	f.login()
+	f.mustRun("request-access", "--resource", "demo", "--reason", "x", "--id", "access-1")
+	f.tc.onUpdate = func(string, string, any) (workflows.AccessStatus, error) {
+		return workflows.AccessStatus{}, serviceerror.NewWorkflowNotReady("Unable to perform workflow execution update due to Workflow Task in failed state.")
+	}
+	res := f.run("approve", "access-1")
+	if res.code != ExitError || !strings.Contains(res.stderr, "nothing was decided. Try again in a moment") {
+		t.Errorf("exit %d, stderr %s", res.code, res.stderr)
 	}
 }

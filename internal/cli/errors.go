@@ -52,6 +52,12 @@ func (r *runner) classify(err error) (code, msg string, exit int) {
 		return CodeForbidden, "refused by Temporal (" + denied.Message + "): your token lacks the permission for this call in namespace " +
 			r.namespace() + "; ask for " + r.namespace() + ":write (starting and approving) or :read (status), then run `starter login` again", ExitError
 	}
+	var notReady *serviceerror.WorkflowNotReady
+	if errors.As(err, &notReady) {
+		return CodeError, "the run takes no update now: its workflow task is failing or being retried (a worker " +
+			"stopped in the middle of it, or the workers cannot keep up); nothing was decided. Try again in a " +
+			"moment; if it persists, look at the workers' logs", ExitError
+	}
 	if errors.As(err, &app) {
 		switch app.Type() {
 		case identity.TypeTokenExpired, identity.TypeReauthRequired:
