@@ -24,8 +24,8 @@ type SessionRefresher interface {
 // when the run closes: the pool's interceptors.CloseWatch releases the run's hold once the
 // server accepted the run's end, or, for a run whose tasks it did not see, the worker
 // interceptor schedules EndSession, which does; the last holder revokes (tokenstore). The
-// pool's sweeper removes what a dead run left behind. Their inputs and results hold the session id and times only, never a token, so
-// history stays free of secrets.
+// pool's sweeper removes what a dead run left behind. Their inputs and results hold the
+// session id and times only, never a token, so history stays free of secrets.
 //
 // Suggested activity options: StartToCloseTimeout of at least 2 minutes (a refresh may wait
 // for another worker's claim, tokenstore.RefresherOptions.ClaimTTL), and the default retry

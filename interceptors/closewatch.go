@@ -218,8 +218,12 @@ func (c *CloseWatch) watching(runID string) bool {
 }
 
 // endAtClose asks the watch to end the session if the completion of the run's task in
-// flight closes the run and the server accepts it.
+// flight closes the run and the server accepts it. Without a watch (a replay of a run that
+// chose it, on a worker without one) the sweeper ends the session.
 func (c *CloseWatch) endAtClose(runID, sessionID, holder string) {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if task := c.tasks[c.current[runID]]; task != nil {

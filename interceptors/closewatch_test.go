@@ -199,4 +199,5 @@ func TestCloseWatchNil(t *testing.T) {
 	if w.watching("r1") {
 		t.Fatal("a nil watch watches")
 	}
+	w.endAtClose("r1", "s1", "wf") // a replayed run that chose the watch, on a worker without one
 }

@@ -232,7 +232,7 @@ func (l *localActivities) endRun(ctx workflow.Context, sessionID, holder string)
 		l.end(ctx, sessionID, holder)
 		return
 	case endAfterRun:
-		if !workflow.IsReplaying(dctx) && l.closes != nil {
+		if !workflow.IsReplaying(dctx) {
 			l.closes.endAtClose(runID, sessionID, holder)
 		}
 		return

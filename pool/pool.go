@@ -301,9 +301,10 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 // Run creates or updates the pool's sweeper schedule (EnsureSweeperSchedule, unless
 // Config.SweepInterval is negative), keeps the worker's Vault token alive, starts polling and
 // blocks until ctx is done; then it stops, letting in-flight activities, and the ends of
-// sessions of runs that just closed, finish within Config.ShutdownTimeout each. It returns nil after a clean stop. With Config.SetCurrentIfUnset,
-// once polling it makes its build the deployment's current version if the deployment never
-// had one (SetCurrentIfUnset); a failure there is logged, not returned.
+// sessions of runs that just closed, finish within Config.ShutdownTimeout each. It returns
+// nil after a clean stop. With Config.SetCurrentIfUnset, once polling it makes its build the
+// deployment's current version if the deployment never had one (SetCurrentIfUnset); a
+// failure there is logged, not returned.
 func (p *Pool) Run(ctx context.Context) error {
 	if every := p.cfg.SweepInterval; every > 0 {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -352,8 +352,9 @@ func (r *runner) update(ctx context.Context, workflowID, name string, arg any, h
 	return r.printRequest(RequestJSON{WorkflowID: workflowID, State: st.State, Status: &st, UIURL: r.uiURL(workflowID)}, headline)
 }
 
-// waitClosed waits a little for a run whose request reached a final state to close (it ends
-// its session first), so that a new request under the same id starts a run of its own.
+// waitClosed waits a little for a run whose request reached a final state to close (its
+// workflow function returns in a later workflow task), so that a new request under the same
+// id starts a run of its own.
 func waitClosed(ctx context.Context, c temporalClient, workflowID, runID string) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
